@@ -1,0 +1,3 @@
+"""Resumable dlt pipelines under Prefect 3 on Kubernetes."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,160 @@
+"""Finishing what a dead run left behind, without loading anything twice.
+
+A normalized package whose load id is already in the destination's `_dlt_loads` was fully
+loaded: it is archived, not loaded again. A package that was partly loaded (some jobs
+started or completed, which a stale snapshot may not even show) has its rows removed from
+every append table by `_dlt_load_id`, and all its jobs go back to `new_jobs`, so the load
+starts over from a clean slate: dlt's own resume would repeat or skip committed jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dlt
+from dlt.common.schema import Schema
+from dlt.common.schema.utils import get_root_table, get_write_disposition
+from dlt.common.storages.load_package import PackageStorage, ParsedLoadJobFileName
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
+log = logging.getLogger(__name__)
+
+# Job files written by normalize; anything else in a package (sql, reference) is a follow-up
+# created by load and is recreated when its table chain completes again.
+DATA_FORMATS = {"parquet", "jsonl", "typed-jsonl", "insert_values", "csv", "model"}
+JOB_FOLDERS = (
+    PackageStorage.STARTED_JOBS_FOLDER,
+    PackageStorage.COMPLETED_JOBS_FOLDER,
+    PackageStorage.FAILED_JOBS_FOLDER,
+)
+
+
+@dataclass
+class ResumePlan:
+    """What was found pending in the restored working dir and what was done with it."""
+
+    extracted: list[str] = field(default_factory=list)
+    normalized: list[str] = field(default_factory=list)
+    already_loaded: list[str] = field(default_factory=list)
+    reset: list[str] = field(default_factory=list)
+    rows_removed: dict[str, int] = field(default_factory=dict)
+
+
+def package_dir(pipeline: dlt.Pipeline, load_id: str) -> Path:
+    return Path(pipeline.working_dir) / "load" / "normalized" / load_id
+
+
+def loaded_ids(pipeline: dlt.Pipeline, load_ids: Iterable[str]) -> set[str]:
+    """The subset of `load_ids` recorded in the destination's `_dlt_loads`."""
+    ids = sorted(load_ids)
+    if not ids:
+        return set()
+    if pipeline.destination.destination_type.endswith("filesystem"):
+        client = pipeline.destination_client()
+        table_dir = client.get_table_dir("_dlt_loads")  # type: ignore[attr-defined]
+        try:
+            names = client.fs_client.ls(table_dir, detail=False)  # type: ignore[attr-defined]
+        except FileNotFoundError:
+            return set()
+        return {i for i in ids if any(i in os.path.basename(n) for n in names)}
+    with pipeline.sql_client() as sql:
+        table = sql.make_qualified_table_name("_dlt_loads")
+        placeholders = ", ".join(["%s"] * len(ids))
+        try:
+            rows = sql.execute_sql(
+                f"SELECT load_id FROM {table} WHERE load_id IN ({placeholders})", *ids
+            )
+        except DatabaseUndefinedRelation:
+            return set()
+    return {str(r[0]) for r in rows or []}
+
+
+def package_started(path: Path) -> bool:
+    """True when load touched the package: the destination may hold some of its rows."""
+    if (path / PackageStorage.APPLIED_SCHEMA_UPDATES_FILE_NAME).exists():
+        return True
+    return any(any((path / folder).iterdir()) for folder in JOB_FOLDERS if (path / folder).exists())
+
+
+def remove_package_rows(pipeline: dlt.Pipeline, schema: Schema, load_id: str) -> dict[str, int]:
+    """Deletes the package's rows from its append tables; merge and replace redo themselves."""
+    if pipeline.destination.destination_type.endswith("filesystem"):
+        return {}  # job files are written under names derived from load and file id: rewritten
+    removed: dict[str, int] = {}
+    tables = schema.data_tables(include_incomplete=False) + [
+        schema.tables[name] for name in schema.dlt_table_names() if name in schema.tables
+    ]
+    # nested tables first, so a join on the root still finds its rows
+    for table in sorted(tables, key=lambda t: t.get("parent") is None):
+        name = table["name"]
+        if get_write_disposition(schema.tables, name) != "append":
+            continue
+        with pipeline.sql_client() as sql:
+            qualified = sql.make_qualified_table_name(name)
+            if "_dlt_load_id" in table.get("columns", {}):
+                where, args = "_dlt_load_id = %s", [load_id]
+            elif "_dlt_root_id" in table.get("columns", {}):
+                root = sql.make_qualified_table_name(get_root_table(schema.tables, name)["name"])
+                where = f"_dlt_root_id IN (SELECT _dlt_id FROM {root} WHERE _dlt_load_id = %s)"
+                args = [load_id]
+            else:
+                continue
+            try:
+                count = sql.execute_sql(f"SELECT COUNT(*) FROM {qualified} WHERE {where}", *args)
+                if count and count[0][0]:
+                    sql.execute_sql(f"DELETE FROM {qualified} WHERE {where}", *args)
+                    removed[name] = int(count[0][0])
+            except DatabaseUndefinedRelation:
+                continue
+    return removed
+
+
+def reset_package_jobs(path: Path) -> None:
+    """Moves every data job back to `new_jobs` and forgets load's bookkeeping for the package."""
+    new_jobs = path / PackageStorage.NEW_JOBS_FOLDER
+    for folder in JOB_FOLDERS:
+        for job in sorted((path / folder).glob("*")) if (path / folder).exists() else []:
+            try:
+                parsed = ParsedLoadJobFileName.parse(job.name)
+            except Exception:
+                job.unlink()  # exception files and other leftovers
+                continue
+            if parsed.file_format in DATA_FORMATS:
+                os.replace(job, new_jobs / job.name)
+            else:
+                job.unlink()
+    for job in list(new_jobs.iterdir()):
+        parsed = ParsedLoadJobFileName.parse(job.name)
+        if parsed.file_format not in DATA_FORMATS:
+            job.unlink()
+    for leftover in (PackageStorage.PENDING_TRANSITIONS_FOLDER, PackageStorage.EXCEPTIONS_FOLDER):
+        shutil.rmtree(path / leftover, ignore_errors=True)
+        (path / leftover).mkdir()
+    (path / PackageStorage.APPLIED_SCHEMA_UPDATES_FILE_NAME).unlink(missing_ok=True)
+
+
+def prepare_normalized_packages(pipeline: dlt.Pipeline, plan: ResumePlan) -> None:
+    """Archives loaded packages and resets partly loaded ones; the rest load as they are."""
+    pending = list(pipeline.list_normalized_load_packages())
+    if not pending:
+        return
+    done = loaded_ids(pipeline, pending)
+    storage = pipeline._get_load_storage()
+    for load_id in pending:
+        path = package_dir(pipeline, load_id)
+        if load_id in done:
+            storage.complete_load_package(load_id, aborted=False)
+            plan.already_loaded.append(load_id)
+            log.info("package %s is already in _dlt_loads: archived, not loaded again", load_id)
+        elif package_started(path):
+            schema = storage.normalized_packages.load_schema(load_id)
+            for table, count in remove_package_rows(pipeline, schema, load_id).items():
+                plan.rows_removed[table] = plan.rows_removed.get(table, 0) + count
+            reset_package_jobs(path)
+            plan.reset.append(load_id)
+            log.info("package %s was partly loaded: its rows were removed, reloading", load_id)

@@ -1,0 +1,195 @@
+"""Runs a dlt pipeline step by step: resume what is pending, retry transient failures.
+
+    runner(pipeline, retry_policy=tenacity.Retrying(...),
+           retry_pipeline_steps=["extract", "normalize", "load"], session=session).run(source)
+
+Steps are called one by one instead of `pipeline.run()`: `run()` with pending packages only
+finishes them and drops the new data, and its destination sync wipes a restored working dir
+on a first run (FACTS.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import dlt
+import tenacity
+from dlt.common.exceptions import TerminalException
+from dlt.common.schema.exceptions import DataValidationError
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from flows.checkpoint import CheckpointCollector
+from flows.resume import ResumePlan, prepare_normalized_packages
+from flows.state import StateSession, StateStoreError
+from flows.state.session import SnapshotStats
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+STEPS = ("extract", "normalize", "load")
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    while isinstance(exc, PipelineStepFailed) and exc.exception is not None:
+        exc = exc.exception
+    return exc
+
+
+def is_terminal(exc: BaseException) -> bool:
+    """Bad config, bad credentials, contract violations and state-store verdicts: no retry."""
+    cause = root_cause(exc)
+    return isinstance(cause, TerminalException | DataValidationError | StateStoreError)
+
+
+def default_retry_policy() -> tenacity.Retrying:
+    return tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(3),
+        wait=tenacity.wait_exponential_jitter(initial=1, max=30),
+        reraise=True,
+    )
+
+
+@dataclass
+class StepReport:
+    step: str
+    attempts: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunReport:
+    """What a run did; the CLI prints it and Prefect tasks turn it into artifacts."""
+
+    pipeline: str
+    destination: str
+    dataset: str
+    resume: ResumePlan = field(default_factory=ResumePlan)
+    steps: list[StepReport] = field(default_factory=list)
+    extracted_rows: dict[str, int] = field(default_factory=dict)
+    normalized_rows: dict[str, int] = field(default_factory=dict)
+    loaded_packages: list[str] = field(default_factory=list)
+    snapshots: SnapshotStats | None = None
+    seconds: float = 0.0
+
+    @property
+    def new_rows(self) -> int:
+        return sum(v for k, v in self.extracted_rows.items() if not k.startswith("_dlt"))
+
+
+class runner:
+    """Step-wise execution with resume and in-process retries of the named steps."""
+
+    def __init__(
+        self,
+        pipeline: dlt.Pipeline,
+        retry_policy: tenacity.Retrying | None = None,
+        retry_pipeline_steps: Sequence[str] = STEPS,
+        session: StateSession | None = None,
+    ) -> None:
+        unknown = set(retry_pipeline_steps) - set(STEPS)
+        if unknown:
+            raise ValueError(f"retry_pipeline_steps has unknown steps {sorted(unknown)}")
+        self.pipeline = pipeline
+        self.retry_policy = retry_policy or default_retry_policy()
+        self.retry_steps = set(retry_pipeline_steps)
+        self.session = session
+        self.checkpoints: CheckpointCollector | None = None
+        if session is not None:
+            self.checkpoints = CheckpointCollector(session, inner=pipeline.collector)
+            pipeline.collector = self.checkpoints
+
+    def run(self, data: Any, **extract_kwargs: Any) -> RunReport:
+        started = time.perf_counter()
+        report = RunReport(
+            self.pipeline.pipeline_name,
+            self.pipeline.destination.destination_name,
+            self.pipeline.dataset_name,
+        )
+        self._finish_pending(report)
+        info = self._step(report, "extract", lambda: self.pipeline.extract(data, **extract_kwargs))
+        report.extracted_rows = extracted_rows(info)
+        self._normalize(report)
+        self._load(report)
+        report.snapshots = self.session.stats if self.session else None
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _finish_pending(self, report: RunReport) -> None:
+        report.resume.extracted = list(self.pipeline.list_extracted_load_packages())
+        report.resume.normalized = list(self.pipeline.list_normalized_load_packages())
+        if report.resume.extracted or report.resume.normalized:
+            log.info(
+                "resuming %s: %d extracted and %d normalized packages pending",
+                self.pipeline.pipeline_name,
+                len(report.resume.extracted),
+                len(report.resume.normalized),
+            )
+        if report.resume.extracted:
+            self._normalize(report)
+        if self.pipeline.list_normalized_load_packages():
+            self._load(report)
+
+    def _normalize(self, report: RunReport) -> None:
+        if not self.pipeline.list_extracted_load_packages():
+            return
+        info = self._step(report, "normalize", self.pipeline.normalize)
+        for table, count in (info.row_counts or {}).items():
+            report.normalized_rows[table] = report.normalized_rows.get(table, 0) + count
+
+    def _load(self, report: RunReport) -> None:
+        def load() -> Any:
+            # on every attempt: a failed attempt may itself have left a partial package
+            prepare_normalized_packages(self.pipeline, report.resume)
+            if not self.pipeline.list_normalized_load_packages():
+                return None
+            return self.pipeline.load()
+
+        if not self.pipeline.list_normalized_load_packages():
+            return
+        info = self._step(report, "load", load)
+        if info is not None:
+            report.loaded_packages.extend(p.load_id for p in info.load_packages)
+
+    def _step(self, report: RunReport, step: str, fn: Callable[[], T]) -> T:
+        entry = StepReport(step)
+        report.steps.append(entry)
+        policy = (
+            self.retry_policy.copy(
+                retry=self.retry_policy.retry
+                & tenacity.retry_if_exception(lambda e: not is_terminal(e)),
+                reraise=True,
+            )
+            if step in self.retry_steps
+            else tenacity.Retrying(stop=tenacity.stop_after_attempt(1), reraise=True)
+        )
+        started = time.perf_counter()
+        try:
+            for attempt in policy:
+                with attempt:
+                    entry.attempts += 1
+                    try:
+                        result = fn()
+                        if self.checkpoints:
+                            self.checkpoints.raise_failures()
+                    except Exception as err:
+                        entry.errors.append(f"{type(root_cause(err)).__name__}: {root_cause(err)}")
+                        log.warning("%s attempt %d failed: %s", step, entry.attempts, err)
+                        raise
+            return result
+        finally:
+            entry.seconds = time.perf_counter() - started
+
+
+def extracted_rows(info: Any) -> dict[str, int]:
+    """Rows per table from an ExtractInfo (0 tables when nothing new was extracted)."""
+    rows: dict[str, int] = {}
+    for metrics_list in (getattr(info, "metrics", None) or {}).values():
+        for metrics in metrics_list:
+            for table, table_metrics in metrics.get("table_metrics", {}).items():
+                rows[table] = rows.get(table, 0) + table_metrics.items_count
+    return rows

@@ -1,0 +1,53 @@
+"""Where the platform keeps things on a laptop, and the dlt settings it runs with.
+
+Everything can be overridden by explicit dlt config (env, config.toml, secrets.toml).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import dlt
+
+# Measured (FACTS.md, tests/benchmarks): dlt's default DuckDB loader format takes ~9 GB and
+# 195 s for 1M rows; parquet takes a few hundred MB. Formats are chosen per destination.
+LOADER_FILE_FORMATS: Mapping[str, str] = {"duckdb": "parquet", "filesystem": "parquet"}
+
+# dlt config keys the platform sets unless the user configured them.
+PLATFORM_DEFAULTS: Mapping[str, str] = {
+    # bounded files: many load jobs (fine-grained resume) and bounded memory per writer
+    "data_writer.buffer_max_items": "5000",
+    "data_writer.file_max_items": "100000",
+    # completed job files are not needed once the package is loaded
+    "load.delete_completed_jobs": "true",
+    # no network calls to dlt's telemetry endpoint
+    "runtime.dlthub_telemetry": "false",
+}
+
+
+def flows_home() -> Path:
+    """Root of the embedded default: state store, pipelines dir and DuckDB files."""
+    return Path(os.environ.get("FLOWS_HOME", ".flows")).resolve()
+
+
+def default_pipelines_dir() -> Path:
+    configured = dlt.config.get("pipelines_dir")
+    return Path(str(configured)) if configured else flows_home() / "pipelines"
+
+
+def default_state_url() -> str:
+    configured = dlt.config.get("state.url")
+    return str(configured) if configured else f"file://{flows_home() / 'state'}"
+
+
+def apply_platform_defaults(defaults: Mapping[str, str] = PLATFORM_DEFAULTS) -> dict[str, str]:
+    """Sets each default as an env var unless dlt config already has a value for it."""
+    applied: dict[str, str] = {}
+    for key, value in defaults.items():
+        if dlt.config.get(key) is None:
+            env_key = key.upper().replace(".", "__")
+            os.environ[env_key] = value
+            applied[env_key] = value
+    return applied

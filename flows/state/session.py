@@ -1,0 +1,150 @@
+"""One run's hold on a pipeline's state: lease, restore before dlt starts, snapshots after."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flows.state.errors import LeaseLostError
+from flows.state.lease import Lease
+from flows.state.manifest import FileEntry, Manifest
+from flows.state.snapshot import (
+    HashCache,
+    PipelineLayout,
+    collect_garbage,
+    describe_working_dir,
+    publish_snapshot,
+    restore_snapshot,
+)
+from flows.state.store import StateStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SnapshotStats:
+    """What the snapshots of this run cost; read by reports and benchmarks."""
+
+    snapshots: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    bytes_restored: int = 0
+    bytes_uploaded: int = 0
+    restored_generation: int = 0
+    steps: list[str] = field(default_factory=list)
+
+
+class StateSession:
+    """Holds the lease, restores the newest snapshot, and writes one per step boundary.
+
+    Open it before `dlt.pipeline(...)`: dlt wipes a working dir that has no `state.json`.
+    """
+
+    def __init__(
+        self,
+        store: StateStore,
+        pipeline_name: str,
+        pipelines_dir: Path,
+        *,
+        run_id: str | None = None,
+        lease_ttl: float = 120.0,
+        wait: float = 0.0,
+        keep_generations: int = 3,
+        lease_settle: float = 0.5,
+    ) -> None:
+        self.store = store
+        self.layout = PipelineLayout(store, pipeline_name)
+        self.pipeline_name = pipeline_name
+        self.working_dir = Path(pipelines_dir) / pipeline_name
+        self.keep_generations = keep_generations
+        self.lease = Lease(
+            store,
+            self.layout.lease_path,
+            ttl=lease_ttl,
+            run_id=run_id,
+            wait=wait,
+            settle=lease_settle,
+        )
+        self.generation = 0
+        self.restored: Manifest | None = None
+        self.stats = SnapshotStats()
+        self._cache = HashCache()
+        self._known_blobs: set[str] = set()
+        self._last_listing: tuple[list[FileEntry], list[str]] | None = None
+
+    def open(self, generation: int | None = None) -> Manifest | None:
+        """Takes the lease and restores a snapshot (the newest unless `generation` is given)."""
+        self.lease.acquire()
+        try:
+            latest = self.layout.latest_generation()
+            target = latest if generation is None else generation
+            self.generation = latest
+            if target:
+                manifest = self.layout.read_manifest(target)
+                self.stats.bytes_restored = restore_snapshot(
+                    self.layout, manifest, self.working_dir, self._cache
+                )
+                self.restored, self.stats.restored_generation = manifest, target
+                self._last_listing = (manifest.files, manifest.dirs)
+                log.info(
+                    "restored %s generation %d (%d files, %d bytes fetched) from %s",
+                    self.pipeline_name,
+                    target,
+                    len(manifest.files),
+                    self.stats.bytes_restored,
+                    self.store.url,
+                )
+            self._known_blobs = self.layout.blob_names()
+        except BaseException:
+            self.lease.release()
+            raise
+        return self.restored
+
+    def snapshot(self, step: str) -> Manifest | None:
+        """Publishes the working dir as the next generation; None when nothing changed."""
+        started = time.perf_counter()
+        self.lease.verify()
+        latest = self.layout.latest_generation()
+        if latest != self.generation:
+            raise LeaseLostError(
+                f"{self.store.url_of(self.pipeline_name)} has generation {latest}, this run "
+                f"wrote {self.generation}: another writer took over, refusing to overwrite"
+            )
+        entries, dirs, sources = describe_working_dir(self.working_dir, self._cache)
+        if (entries, dirs) == self._last_listing:
+            self.stats.skipped += 1
+            return None
+        manifest = Manifest(
+            pipeline_name=self.pipeline_name,
+            generation=self.generation + 1,
+            step=step,
+            owner=self.lease.info.holder if self.lease.info else "",
+            files=entries,
+            dirs=dirs,
+        )
+        self.stats.bytes_uploaded += publish_snapshot(
+            self.layout, manifest, sources, self._known_blobs
+        )
+        self.generation = manifest.generation
+        self.stats.snapshots += 1
+        self.stats.steps.append(step)
+        self.stats.seconds += time.perf_counter() - started
+        self._last_listing = (entries, dirs)
+        return manifest
+
+    def close(self, collect: bool = True) -> None:
+        """Drops generations beyond `keep_generations` (after a good run) and frees the lease."""
+        try:
+            if collect and self.generation:
+                collect_garbage(self.layout, self.keep_generations)
+        finally:
+            self.lease.release()
+
+    def __enter__(self) -> StateSession:
+        self.open()
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self.close(collect=exc_type is None)

@@ -1,0 +1,210 @@
+"""Snapshot and restore of a dlt working dir, content-addressed so uploads are incremental.
+
+Bucket layout under `<store>/<pipeline_name>/`:
+  blobs/<sha256>                 file contents, written once, shared by generations
+  manifests/<generation>.json    the file list of one snapshot, written after its blobs
+  lease.json                     the single-writer lease (see lease.py)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flows.state.errors import CorruptSnapshotError
+from flows.state.manifest import FileEntry, Manifest
+from flows.state.store import StateStore
+
+# What dlt needs to resume. Temporary folders (`normalize/<random>`, `load/new`), the trace
+# and archived packages (`load/loaded`) are left out on purpose.
+MANAGED_PATHS = (
+    "state.json",
+    "schemas",
+    "normalize/.version",
+    "normalize/extracted",
+    "load/.version",
+    "load/normalized",
+)
+
+
+@dataclass(frozen=True)
+class PipelineLayout:
+    """Where one pipeline's snapshots live in the store."""
+
+    store: StateStore
+    pipeline_name: str
+
+    def path(self, *parts: str) -> str:
+        return self.store.path(self.pipeline_name, *parts)
+
+    @property
+    def lease_path(self) -> str:
+        return self.path("lease.json")
+
+    def blob_path(self, sha256: str) -> str:
+        return self.path("blobs", sha256)
+
+    def manifest_path(self, generation: int) -> str:
+        return self.path("manifests", f"{generation:012d}.json")
+
+    def generations(self) -> list[int]:
+        names = self.store.list_names(self.path("manifests"))
+        return sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
+
+    def latest_generation(self) -> int:
+        gens = self.generations()
+        return gens[-1] if gens else 0
+
+    def read_manifest(self, generation: int) -> Manifest:
+        source = self.store.url_of(self.pipeline_name, "manifests", f"{generation:012d}.json")
+        data = self.store.read_bytes(self.manifest_path(generation))
+        if data is None:
+            raise CorruptSnapshotError(f"manifest {source} does not exist")
+        return Manifest.from_json(data, source, self.pipeline_name)
+
+    def blob_names(self) -> set[str]:
+        return set(self.store.list_names(self.path("blobs")))
+
+
+@dataclass
+class HashCache:
+    """sha256 by (device, inode, size, mtime): a file dlt renamed is not hashed again."""
+
+    _by_key: dict[tuple[int, int, int, int], str] = field(default_factory=dict)
+
+    def sha256(self, path: str, stat: os.stat_result) -> str:
+        key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        digest = self._by_key.get(key)
+        if digest is None:
+            with open(path, "rb") as fh:
+                digest = hashlib.file_digest(fh, "sha256").hexdigest()
+            self._by_key[key] = digest
+        return digest
+
+
+def scan_working_dir(
+    working_dir: Path, dirs: list[str] | None = None
+) -> dict[str, tuple[str, os.stat_result]]:
+    """Managed files of a working dir: relative posix path -> (absolute path, stat).
+
+    Directories (dlt needs its empty job folders) are appended to `dirs` when given.
+    """
+    found: dict[str, tuple[str, os.stat_result]] = {}
+    for managed in MANAGED_PATHS:
+        top = working_dir / managed
+        if top.is_file():
+            found[managed] = (str(top), top.stat())
+            continue
+        for dirpath, _dirs, files in os.walk(top):
+            if dirs is not None:
+                dirs.append(Path(dirpath).relative_to(working_dir).as_posix())
+            for name in files:
+                if ".tmp-" in name:
+                    continue
+                absolute = os.path.join(dirpath, name)
+                try:
+                    stat = os.stat(absolute)
+                except FileNotFoundError:  # moved by dlt while we walked
+                    continue
+                found[Path(absolute).relative_to(working_dir).as_posix()] = (absolute, stat)
+    return found
+
+
+def describe_working_dir(
+    working_dir: Path, cache: HashCache
+) -> tuple[list[FileEntry], list[str], dict[str, str]]:
+    """Manifest entries and directories of a working dir, and a local path for each blob."""
+    entries: list[FileEntry] = []
+    dirs: list[str] = []
+    sources: dict[str, str] = {}
+    for rel, (absolute, stat) in sorted(scan_working_dir(working_dir, dirs).items()):
+        digest = cache.sha256(absolute, stat)
+        entries.append(FileEntry(rel, stat.st_size, digest))
+        sources.setdefault(digest, absolute)
+    return entries, sorted(dirs), sources
+
+
+def publish_snapshot(
+    layout: PipelineLayout, manifest: Manifest, sources: dict[str, str], known_blobs: set[str]
+) -> int:
+    """Uploads the blobs the store lacks, then the manifest. Returns bytes uploaded."""
+    missing = {d: p for d, p in sources.items() if d not in known_blobs}
+    layout.store.put_files([(local, layout.blob_path(d)) for d, local in missing.items()])
+    known_blobs.update(missing)
+    layout.store.write_bytes(layout.manifest_path(manifest.generation), manifest.to_json())
+    return sum(os.path.getsize(p) for p in missing.values())
+
+
+def restore_snapshot(
+    layout: PipelineLayout, manifest: Manifest, working_dir: Path, cache: HashCache
+) -> int:
+    """Makes the managed part of `working_dir` equal to the snapshot. Returns bytes downloaded.
+
+    Everything is fetched and verified in a side folder first; the working dir is only
+    touched once every checksum matched, and the store is never written.
+    """
+    working_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = working_dir.parent / f".restore-{layout.pipeline_name}-{uuid.uuid4().hex[:8]}"
+    local = scan_working_dir(working_dir) if working_dir.exists() else {}
+    try:
+        for directory in manifest.dirs:
+            (staging / directory).mkdir(parents=True, exist_ok=True)
+        downloads: list[tuple[str, str]] = []
+        for entry in manifest.files:
+            target = staging / entry.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            have = local.get(entry.path)
+            if have and have[1].st_size == entry.size and cache.sha256(*have) == entry.sha256:
+                os.link(have[0], target)
+            else:
+                downloads.append((layout.blob_path(entry.sha256), str(target)))
+        try:
+            layout.store.get_files(downloads)
+        except FileNotFoundError as err:
+            raise CorruptSnapshotError(
+                f"snapshot generation {manifest.generation} of {layout.pipeline_name!r} in "
+                f"{layout.store.url} is missing a blob: {err}"
+            ) from err
+        for entry in manifest.files:
+            path = staging / entry.path
+            size = path.stat().st_size if path.exists() else -1
+            digest = cache.sha256(str(path), path.stat()) if size == entry.size else ""
+            if size != entry.size or digest != entry.sha256:
+                raise CorruptSnapshotError(
+                    f"snapshot generation {manifest.generation} of {layout.pipeline_name!r} in "
+                    f"{layout.store.url} is corrupt: {entry.path} has size {size} and sha256 "
+                    f"{digest[:12] or '-'}, manifest says {entry.size} and {entry.sha256[:12]}"
+                )
+        _swap_managed(staging, working_dir)
+        return sum(os.path.getsize(local_path) for _r, local_path in downloads)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _swap_managed(staging: Path, working_dir: Path) -> None:
+    working_dir.mkdir(parents=True, exist_ok=True)
+    for managed in MANAGED_PATHS:
+        current, incoming = working_dir / managed, staging / managed
+        if current.is_dir():
+            shutil.rmtree(current)
+        elif current.exists():
+            current.unlink()
+        if incoming.exists():
+            current.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(incoming, current)
+
+
+def collect_garbage(layout: PipelineLayout, keep: int) -> tuple[int, int]:
+    """Keeps the newest `keep` generations and the blobs they use. Returns (manifests, blobs) deleted."""
+    generations = layout.generations()
+    drop = generations[:-keep] if keep > 0 else []
+    kept = [layout.read_manifest(g) for g in generations[len(drop) :]]
+    referenced = {f.sha256 for m in kept for f in m.files}
+    orphaned = sorted(layout.blob_names() - referenced)
+    layout.store.remove([layout.manifest_path(g) for g in drop])
+    layout.store.remove([layout.blob_path(b) for b in orphaned])
+    return len(drop), len(orphaned)

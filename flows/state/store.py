@@ -1,0 +1,236 @@
+"""Object storage access for the state store: one fsspec filesystem, every call retried.
+
+The store URL picks the backend (`file://`, `s3://bucket/prefix`, `gs://`, `az://` with their
+fsspec extras). S3 credentials come from dlt-style config (`STATE__CREDENTIALS__*`, or the
+`[state.credentials]` section of secrets.toml) and fall back to the standard `AWS_*` variables.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import fsspec
+import tenacity
+from fsspec import AbstractFileSystem
+
+from flows.state.errors import StateStoreError, StoreUnreachableError
+
+T = TypeVar("T")
+
+# Errors that say "the request was understood and refused": retrying cannot help.
+_PERMANENT = (
+    FileNotFoundError,
+    FileExistsError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+    ValueError,
+    TypeError,
+)
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """How hard the store tries before it reports the store as unreachable."""
+
+    attempts: int = 5
+    initial_wait: float = 0.5
+    max_wait: float = 8.0
+
+    @classmethod
+    def from_env(cls) -> RetrySettings:
+        return cls(
+            attempts=int(os.environ.get("STATE__RETRY_ATTEMPTS", cls.attempts)),
+            initial_wait=float(os.environ.get("STATE__RETRY_INITIAL_WAIT", cls.initial_wait)),
+            max_wait=float(os.environ.get("STATE__RETRY_MAX_WAIT", cls.max_wait)),
+        )
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for network-level failures worth another try."""
+    if isinstance(exc, _PERMANENT):
+        return False
+    try:
+        from botocore.exceptions import BotoCoreError, NoCredentialsError
+
+        if isinstance(exc, NoCredentialsError):
+            return False
+        if isinstance(exc, BotoCoreError):
+            return True
+    except ImportError:  # pragma: no cover - s3 extra not installed
+        pass
+    return isinstance(exc, OSError | ConnectionError | TimeoutError)
+
+
+def _secret(key: str) -> str | None:
+    """Reads `state.credentials.<key>` through dlt's config providers (env, secrets.toml)."""
+    import dlt
+
+    value = dlt.secrets.get(f"state.credentials.{key}")
+    return str(value) if value else None
+
+
+def s3_storage_options() -> dict[str, Any]:
+    """s3fs options from dlt-style config, then the standard AWS variables."""
+    env = os.environ
+    key = _secret("aws_access_key_id") or env.get("AWS_ACCESS_KEY_ID")
+    secret = _secret("aws_secret_access_key") or env.get("AWS_SECRET_ACCESS_KEY")
+    endpoint = (
+        _secret("endpoint_url") or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    )
+    region = _secret("region_name") or env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION")
+    client_kwargs: dict[str, Any] = {"region_name": region or "us-east-1"}
+    if endpoint:
+        client_kwargs["endpoint_url"] = endpoint
+    options: dict[str, Any] = {
+        "client_kwargs": client_kwargs,
+        # one layer of retries (ours); fail fast on a dead endpoint instead of botocore's 60 s
+        "config_kwargs": {
+            "connect_timeout": 5,
+            "read_timeout": 120,
+            "retries": {"max_attempts": 2},
+        },
+        "retries": 2,
+        "use_listings_cache": False,
+        "skip_instance_cache": True,
+    }
+    if key and secret:
+        options["key"], options["secret"] = key, secret
+    return options
+
+
+class StateStore:
+    """Paths under one root URL, with retried primitive operations."""
+
+    def __init__(
+        self, url: str, fs: AbstractFileSystem, root: str, retry: RetrySettings | None = None
+    ) -> None:
+        self.url = url
+        self.fs = fs
+        self.root = root.rstrip("/")
+        self.retry = retry or RetrySettings()
+        self.is_local = "file" in (
+            fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+        )
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root, *[p.strip("/") for p in parts if p]])
+
+    def url_of(self, *parts: str) -> str:
+        return "/".join([self.url.rstrip("/"), *[p.strip("/") for p in parts if p]])
+
+    def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Runs one store operation with backoff; a final failure names the URL and the cause."""
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.retry.attempts),
+            wait=tenacity.wait_exponential_jitter(
+                initial=self.retry.initial_wait, max=self.retry.max_wait
+            ),
+            retry=tenacity.retry_if_exception(is_transient),
+            reraise=False,
+        )
+        try:
+            return retrying(fn, *args, **kwargs)
+        except tenacity.RetryError as err:
+            cause = err.last_attempt.exception()
+            raise StoreUnreachableError(
+                f"state store {self.url} unreachable: {what} failed after "
+                f"{self.retry.attempts} attempts: {type(cause).__name__}: {cause}"
+            ) from cause
+        except _PERMANENT as err:
+            if isinstance(err, FileNotFoundError):
+                raise
+            raise StateStoreError(
+                f"state store {self.url}: {what} refused: {type(err).__name__}: {err}"
+            ) from err
+
+    # primitive operations -------------------------------------------------------------------
+
+    def read_bytes(self, path: str) -> bytes | None:
+        """The object's bytes, or None when it does not exist."""
+        try:
+            return self.call(f"read {path}", self.fs.cat_file, path)
+        except FileNotFoundError:
+            return None
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Writes an object atomically: readers see the old or the new bytes, never a part."""
+        if self.is_local:
+            tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+            self.call(f"mkdir for {path}", self.fs.makedirs, self.fs._parent(path), exist_ok=True)
+            self.call(f"write {path}", self.fs.pipe_file, tmp, data)
+            self.call(f"commit {path}", os.replace, tmp, path)
+        else:
+            self.call(f"write {path}", self.fs.pipe_file, path, data)
+
+    def list_names(self, path: str) -> list[str]:
+        """Names directly under a prefix ([] when there is none)."""
+        try:
+            entries = self.call(f"list {path}", self.fs.ls, path, detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in entries)
+
+    def exists(self, path: str) -> bool:
+        return bool(self.call(f"stat {path}", self.fs.exists, path))
+
+    def put_files(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Uploads local files; the backend runs them concurrently."""
+        if not pairs:
+            return
+        if self.is_local:
+            for local, remote in pairs:
+                tmp = f"{remote}.tmp-{uuid.uuid4().hex}"
+                self.call(f"mkdir {remote}", self.fs.makedirs, self.fs._parent(remote), True)
+                self.call(f"upload {remote}", self.fs.put_file, local, tmp)
+                self.call(f"commit {remote}", os.replace, tmp, remote)
+            return
+        lpaths, rpaths = [p[0] for p in pairs], [p[1] for p in pairs]
+        self.call(f"upload {len(pairs)} files", self.fs.put, lpaths, rpaths)
+
+    def get_files(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Downloads objects to local paths (remote, local)."""
+        if not pairs:
+            return
+        rpaths, lpaths = [p[0] for p in pairs], [p[1] for p in pairs]
+        self.call(f"download {len(pairs)} files", self.fs.get, rpaths, lpaths)
+
+    def remove(self, paths: Sequence[str]) -> None:
+        if paths:
+            self.call(f"delete {len(paths)} objects", self.fs.rm, list(paths))
+
+    def remove_tree(self, path: str) -> None:
+        if self.exists(path):
+            self.call(f"delete {path}", self.fs.rm, path, recursive=True)
+
+    def check_writable(self) -> None:
+        """Writes and deletes a probe object: proves the URL, credentials and bucket work."""
+        probe = self.path(f".probe-{uuid.uuid4().hex}")
+        self.write_bytes(probe, b"ok")
+        self.remove([probe])
+
+
+def open_store(url: str, retry: RetrySettings | None = None) -> StateStore:
+    """Opens the store behind a URL such as `file:///data/state` or `s3://bucket/prefix`."""
+    parsed = urlparse(url)
+    scheme = parsed.scheme or "file"
+    retry = retry or RetrySettings.from_env()
+    if scheme == "file":
+        root = os.path.abspath(parsed.path if parsed.scheme else url)
+        return StateStore(f"file://{root}", fsspec.filesystem("file"), root, retry)
+    if not parsed.netloc:
+        raise StateStoreError(f"state store URL {url!r} names no bucket")
+    options = s3_storage_options() if scheme in ("s3", "s3a") else {}
+    try:
+        fs = fsspec.filesystem("s3" if scheme == "s3a" else scheme, **options)
+    except (ImportError, ValueError) as err:
+        raise StateStoreError(
+            f"state store {url}: no filesystem for {scheme}:// ({err}); install its fsspec extra"
+        ) from err
+    root = f"{parsed.netloc}{parsed.path}".rstrip("/")
+    return StateStore(url.rstrip("/"), fs, root, retry)
