@@ -42,7 +42,9 @@ def root_cause(exc: BaseException) -> BaseException:
 def is_terminal(exc: BaseException) -> bool:
     """Bad config, bad credentials, contract violations and state-store verdicts: no retry."""
     cause = root_cause(exc)
-    return isinstance(cause, TerminalException | DataValidationError | StateStoreError)
+    return isinstance(
+        cause, TerminalException | DataValidationError | StateStoreError | ImportError
+    )
 
 
 def default_retry_policy() -> tenacity.Retrying:

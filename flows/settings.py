@@ -20,6 +20,8 @@ PLATFORM_DEFAULTS: Mapping[str, str] = {
     # bounded files: many load jobs (fine-grained resume) and bounded memory per writer
     "data_writer.buffer_max_items": "5000",
     "data_writer.file_max_items": "100000",
+    # arrow items carry the load id too, so a partly loaded package can be removed
+    "normalize.parquet_normalizer.add_dlt_load_id": "true",
     # completed job files are not needed once the package is loaded
     "load.delete_completed_jobs": "true",
     # no network calls to dlt's telemetry endpoint

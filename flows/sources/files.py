@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import dlt
+import pyarrow as pa
+import pyarrow.csv
 from dlt.sources import DltResource
-from dlt.sources.filesystem import filesystem, read_csv, read_jsonl, read_parquet
+from dlt.sources.filesystem import FileItemDict, filesystem, read_jsonl, read_parquet
 
-READERS = {"csv": read_csv, "jsonl": read_jsonl, "parquet": read_parquet}
+
+@dlt.transformer(standalone=True)
+def read_csv_arrow(items: Iterator[FileItemDict]) -> Iterator[pa.Table]:
+    """CSV with typed columns via pyarrow (dlt's own readers need pandas or an older duckdb)."""
+    for item in items:
+        with item.open() as fh:
+            yield pyarrow.csv.read_csv(fh)
+
+
+READERS = {"csv": read_csv_arrow, "jsonl": read_jsonl, "parquet": read_parquet}
 
 
 @dlt.source(name="files")

@@ -1,0 +1,212 @@
+"""`flows` command line: run pipelines, inspect and repair their state, run the demo.
+
+Exit codes: 0 success, 1 failure, 2 bad usage, 3 another run holds the lease,
+4 corrupt or foreign snapshot, 5 state store unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from flows import __version__
+from flows.state import (
+    CorruptSnapshotError,
+    LeaseHeldError,
+    StateStoreError,
+    StoreUnreachableError,
+)
+
+EXIT_CODES: list[tuple[type[BaseException], int]] = [
+    (LeaseHeldError, 3),
+    (CorruptSnapshotError, 4),
+    (StoreUnreachableError, 5),
+]
+
+
+def _add_state_args(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument(
+        "--state-url",
+        required=required,
+        help="state store, e.g. s3://bucket/prefix or file:///path (default: STATE__URL or "
+        "$FLOWS_HOME/state)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flows", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"flows {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a pipeline, resuming whatever a dead run left")
+    run.add_argument("pipeline")
+    _add_state_args(run, required=False)
+    run.add_argument("--pipelines-dir", type=Path, help="local working dirs (default: temp-free)")
+    run.add_argument("--run-id", help="id shared by all attempts of one logical run")
+    run.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the lease")
+    run.add_argument("--full-refresh", action="store_true", help="drop tables and cursors first")
+    run.add_argument("--json", action="store_true", help="print the run report as JSON")
+    run.set_defaults(func=cmd_run)
+
+    sub.add_parser("pipelines", help="list the pipelines").set_defaults(func=cmd_pipelines)
+
+    demo = sub.add_parser("demo", help="run the demo pipelines on the embedded default")
+    demo.add_argument("--rows", type=int, default=None, help="synthetic rows (default 100000)")
+    demo.set_defaults(func=cmd_demo)
+
+    state = sub.add_parser("state", help="inspect or repair a pipeline's stored state")
+    state_sub = state.add_subparsers(dest="state_command", required=True)
+    show = state_sub.add_parser("show", help="generation, files, pending packages, lease")
+    show.add_argument("pipeline")
+    _add_state_args(show, required=True)
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_state_show)
+    for name, helptext, func in (
+        ("unlock", "remove the lease of a dead run", cmd_state_unlock),
+        ("drop", "delete every snapshot and the lease of the pipeline", cmd_state_drop),
+    ):
+        cmd = state_sub.add_parser(name, help=helptext)
+        cmd.add_argument("pipeline")
+        _add_state_args(cmd, required=True)
+        cmd.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        cmd.set_defaults(func=func)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        cause = _one_line(err)
+        print(f"error: {cause}", file=sys.stderr)
+        if args.verbose:
+            logging.exception("details")
+        return next((code for kind, code in EXIT_CODES if _has_cause(err, kind)), 1)
+
+
+def _has_cause(err: BaseException | None, kind: type[BaseException]) -> bool:
+    while err is not None:
+        if isinstance(err, kind):
+            return True
+        err = getattr(err, "exception", None) or err.__cause__
+    return False
+
+
+def _one_line(err: BaseException) -> str:
+    from flows.runner import root_cause
+
+    cause = root_cause(err)
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[0] if text else ''}"
+
+
+# commands -----------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from dlt.common.runtime.collector import LogCollector
+
+    from flows.report import print_report
+    from flows.run import run_pipeline
+
+    report = run_pipeline(
+        args.pipeline,
+        state_url=args.state_url,
+        pipelines_dir=args.pipelines_dir,
+        run_id=args.run_id,
+        wait=args.wait,
+        full_refresh=args.full_refresh,
+        progress=None if args.json else LogCollector(log_period=5, logger=sys.stderr),
+    )
+    if args.json:
+        print(json.dumps(asdict(report), default=str, indent=1))
+    else:
+        print_report(report)
+    return 0
+
+
+def cmd_pipelines(args: argparse.Namespace) -> int:
+    from flows.pipelines import PIPELINES
+
+    for spec in PIPELINES.values():
+        print(f"{spec.name:12} dataset {spec.dataset_name:10} {spec.description}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from flows.demo import run_demo
+
+    return run_demo(rows=args.rows)
+
+
+def cmd_state_show(args: argparse.Namespace) -> int:
+    from flows.state.inspect import describe_state, format_state
+
+    info = describe_state(args.state_url, args.pipeline)
+    print(json.dumps(info, indent=1, default=str) if args.json else format_state(info))
+    return 0
+
+
+def _confirm(question: str, assume_yes: bool) -> bool:
+    if assume_yes:
+        return True
+    if not sys.stdin.isatty():
+        raise StateStoreError(f"{question} needs confirmation: pass --yes")
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def cmd_state_unlock(args: argparse.Namespace) -> int:
+    from flows.state import open_store
+    from flows.state.snapshot import PipelineLayout
+
+    layout = PipelineLayout(open_store(args.state_url), args.pipeline)
+    data = layout.store.read_bytes(layout.lease_path)
+    if data is None:
+        print(f"{args.pipeline}: no lease held")
+        return 0
+    holder: dict[str, Any] = json.loads(data)
+    question = f"remove the lease of {args.pipeline} held by {holder.get('host')} pid {holder.get('pid')}?"
+    if not _confirm(question, args.yes):
+        print("aborted")
+        return 1
+    layout.store.remove([layout.lease_path])
+    print(f"{args.pipeline}: lease removed")
+    return 0
+
+
+def cmd_state_drop(args: argparse.Namespace) -> int:
+    from flows.state import open_store
+    from flows.state.snapshot import PipelineLayout
+
+    layout = PipelineLayout(open_store(args.state_url), args.pipeline)
+    if layout.store.read_bytes(layout.lease_path) is not None:
+        raise LeaseHeldError(
+            f"{args.pipeline} is locked by a run: `flows state unlock` it first", holder={}
+        )
+    generations = layout.generations()
+    question = (
+        f"delete all {len(generations)} snapshots of {args.pipeline} at "
+        f"{layout.store.url_of(args.pipeline)}? The next run starts from the destination's state"
+    )
+    if not _confirm(question, args.yes):
+        print("aborted")
+        return 1
+    layout.store.remove_tree(layout.path())
+    print(f"{args.pipeline}: state dropped ({len(generations)} snapshots)")
+    return 0
