@@ -7,6 +7,7 @@ and raised by the runner after the step (`raise_failures`), never lost.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -26,10 +27,12 @@ class CheckpointCollector(Collector):
         self,
         session: StateSession,
         inner: Collector | None = None,
-        load_interval: float = 10.0,
+        load_interval: float | None = None,
     ) -> None:
         self.session = session
         self.inner = inner or NullCollector()
+        if load_interval is None:
+            load_interval = float(os.environ.get("STATE__LOAD_SNAPSHOT_INTERVAL", "10"))
         self.load_interval = load_interval
         self.failures: list[BaseException] = []
         self.step = ""

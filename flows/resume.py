@@ -138,23 +138,34 @@ def reset_package_jobs(path: Path) -> None:
     (path / PackageStorage.APPLIED_SCHEMA_UPDATES_FILE_NAME).unlink(missing_ok=True)
 
 
-def prepare_normalized_packages(pipeline: dlt.Pipeline, plan: ResumePlan) -> None:
-    """Archives loaded packages and resets partly loaded ones; the rest load as they are."""
+def prepare_normalized_packages(
+    pipeline: dlt.Pipeline, plan: ResumePlan, trusted: frozenset[str] = frozenset()
+) -> None:
+    """Archives loaded packages and cleans up every other pending one before it loads.
+
+    `trusted` packages were normalized by this process and never touched by load: they load
+    as they are. Any other package may have rows in the destination even if its job folders
+    say otherwise (a stale snapshot), so its rows are removed and its jobs reset.
+    """
     pending = list(pipeline.list_normalized_load_packages())
     if not pending:
         return
     done = loaded_ids(pipeline, pending)
     storage = pipeline._get_load_storage()
     for load_id in pending:
-        path = package_dir(pipeline, load_id)
         if load_id in done:
             storage.complete_load_package(load_id, aborted=False)
             plan.already_loaded.append(load_id)
             log.info("package %s is already in _dlt_loads: archived, not loaded again", load_id)
-        elif package_started(path):
-            schema = storage.normalized_packages.load_schema(load_id)
-            for table, count in remove_package_rows(pipeline, schema, load_id).items():
-                plan.rows_removed[table] = plan.rows_removed.get(table, 0) + count
+            continue
+        if load_id in trusted:
+            continue
+        schema = storage.normalized_packages.load_schema(load_id)
+        removed = remove_package_rows(pipeline, schema, load_id)
+        for table, count in removed.items():
+            plan.rows_removed[table] = plan.rows_removed.get(table, 0) + count
+        path = package_dir(pipeline, load_id)
+        if removed or package_started(path):
             reset_package_jobs(path)
             plan.reset.append(load_id)
             log.info("package %s was partly loaded: its rows were removed, reloading", load_id)

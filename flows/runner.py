@@ -50,7 +50,7 @@ def is_terminal(exc: BaseException) -> bool:
 def default_retry_policy() -> tenacity.Retrying:
     return tenacity.Retrying(
         stop=tenacity.stop_after_attempt(3),
-        wait=tenacity.wait_exponential_jitter(initial=1, max=30),
+        wait=tenacity.wait_exponential_jitter(multiplier=1, max=30),
         reraise=True,
     )
 
@@ -101,6 +101,8 @@ class runner:
         self.retry_steps = set(retry_pipeline_steps)
         self.session = session
         self.checkpoints: CheckpointCollector | None = None
+        # packages normalized here and not yet attempted: no destination check needed
+        self._trusted: set[str] = set()
         if session is not None:
             self.checkpoints = CheckpointCollector(session, inner=pipeline.collector)
             pipeline.collector = self.checkpoints
@@ -140,13 +142,15 @@ class runner:
         if not self.pipeline.list_extracted_load_packages():
             return
         info = self._step(report, "normalize", self.pipeline.normalize)
+        self._trusted.update(info.loads_ids)
         for table, count in (info.row_counts or {}).items():
             report.normalized_rows[table] = report.normalized_rows.get(table, 0) + count
 
     def _load(self, report: RunReport) -> None:
         def load() -> Any:
             # on every attempt: a failed attempt may itself have left a partial package
-            prepare_normalized_packages(self.pipeline, report.resume)
+            prepare_normalized_packages(self.pipeline, report.resume, frozenset(self._trusted))
+            self._trusted.clear()
             if not self.pipeline.list_normalized_load_packages():
                 return None
             return self.pipeline.load()

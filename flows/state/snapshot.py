@@ -179,8 +179,9 @@ def restore_snapshot(
                     f"{layout.store.url} is corrupt: {entry.path} has size {size} and sha256 "
                     f"{digest[:12] or '-'}, manifest says {entry.size} and {entry.sha256[:12]}"
                 )
+        fetched = sum(os.path.getsize(local_path) for _r, local_path in downloads)
         _swap_managed(staging, working_dir)
-        return sum(os.path.getsize(local_path) for _r, local_path in downloads)
+        return fetched
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -129,7 +129,7 @@ class StateStore:
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.retry.attempts),
             wait=tenacity.wait_exponential_jitter(
-                initial=self.retry.initial_wait, max=self.retry.max_wait
+                multiplier=self.retry.initial_wait, max=self.retry.max_wait
             ),
             retry=tenacity.retry_if_exception(is_transient),
             reraise=False,

@@ -1,0 +1,71 @@
+"""Real services for the tests: SeaweedFS (S3) and PostgreSQL, started once per session.
+
+Nothing here is mocked; a missing service binary fails the run loudly (the test command
+installs them with scripts/install-services.sh).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import s3fs
+
+from flows.services import Postgres, SeaweedFS
+
+# no telemetry calls from dlt in tests; the network is closed anyway
+os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    server = Postgres(tmp_path_factory.mktemp("postgres"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def bucket(seaweed: SeaweedFS) -> str:
+    """A fresh, empty bucket per test."""
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    seaweed.create_bucket(name)
+    return name
+
+
+@pytest.fixture
+def s3(seaweed: SeaweedFS) -> s3fs.S3FileSystem:
+    return s3fs.S3FileSystem(**seaweed.storage_options(), skip_instance_cache=True,
+                             use_listings_cache=False)
+
+
+@pytest.fixture
+def flows_env(
+    tmp_path: Path, seaweed: SeaweedFS, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """Environment of a platform process: S3 credentials, its own FLOWS_HOME and DuckDB file."""
+    env = {
+        **seaweed.env(),
+        "FLOWS_HOME": str(tmp_path / "home"),
+        "RUNTIME__DLTHUB_TELEMETRY": "false",
+        "STATE__RETRY_ATTEMPTS": "3",
+        "STATE__RETRY_INITIAL_WAIT": "0.2",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env

@@ -1,0 +1,66 @@
+"""Helpers shared by the integration tests: run the CLI in a subprocess, read DuckDB."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+KILLER = Path(__file__).with_name("killer.py")
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.stdout)
+
+
+def run_cli(args: list[str], env: dict[str, str], kill_at: str | None = None,
+            timeout: float = 300) -> Result:
+    """Runs `flows ARGS` (or the killer harness) in a new process with `env` on top of ours."""
+    cmd = [sys.executable, str(KILLER), kill_at, *args] if kill_at else [
+        sys.executable, "-m", "flows", *args
+    ]
+    proc = subprocess.run(
+        cmd, env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def duck(path: Path) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(str(path), read_only=True)
+
+
+def synthetic_counts(path: Path, dataset: str = "synthetic") -> dict[str, int]:
+    """The figures that prove exactly-once for the synthetic source."""
+    with duck(path) as con:
+        def one(sql: str) -> int:
+            return int(con.sql(sql).fetchall()[0][0])
+
+        return {
+            "events": one(f"SELECT COUNT(*) FROM {dataset}.events"),
+            "distinct_ids": one(f"SELECT COUNT(DISTINCT id) FROM {dataset}.events"),
+            "max_id": one(f"SELECT COALESCE(MAX(id), 0) FROM {dataset}.events"),
+            "tags": one(f"SELECT COUNT(*) FROM {dataset}.events__tags"),
+            "orphan_tags": one(
+                f"SELECT COUNT(*) FROM {dataset}.events__tags t WHERE NOT EXISTS "
+                f"(SELECT 1 FROM {dataset}.events e WHERE e._dlt_id = t._dlt_root_id)"
+            ),
+            "loads": one(f"SELECT COUNT(*) FROM {dataset}._dlt_loads"),
+            "distinct_loads": one(f"SELECT COUNT(DISTINCT load_id) FROM {dataset}._dlt_loads"),
+        }
+
+
+def exact(rows: int) -> dict[str, int]:
+    return {"events": rows, "distinct_ids": rows, "max_id": rows, "tags": 2 * rows,
+            "orphan_tags": 0}
