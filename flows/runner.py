@@ -33,18 +33,27 @@ T = TypeVar("T")
 STEPS = ("extract", "normalize", "load")
 
 
+def cause_chain(exc: BaseException) -> list[BaseException]:
+    """The exception and what it wraps: dlt's step and extraction errors hide the real cause."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        if isinstance(current, PipelineStepFailed) and current.exception is not None:
+            current = current.exception
+        else:
+            current = current.__cause__
+    return chain
+
+
 def root_cause(exc: BaseException) -> BaseException:
-    while isinstance(exc, PipelineStepFailed) and exc.exception is not None:
-        exc = exc.exception
-    return exc
+    return cause_chain(exc)[-1]
 
 
 def is_terminal(exc: BaseException) -> bool:
     """Bad config, bad credentials, contract violations and state-store verdicts: no retry."""
-    cause = root_cause(exc)
-    return isinstance(
-        cause, TerminalException | DataValidationError | StateStoreError | ImportError
-    )
+    terminal = (TerminalException, DataValidationError, StateStoreError, ImportError)
+    return any(isinstance(e, terminal) for e in cause_chain(exc))
 
 
 def default_retry_policy() -> tenacity.Retrying:
