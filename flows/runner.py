@@ -151,7 +151,8 @@ class runner:
         if not self.pipeline.list_extracted_load_packages():
             return
         info = self._step(report, "normalize", self.pipeline.normalize)
-        self._trusted.update(info.loads_ids)
+        # a package restored from a snapshot may have been partly loaded by a dead run
+        self._trusted.update(set(info.loads_ids) - set(report.resume.extracted))
         for table, count in (info.row_counts or {}).items():
             report.normalized_rows[table] = report.normalized_rows.get(table, 0) + count
 

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Creates .venv with Python 3.11 and installs the project from requirements.lock (exact pins).
+# Idempotent: a second call only re-checks the lock.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+"$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 needed, found {sys.version}"'
+
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.lock-sha256
+want=$(sha256sum requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+  echo "$want" > "$stamp"
+fi
+.venv/bin/python -m pip check >/dev/null || { .venv/bin/python -m pip check; exit 1; }
+echo "bootstrap: $(.venv/bin/flows --version), $(.venv/bin/python -c 'import dlt, prefect; print(f"dlt {dlt.__version__}, prefect {prefect.__version__}")')"
