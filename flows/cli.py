@@ -181,7 +181,9 @@ def cmd_state_unlock(args: argparse.Namespace) -> int:
         print(f"{args.pipeline}: no lease held")
         return 0
     holder: dict[str, Any] = json.loads(data)
-    question = f"remove the lease of {args.pipeline} held by {holder.get('host')} pid {holder.get('pid')}?"
+    question = (
+        f"remove the lease of {args.pipeline} held by {holder.get('host')} pid {holder.get('pid')}?"
+    )
     if not _confirm(question, args.yes):
         print("aborted")
         return 1

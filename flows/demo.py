@@ -51,7 +51,8 @@ def table_counts(pipeline_name: str) -> dict[str, int]:
     with pipeline.sql_client() as sql:
         for table in pipeline.default_schema.data_table_names():
             name = sql.make_qualified_table_name(table)
-            counts[table] = int(sql.execute_sql(f"SELECT COUNT(*) FROM {name}")[0][0])
+            rows = sql.execute_sql(f"SELECT COUNT(*) FROM {name}") or [[0]]
+            counts[table] = int(rows[0][0])
     return counts
 
 

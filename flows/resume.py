@@ -91,7 +91,7 @@ def remove_package_rows(pipeline: dlt.Pipeline, schema: Schema, load_id: str) ->
     ]
     # nested tables first, so a join on the root still finds its rows
     for table in sorted(tables, key=lambda t: t.get("parent") is None):
-        name = table["name"]
+        name = str(table["name"])
         if get_write_disposition(schema.tables, name) != "append":
             continue
         with pipeline.sql_client() as sql:
@@ -99,7 +99,9 @@ def remove_package_rows(pipeline: dlt.Pipeline, schema: Schema, load_id: str) ->
             if "_dlt_load_id" in table.get("columns", {}):
                 where, args = "_dlt_load_id = %s", [load_id]
             elif "_dlt_root_id" in table.get("columns", {}):
-                root = sql.make_qualified_table_name(get_root_table(schema.tables, name)["name"])
+                root = sql.make_qualified_table_name(
+                    str(get_root_table(schema.tables, name)["name"])
+                )
                 where = f"_dlt_root_id IN (SELECT _dlt_id FROM {root} WHERE _dlt_load_id = %s)"
                 args = [load_id]
             else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import dlt
 
@@ -29,26 +30,31 @@ PLATFORM_DEFAULTS: Mapping[str, str] = {
 }
 
 
+def config_value(key: str) -> str | None:
+    """A dlt config value as text, or None when no provider has it."""
+    value: Any = dlt.config.get(key)
+    return None if value is None else str(value)
+
+
 def flows_home() -> Path:
     """Root of the embedded default: state store, pipelines dir and DuckDB files."""
     return Path(os.environ.get("FLOWS_HOME", ".flows")).resolve()
 
 
 def default_pipelines_dir() -> Path:
-    configured = dlt.config.get("pipelines_dir")
-    return Path(str(configured)) if configured else flows_home() / "pipelines"
+    configured = config_value("pipelines_dir")
+    return Path(configured) if configured else flows_home() / "pipelines"
 
 
 def default_state_url() -> str:
-    configured = dlt.config.get("state.url")
-    return str(configured) if configured else f"file://{flows_home() / 'state'}"
+    return config_value("state.url") or f"file://{flows_home() / 'state'}"
 
 
 def apply_platform_defaults(defaults: Mapping[str, str] = PLATFORM_DEFAULTS) -> dict[str, str]:
     """Sets each default as an env var unless dlt config already has a value for it."""
     applied: dict[str, str] = {}
     for key, value in defaults.items():
-        if dlt.config.get(key) is None:
+        if config_value(key) is None:
             env_key = key.upper().replace(".", "__")
             os.environ[env_key] = value
             applied[env_key] = value

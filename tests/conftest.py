@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import s3fs
-
 from flows.services import Postgres, SeaweedFS
 
 # no telemetry calls from dlt in tests; the network is closed anyway
@@ -50,8 +49,9 @@ def bucket(seaweed: SeaweedFS) -> str:
 
 @pytest.fixture
 def s3(seaweed: SeaweedFS) -> s3fs.S3FileSystem:
-    return s3fs.S3FileSystem(**seaweed.storage_options(), skip_instance_cache=True,
-                             use_listings_cache=False)
+    return s3fs.S3FileSystem(
+        **seaweed.storage_options(), skip_instance_cache=True, use_listings_cache=False
+    )
 
 
 @pytest.fixture

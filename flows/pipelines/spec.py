@@ -13,11 +13,11 @@ from dlt.common.normalizers.json.relational import DataItemNormalizer
 from dlt.common.runtime.collector import Collector
 from dlt.sources import DltSource
 
-from flows.settings import LOADER_FILE_FORMATS, flows_home
+from flows.settings import LOADER_FILE_FORMATS, config_value, flows_home
 
 # Nested rows carry the load id of their root row, so a partly loaded package can be
 # removed from every table it touched before it is loaded again (see runner.py).
-LOAD_ID_PROPAGATION = {"root": {"_dlt_id": "_dlt_root_id", "_dlt_load_id": "_dlt_load_id"}}
+LOAD_ID_PROPAGATION: Any = {"root": {"_dlt_id": "_dlt_root_id", "_dlt_load_id": "_dlt_load_id"}}
 
 
 @dataclass(frozen=True)
@@ -31,22 +31,26 @@ class PipelineSpec:
     extract_options: Mapping[str, Any] = field(default_factory=dict)
 
     def destination_name(self) -> str:
-        configured = dlt.config.get(f"pipelines.{self.name}.destination") or dlt.config.get(
-            "pipelines.destination"
+        return (
+            config_value(f"pipelines.{self.name}.destination")
+            or config_value("pipelines.destination")
+            or "duckdb"
         )
-        return str(configured or "duckdb")
 
     def destination(self) -> Destination[Any, Any]:
         name = self.destination_name()
-        if name == "duckdb" and not dlt.config.get("destination.duckdb.credentials"):
+        if name == "duckdb" and not config_value("destination.duckdb.credentials"):
             path = flows_home() / "warehouse" / f"flows_{self.name}.duckdb"
             path.parent.mkdir(parents=True, exist_ok=True)
             return dlt.destinations.duckdb(credentials=str(path))
-        return Destination.from_reference(name)
+        destination = Destination.from_reference(name)
+        assert destination is not None
+        return destination
 
     def loader_file_format(self) -> str | None:
-        configured = dlt.config.get(f"pipelines.{self.name}.loader_file_format")
-        return str(configured) if configured else LOADER_FILE_FORMATS.get(self.destination_name())
+        return config_value(f"pipelines.{self.name}.loader_file_format") or (
+            LOADER_FILE_FORMATS.get(self.destination_name())
+        )
 
     def build_source(self, **overrides: Any) -> DltSource:
         source = self.source(**overrides)
@@ -63,7 +67,7 @@ class PipelineSpec:
             pipelines_dir=str(pipelines_dir),
             destination=self.destination(),
             dataset_name=self.dataset_name,
-            progress=progress,
+            progress=progress,  # type: ignore[arg-type]  # dlt accepts None: no progress
         )
 
     def extract_kwargs(self, full_refresh: bool = False) -> dict[str, Any]:

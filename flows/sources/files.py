@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import dlt
 import pyarrow as pa
@@ -19,7 +20,7 @@ def read_csv_arrow(items: Iterator[FileItemDict]) -> Iterator[pa.Table]:
             yield pyarrow.csv.read_csv(fh)
 
 
-READERS = {"csv": read_csv_arrow, "jsonl": read_jsonl, "parquet": read_parquet}
+READERS: dict[str, Any] = {"csv": read_csv_arrow, "jsonl": read_jsonl, "parquet": read_parquet}
 
 
 @dlt.source(name="files")

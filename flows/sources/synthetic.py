@@ -39,7 +39,8 @@ def synthetic(rows: int = 10_000, batch_size: int = 5_000) -> DltResource:
         ),
     ) -> Iterator[list[dict[str, Any]]]:
         # resume from the cursor instead of generating rows the incremental would drop
-        start = int((updated_at.last_value - EPOCH).total_seconds()) + 1
+        cursor = updated_at.last_value or EPOCH
+        start = int((cursor - EPOCH).total_seconds()) + 1
         for first in range(start, rows + 1, batch_size):
             yield [event(i) for i in range(first, min(first + batch_size, rows + 1))]
 

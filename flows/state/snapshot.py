@@ -200,7 +200,10 @@ def _swap_managed(staging: Path, working_dir: Path) -> None:
 
 
 def collect_garbage(layout: PipelineLayout, keep: int) -> tuple[int, int]:
-    """Keeps the newest `keep` generations and the blobs they use. Returns (manifests, blobs) deleted."""
+    """Keeps the newest `keep` generations and the blobs they use.
+
+    Returns how many manifests and blobs were deleted.
+    """
     generations = layout.generations()
     drop = generations[:-keep] if keep > 0 else []
     kept = [layout.read_manifest(g) for g in generations[len(drop) :]]

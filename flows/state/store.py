@@ -71,7 +71,7 @@ def _secret(key: str) -> str | None:
     """Reads `state.credentials.<key>` through dlt's config providers (env, secrets.toml)."""
     import dlt
 
-    value = dlt.secrets.get(f"state.credentials.{key}")
+    value: Any = dlt.secrets.get(f"state.credentials.{key}")
     return str(value) if value else None
 
 

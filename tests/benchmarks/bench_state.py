@@ -49,7 +49,9 @@ def child_plain(workdir: Path, platform_settings: bool) -> dict[str, Any]:
         apply_platform_defaults()
     started = time.perf_counter()
     pipeline = dlt.pipeline(
-        "synthetic", pipelines_dir=str(workdir / "pipes"), dataset_name="synthetic",
+        "synthetic",
+        pipelines_dir=str(workdir / "pipes"),
+        dataset_name="synthetic",
         destination=dlt.destinations.duckdb(str(workdir / "plain.duckdb")),
     )
     kwargs = {"loader_file_format": spec.loader_file_format()} if platform_settings else {}
@@ -103,8 +105,12 @@ def run_child(kind: str, **kwargs: Any) -> dict[str, Any]:
         "print('RESULT' + json.dumps(r))"
     )
     arg = json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in kwargs.items()})
-    proc = subprocess.run([sys.executable, "-c", code, arg], capture_output=True, text=True,
-                          cwd=Path(__file__).parents[2])
+    proc = subprocess.run(
+        [sys.executable, "-c", code, arg],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[2],
+    )
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT"):
             return dict(json.loads(line[6:]))
@@ -126,8 +132,11 @@ def ratio(name: str, value: float, goal: str, ok: bool) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--skip-dlt-defaults", action="store_true",
-                        help="skip the slow dlt-defaults run (about 9 GB, 3+ minutes at 1M)")
+    parser.add_argument(
+        "--skip-dlt-defaults",
+        action="store_true",
+        help="skip the slow dlt-defaults run (about 9 GB, 3+ minutes at 1M)",
+    )
     args = parser.parse_args()
 
     from flows.services import SeaweedFS
@@ -149,37 +158,61 @@ def main() -> int:
             work.mkdir(parents=True, exist_ok=True)
             result = run_child(kind, workdir=work, **kw)
             results[label] = result
-            print(f"  {label:30} wall {result['wall'] if 'wall' in result else 0:8.2f} s  "
-                  f"peak RSS {result['rss_mb']:8.1f} MB")
+            print(
+                f"  {label:30} wall {result.get('wall', 0):8.2f} s  "
+                f"peak RSS {result['rss_mb']:8.1f} MB"
+            )
             return result
 
         plain = measure("plain dlt (platform settings)", "plain", platform_settings=True)
-        platform = measure("platform runner + S3", "platform",
-                           state_url="s3://bench/full", pod="pod1")
+        platform = measure(
+            "platform runner + S3", "platform", state_url="s3://bench/full", pod="pod1"
+        )
 
         # kill in load, then resume on a fresh disk
         work = base / "resume"
         work.mkdir()
-        env = {**os.environ, "DESTINATION__DUCKDB__CREDENTIALS": str(work / "platform.duckdb"),
-               "STATE__LOAD_SNAPSHOT_INTERVAL": "0"}
+        env = {
+            **os.environ,
+            "DESTINATION__DUCKDB__CREDENTIALS": str(work / "platform.duckdb"),
+            "STATE__LOAD_SNAPSHOT_INTERVAL": "0",
+        }
         killed = subprocess.run(
-            [sys.executable, str(KILLER), "load-last", "run", "synthetic", "--state-url",
-             "s3://bench/resume", "--pipelines-dir", str(work / "pod1")],
-            env=env, capture_output=True, text=True,
+            [
+                sys.executable,
+                str(KILLER),
+                "load-last",
+                "run",
+                "synthetic",
+                "--state-url",
+                "s3://bench/resume",
+                "--pipelines-dir",
+                str(work / "pod1"),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
         )
         if killed.returncode != -9:
             raise RuntimeError(f"kill harness did not kill: {killed.stderr[-2000:]}")
-        resume = measure("resume after kill in load", "platform",
-                         state_url="s3://bench/resume", pod="pod2")
+        resume = measure(
+            "resume after kill in load", "platform", state_url="s3://bench/resume", pod="pod2"
+        )
         assert resume["extracted"] == 0 and resume["resumed"], resume
 
         # snapshot upload throughput: the normalized working dir of a killed run
         upload_src = base / "upload" / "upload-src" / "synthetic"
         shutil.copytree(work / "pod1" / "synthetic", upload_src)
-        upload = run_child("upload", workdir=base / "upload", state_url="s3://bench/upload",
-                           opts=seaweed.storage_options())
-        print(f"  {'snapshot upload':30} {upload['bytes'] / 2**20:8.1f} MB in "
-              f"{upload['snapshot_s']:.2f} s; raw s3fs put {upload['raw_s']:.2f} s")
+        upload = run_child(
+            "upload",
+            workdir=base / "upload",
+            state_url="s3://bench/upload",
+            opts=seaweed.storage_options(),
+        )
+        print(
+            f"  {'snapshot upload':30} {upload['bytes'] / 2**20:8.1f} MB in "
+            f"{upload['snapshot_s']:.2f} s; raw s3fs put {upload['raw_s']:.2f} s"
+        )
 
         defaults = None
         if not args.skip_dlt_defaults:
@@ -187,25 +220,45 @@ def main() -> int:
 
         print("ratios:")
         lines = [
-            ratio("runner+S3 / plain pipeline.run(), wall", platform["wall"] / plain["wall"],
-                  "<= 1.10", platform["wall"] / plain["wall"] <= 1.10),
-            ratio("runner+S3 / plain pipeline.run(), peak RSS",
-                  platform["rss_mb"] / plain["rss_mb"], "<= 1.10",
-                  platform["rss_mb"] / plain["rss_mb"] <= 1.10),
-            ratio("resume after kill in load / rerun from scratch, wall",
-                  resume["wall"] / platform["wall"], "<= 0.40",
-                  resume["wall"] / platform["wall"] <= 0.40),
-            ratio("snapshot upload / raw s3fs put, throughput",
-                  upload["raw_s"] / upload["snapshot_s"], ">= 0.80",
-                  upload["raw_s"] / upload["snapshot_s"] >= 0.80),
+            ratio(
+                "runner+S3 / plain pipeline.run(), wall",
+                platform["wall"] / plain["wall"],
+                "<= 1.10",
+                platform["wall"] / plain["wall"] <= 1.10,
+            ),
+            ratio(
+                "runner+S3 / plain pipeline.run(), peak RSS",
+                platform["rss_mb"] / plain["rss_mb"],
+                "<= 1.10",
+                platform["rss_mb"] / plain["rss_mb"] <= 1.10,
+            ),
+            ratio(
+                "resume after kill in load / rerun from scratch, wall",
+                resume["wall"] / platform["wall"],
+                "<= 0.40",
+                resume["wall"] / platform["wall"] <= 0.40,
+            ),
+            ratio(
+                "snapshot upload / raw s3fs put, throughput",
+                upload["raw_s"] / upload["snapshot_s"],
+                ">= 0.80",
+                upload["raw_s"] / upload["snapshot_s"] >= 0.80,
+            ),
         ]
         if defaults:
             lines += [
-                ratio("platform settings / dlt defaults, wall", plain["wall"] / defaults["wall"],
-                      "<= 0.20", plain["wall"] / defaults["wall"] <= 0.20),
-                ratio("platform settings / dlt defaults, peak RSS",
-                      plain["rss_mb"] / defaults["rss_mb"], "<= 0.05",
-                      plain["rss_mb"] / defaults["rss_mb"] <= 0.05),
+                ratio(
+                    "platform settings / dlt defaults, wall",
+                    plain["wall"] / defaults["wall"],
+                    "<= 0.20",
+                    plain["wall"] / defaults["wall"] <= 0.20,
+                ),
+                ratio(
+                    "platform settings / dlt defaults, peak RSS",
+                    plain["rss_mb"] / defaults["rss_mb"],
+                    "<= 0.05",
+                    plain["rss_mb"] / defaults["rss_mb"] <= 0.05,
+                ),
             ]
         print("\n".join(lines))
         return 0

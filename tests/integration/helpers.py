@@ -25,12 +25,15 @@ class Result:
         return json.loads(self.stdout)
 
 
-def run_cli(args: list[str], env: dict[str, str], kill_at: str | None = None,
-            timeout: float = 300) -> Result:
+def run_cli(
+    args: list[str], env: dict[str, str], kill_at: str | None = None, timeout: float = 300
+) -> Result:
     """Runs `flows ARGS` (or the killer harness) in a new process with `env` on top of ours."""
-    cmd = [sys.executable, str(KILLER), kill_at, *args] if kill_at else [
-        sys.executable, "-m", "flows", *args
-    ]
+    cmd = (
+        [sys.executable, str(KILLER), kill_at, *args]
+        if kill_at
+        else [sys.executable, "-m", "flows", *args]
+    )
     proc = subprocess.run(
         cmd, env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout
     )
@@ -44,6 +47,7 @@ def duck(path: Path) -> duckdb.DuckDBPyConnection:
 def synthetic_counts(path: Path, dataset: str = "synthetic") -> dict[str, int]:
     """The figures that prove exactly-once for the synthetic source."""
     with duck(path) as con:
+
         def one(sql: str) -> int:
             return int(con.sql(sql).fetchall()[0][0])
 
@@ -62,5 +66,10 @@ def synthetic_counts(path: Path, dataset: str = "synthetic") -> dict[str, int]:
 
 
 def exact(rows: int) -> dict[str, int]:
-    return {"events": rows, "distinct_ids": rows, "max_id": rows, "tags": 2 * rows,
-            "orphan_tags": 0}
+    return {
+        "events": rows,
+        "distinct_ids": rows,
+        "max_id": rows,
+        "tags": 2 * rows,
+        "orphan_tags": 0,
+    }

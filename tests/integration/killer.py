@@ -34,8 +34,15 @@ def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def update(self: checkpoint.CheckpointCollector, name: str, inc: int = 1, total: Any = None,
-           inc_total: Any = None, message: Any = None, label: Any = None) -> None:
+def update(
+    self: checkpoint.CheckpointCollector,
+    name: str,
+    inc: int = 1,
+    total: Any = None,
+    inc_total: Any = None,
+    message: Any = None,
+    label: Any = None,
+) -> None:
     step = self.step
     if name == "Jobs" and label is None and step.startswith("Load"):
         if total is not None:
@@ -53,8 +60,10 @@ def update(self: checkpoint.CheckpointCollector, name: str, inc: int = 1, total:
             _die()
     if POINT == "normalize" and step.startswith("Normalize") and name not in ("Files",) and inc:
         _die()
-    if POINT == "load-last" and _counts.get("jobs", 0) and _counts["jobs"] >= _counts.get(
-        "jobs_total", 1 << 30
+    if (
+        POINT == "load-last"
+        and _counts.get("jobs", 0)
+        and _counts["jobs"] >= _counts.get("jobs_total", 1 << 30)
     ):
         _die()
 

@@ -31,13 +31,21 @@ def test_kill_and_resume_on_fresh_disk(
     env = _env(flows_env, tmp_path, point)
     first = run_cli(
         ["run", "synthetic", "--state-url", state, "--pipelines-dir", str(tmp_path / "pod1")],
-        env, kill_at=point,
+        env,
+        kill_at=point,
     )
     assert first.code == -9, f"harness did not kill at {point}: {first.stderr[-2000:]}"
 
     second = run_cli(
-        ["run", "synthetic", "--state-url", state, "--pipelines-dir", str(tmp_path / "pod2"),
-         "--json"],
+        [
+            "run",
+            "synthetic",
+            "--state-url",
+            state,
+            "--pipelines-dir",
+            str(tmp_path / "pod2"),
+            "--json",
+        ],
         env,
     )
     assert second.code == 0, second.stderr[-3000:]
@@ -62,8 +70,15 @@ def test_kill_and_resume_on_fresh_disk(
 
     # a third run has nothing left to do and changes nothing
     third = run_cli(
-        ["run", "synthetic", "--state-url", state, "--pipelines-dir", str(tmp_path / "pod3"),
-         "--json"],
+        [
+            "run",
+            "synthetic",
+            "--state-url",
+            state,
+            "--pipelines-dir",
+            str(tmp_path / "pod3"),
+            "--json",
+        ],
         env,
     )
     assert third.code == 0, third.stderr[-3000:]

@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import s3fs
+from flows.services import Postgres
 
 from flows.run import run_pipeline
-from flows.services import Postgres
 from tests.integration.helpers import duck, exact, run_cli
 
 
@@ -41,12 +41,20 @@ def _set(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
 
 
 def test_products_incremental_merge_and_full_refresh(
-    shop_db: str, flows_env: dict[str, str], bucket: str, tmp_path: Path,
+    shop_db: str,
+    flows_env: dict[str, str],
+    bucket: str,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     warehouse = tmp_path / "w.duckdb"
-    _set(monkeypatch, {"SOURCES__PRODUCTS__CREDENTIALS": shop_db,
-                       "DESTINATION__DUCKDB__CREDENTIALS": str(warehouse)})
+    _set(
+        monkeypatch,
+        {
+            "SOURCES__PRODUCTS__CREDENTIALS": shop_db,
+            "DESTINATION__DUCKDB__CREDENTIALS": str(warehouse),
+        },
+    )
     state = f"s3://{bucket}/state"
     first = run_pipeline("products", state_url=state, pipelines_dir=tmp_path / "a")
     assert first.normalized_rows["products"] == 500
@@ -62,8 +70,9 @@ def test_products_incremental_merge_and_full_refresh(
         ]
         assert con.sql("SELECT price FROM shop.products WHERE id = 7").fetchall()[0][0] == 999
 
-    refresh = run_pipeline("products", state_url=state, pipelines_dir=tmp_path / "c",
-                           full_refresh=True)
+    refresh = run_pipeline(
+        "products", state_url=state, pipelines_dir=tmp_path / "c", full_refresh=True
+    )
     assert refresh.normalized_rows["products"] == 501
     with duck(warehouse) as con:
         assert con.sql("SELECT COUNT(*) FROM shop.products").fetchall()[0][0] == 501
@@ -72,8 +81,10 @@ def test_products_incremental_merge_and_full_refresh(
 def test_products_bad_credentials_fail_with_one_line(
     flows_env: dict[str, str], postgres: Postgres, tmp_path: Path
 ) -> None:
-    env = {**flows_env,
-           "SOURCES__PRODUCTS__CREDENTIALS": postgres.dsn().replace(":flows@", ":wrong@")}
+    env = {
+        **flows_env,
+        "SOURCES__PRODUCTS__CREDENTIALS": postgres.dsn().replace(":flows@", ":wrong@"),
+    }
     result = run_cli(["run", "products", "--pipelines-dir", str(tmp_path / "p")], env)
     assert result.code == 1
     last = result.stderr.strip().splitlines()[-1]
@@ -81,23 +92,34 @@ def test_products_bad_credentials_fail_with_one_line(
 
 
 def test_files_from_s3_load_only_new_files(
-    flows_env: dict[str, str], bucket: str, s3: s3fs.S3FileSystem, tmp_path: Path,
+    flows_env: dict[str, str],
+    bucket: str,
+    s3: s3fs.S3FileSystem,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     warehouse = tmp_path / "w.duckdb"
-    _set(monkeypatch, {"SOURCES__FILES__BUCKET_URL": f"s3://{bucket}/landing",
-                       "SOURCES__FILES__CREDENTIALS__AWS_ACCESS_KEY_ID": flows_env["AWS_ACCESS_KEY_ID"],
-                       "SOURCES__FILES__CREDENTIALS__AWS_SECRET_ACCESS_KEY":
-                           flows_env["AWS_SECRET_ACCESS_KEY"],
-                       "SOURCES__FILES__CREDENTIALS__ENDPOINT_URL": flows_env["AWS_ENDPOINT_URL"],
-                       "DESTINATION__DUCKDB__CREDENTIALS": str(warehouse)})
+    _set(
+        monkeypatch,
+        {
+            "SOURCES__FILES__BUCKET_URL": f"s3://{bucket}/landing",
+            "SOURCES__FILES__CREDENTIALS__AWS_ACCESS_KEY_ID": flows_env["AWS_ACCESS_KEY_ID"],
+            "SOURCES__FILES__CREDENTIALS__AWS_SECRET_ACCESS_KEY": flows_env[
+                "AWS_SECRET_ACCESS_KEY"
+            ],
+            "SOURCES__FILES__CREDENTIALS__ENDPOINT_URL": flows_env["AWS_ENDPOINT_URL"],
+            "DESTINATION__DUCKDB__CREDENTIALS": str(warehouse),
+        },
+    )
 
     def upload(batch: int, rows: int) -> None:
         records = [{"id": batch * 1000 + i, "v": f"r{i}"} for i in range(rows)]
         csv = "id,v\n" + "".join(f"{r['id']},{r['v']}\n" for r in records)
         s3.pipe_file(f"{bucket}/landing/b{batch}.csv", csv.encode())
-        s3.pipe_file(f"{bucket}/landing/sub/b{batch}.jsonl",
-                     "".join(json.dumps(r) + "\n" for r in records).encode())
+        s3.pipe_file(
+            f"{bucket}/landing/sub/b{batch}.jsonl",
+            "".join(json.dumps(r) + "\n" for r in records).encode(),
+        )
         buf = io.BytesIO()
         pq.write_table(pa.Table.from_pylist(records), buf)
         s3.pipe_file(f"{bucket}/landing/b{batch}.parquet", buf.getvalue())
@@ -106,11 +128,17 @@ def test_files_from_s3_load_only_new_files(
     state = f"s3://{bucket}/state"
     first = run_pipeline("files", state_url=state, pipelines_dir=tmp_path / "a")
     assert {k: v for k, v in first.normalized_rows.items() if not k.startswith("_dlt")} == {
-        "files_csv": 30, "files_jsonl": 30, "files_parquet": 30}
+        "files_csv": 30,
+        "files_jsonl": 30,
+        "files_parquet": 30,
+    }
     upload(2, 5)
     second = run_pipeline("files", state_url=state, pipelines_dir=tmp_path / "b")
     assert {k: v for k, v in second.normalized_rows.items() if not k.startswith("_dlt")} == {
-        "files_csv": 5, "files_jsonl": 5, "files_parquet": 5}
+        "files_csv": 5,
+        "files_jsonl": 5,
+        "files_parquet": 5,
+    }
     with duck(warehouse) as con:
         for table in ("files_csv", "files_jsonl", "files_parquet"):
             assert con.sql(f"SELECT COUNT(DISTINCT id) FROM landing.{table}").fetchall()[0][0] == 35
@@ -122,16 +150,33 @@ def test_synthetic_into_postgres_resumes_exactly_after_kill_in_load(
     rows = 20_000
     db = f"wh_{tmp_path.name[-8:].lower().replace('-', '_')}"
     postgres.create_database(db)
-    env = {**flows_env, "SOURCES__SYNTHETIC__ROWS": str(rows),
-           "PIPELINES__DESTINATION": "postgres",
-           "DESTINATION__POSTGRES__CREDENTIALS": postgres.dsn(db),
-           "DATA_WRITER__FILE_MAX_ITEMS": "5000", "STATE__LOAD_SNAPSHOT_INTERVAL": "0"}
+    env = {
+        **flows_env,
+        "SOURCES__SYNTHETIC__ROWS": str(rows),
+        "PIPELINES__DESTINATION": "postgres",
+        "DESTINATION__POSTGRES__CREDENTIALS": postgres.dsn(db),
+        "DATA_WRITER__FILE_MAX_ITEMS": "5000",
+        "STATE__LOAD_SNAPSHOT_INTERVAL": "0",
+    }
     state = f"s3://{bucket}/state"
-    killed = run_cli(["run", "synthetic", "--state-url", state, "--pipelines-dir",
-                      str(tmp_path / "pod1")], env, kill_at="load-last")
+    killed = run_cli(
+        ["run", "synthetic", "--state-url", state, "--pipelines-dir", str(tmp_path / "pod1")],
+        env,
+        kill_at="load-last",
+    )
     assert killed.code == -9, killed.stderr[-2000:]
-    rerun = run_cli(["run", "synthetic", "--state-url", state, "--pipelines-dir",
-                     str(tmp_path / "pod2"), "--json"], env)
+    rerun = run_cli(
+        [
+            "run",
+            "synthetic",
+            "--state-url",
+            state,
+            "--pipelines-dir",
+            str(tmp_path / "pod2"),
+            "--json",
+        ],
+        env,
+    )
     assert rerun.code == 0, rerun.stderr[-2000:]
     assert rerun.json()["extracted_rows"].get("events", 0) == 0
     with psycopg2.connect(postgres.dsn(db)) as con, con.cursor() as cur:
@@ -141,24 +186,41 @@ def test_synthetic_into_postgres_resumes_exactly_after_kill_in_load(
         (tags,) = cur.fetchone()
         cur.execute("SELECT COUNT(*), COUNT(DISTINCT load_id) FROM synthetic._dlt_loads")
         loads, distinct_loads = cur.fetchone()
-    assert {"events": events, "distinct_ids": distinct, "max_id": max_id, "tags": tags,
-            "orphan_tags": 0} == exact(rows)
+    assert {
+        "events": events,
+        "distinct_ids": distinct,
+        "max_id": max_id,
+        "tags": tags,
+        "orphan_tags": 0,
+    } == exact(rows)
     assert loads == distinct_loads == 1
 
 
 def test_synthetic_to_filesystem_destination_on_s3(
     flows_env: dict[str, str], bucket: str, s3: s3fs.S3FileSystem, tmp_path: Path
 ) -> None:
-    env = {**flows_env, "SOURCES__SYNTHETIC__ROWS": "5000",
-           "PIPELINES__DESTINATION": "filesystem",
-           "DESTINATION__FILESYSTEM__BUCKET_URL": f"s3://{bucket}/lake",
-           "DESTINATION__FILESYSTEM__CREDENTIALS__AWS_ACCESS_KEY_ID":
-               flows_env["AWS_ACCESS_KEY_ID"],
-           "DESTINATION__FILESYSTEM__CREDENTIALS__AWS_SECRET_ACCESS_KEY":
-               flows_env["AWS_SECRET_ACCESS_KEY"],
-           "DESTINATION__FILESYSTEM__CREDENTIALS__ENDPOINT_URL": flows_env["AWS_ENDPOINT_URL"]}
-    result = run_cli(["run", "synthetic", "--state-url", f"s3://{bucket}/state",
-                      "--pipelines-dir", str(tmp_path / "p")], env)
+    env = {
+        **flows_env,
+        "SOURCES__SYNTHETIC__ROWS": "5000",
+        "PIPELINES__DESTINATION": "filesystem",
+        "DESTINATION__FILESYSTEM__BUCKET_URL": f"s3://{bucket}/lake",
+        "DESTINATION__FILESYSTEM__CREDENTIALS__AWS_ACCESS_KEY_ID": flows_env["AWS_ACCESS_KEY_ID"],
+        "DESTINATION__FILESYSTEM__CREDENTIALS__AWS_SECRET_ACCESS_KEY": flows_env[
+            "AWS_SECRET_ACCESS_KEY"
+        ],
+        "DESTINATION__FILESYSTEM__CREDENTIALS__ENDPOINT_URL": flows_env["AWS_ENDPOINT_URL"],
+    }
+    result = run_cli(
+        [
+            "run",
+            "synthetic",
+            "--state-url",
+            f"s3://{bucket}/state",
+            "--pipelines-dir",
+            str(tmp_path / "p"),
+        ],
+        env,
+    )
     assert result.code == 0, result.stderr[-2000:]
     files = s3.find(f"{bucket}/lake/synthetic/events")
     table = pa.concat_tables(pq.read_table(io.BytesIO(s3.cat_file(f))) for f in files)

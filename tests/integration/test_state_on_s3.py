@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import s3fs
+from flows.services import free_port
 
 from flows.run import run_pipeline
-from flows.services import free_port
 from tests.integration.helpers import exact, run_cli, synthetic_counts
 
 ROWS = 20_000
@@ -36,16 +36,20 @@ def env(flows_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     }
 
 
-def _run(env: dict[str, str], state: str, pod: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def _run(
+    env: dict[str, str], state: str, pod: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
     args = ["run", "synthetic", "--state-url", state, "--pipelines-dir", str(pod), *extra]
-    return subprocess.run([sys.executable, "-m", "flows", *args], env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "flows", *args], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def _first_run(env: dict[str, str], bucket: str, tmp_path: Path) -> str:
     state = f"s3://{bucket}/state"
-    result = run_cli(["run", "synthetic", "--state-url", state, "--pipelines-dir",
-                      str(tmp_path / "pod1")], env)
+    result = run_cli(
+        ["run", "synthetic", "--state-url", state, "--pipelines-dir", str(tmp_path / "pod1")], env
+    )
     assert result.code == 0, result.stderr[-2000:]
     return state
 
@@ -66,8 +70,9 @@ def test_corrupt_blob_is_refused_and_bucket_untouched(
     data = s3.cat_file(blob)
     s3.pipe_file(blob, data[: size // 2] if damage == "truncated" else data[::-1])
     before = listing(s3, bucket)
-    result = run_cli(["run", "synthetic", "--state-url", state, "--pipelines-dir",
-                      str(tmp_path / "pod2")], env)
+    result = run_cli(
+        ["run", "synthetic", "--state-url", state, "--pipelines-dir", str(tmp_path / "pod2")], env
+    )
     assert result.code == 4, result.stderr
     assert "CorruptSnapshotError" in result.stderr and "state.json" in result.stderr
     assert listing(s3, bucket) == before
@@ -83,8 +88,9 @@ def test_foreign_manifest_is_refused(
     s3.pipe_file(f"{bucket}/state/products/manifests/000000000001.json", s3.cat_file(latest))
     before = listing(s3, bucket)
     env = {**env, "SOURCES__PRODUCTS__CREDENTIALS": "postgresql://x:y@127.0.0.1:1/z"}
-    result = run_cli(["run", "products", "--state-url", state, "--pipelines-dir",
-                      str(tmp_path / "pod2")], env)
+    result = run_cli(
+        ["run", "products", "--state-url", state, "--pipelines-dir", str(tmp_path / "pod2")], env
+    )
     assert result.code == 4, result.stderr
     assert "belongs to pipeline 'synthetic', not 'products'" in result.stderr
     assert listing(s3, bucket) == before
@@ -94,8 +100,17 @@ def test_unreachable_store_is_retried_then_reported(env: dict[str, str], tmp_pat
     port = free_port(avoid_plus=None)
     env = {**env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "STATE__RETRY_ATTEMPTS": "3"}
     started = time.monotonic()
-    result = run_cli(["run", "synthetic", "--state-url", "s3://nowhere/state",
-                      "--pipelines-dir", str(tmp_path / "pod")], env)
+    result = run_cli(
+        [
+            "run",
+            "synthetic",
+            "--state-url",
+            "s3://nowhere/state",
+            "--pipelines-dir",
+            str(tmp_path / "pod"),
+        ],
+        env,
+    )
     assert result.code == 5, result.stderr
     line = result.stderr.strip().splitlines()[-1]
     assert "s3://nowhere/state unreachable" in line and "after 3 attempts" in line
@@ -112,9 +127,21 @@ def test_two_concurrent_runs_exactly_one_proceeds(
     env = {**env, "SOURCES__SYNTHETIC__ROWS": "60000"}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "flows", "run", "synthetic", "--state-url", state,
-             "--pipelines-dir", str(tmp_path / f"pod{i}")],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "flows",
+                "run",
+                "synthetic",
+                "--state-url",
+                state,
+                "--pipelines-dir",
+                str(tmp_path / f"pod{i}"),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for i in range(2)
     ]
@@ -123,8 +150,11 @@ def test_two_concurrent_runs_exactly_one_proceeds(
     assert codes == [0, 3], results
     loser = next(err for code, err in results if code == 3)
     assert "is locked by" in loser and "pid" in loser
-    assert {k: v for k, v in synthetic_counts(tmp_path / "warehouse.duckdb").items()
-            if k in exact(60000)} == exact(60000)
+    assert {
+        k: v
+        for k, v in synthetic_counts(tmp_path / "warehouse.duckdb").items()
+        if k in exact(60000)
+    } == exact(60000)
 
 
 def test_waiting_run_proceeds_after_the_first(
@@ -132,11 +162,36 @@ def test_waiting_run_proceeds_after_the_first(
 ) -> None:
     state = f"s3://{bucket}/state"
     first = subprocess.Popen(
-        [sys.executable, "-m", "flows", "run", "synthetic", "--state-url", state,
-         "--pipelines-dir", str(tmp_path / "pod1")], env=env, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "flows",
+            "run",
+            "synthetic",
+            "--state-url",
+            state,
+            "--pipelines-dir",
+            str(tmp_path / "pod1"),
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(4)
-    second = run_cli(["run", "synthetic", "--state-url", state, "--pipelines-dir",
-                      str(tmp_path / "pod2"), "--wait", "120", "--json"], env)
+    second = run_cli(
+        [
+            "run",
+            "synthetic",
+            "--state-url",
+            state,
+            "--pipelines-dir",
+            str(tmp_path / "pod2"),
+            "--wait",
+            "120",
+            "--json",
+        ],
+        env,
+    )
     assert first.wait(timeout=300) == 0
     assert second.code == 0, second.stderr[-2000:]
     assert second.json()["extracted_rows"].get("events", 0) == 0
@@ -145,7 +200,10 @@ def test_waiting_run_proceeds_after_the_first(
 
 @pytest.mark.parametrize("generation", [1, 2])
 def test_stale_snapshot_never_loads_twice(
-    generation: int, env: dict[str, str], bucket: str, tmp_path: Path,
+    generation: int,
+    env: dict[str, str],
+    bucket: str,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     state = _first_run(env, bucket, tmp_path)
@@ -153,8 +211,9 @@ def test_stale_snapshot_never_loads_twice(
         monkeypatch.setenv(key, value)
     # generations 1 and 2 were taken after extract and normalize: the package is pending
     # there, but it is loaded in truth
-    report = run_pipeline("synthetic", state_url=state, pipelines_dir=tmp_path / "pod2",
-                          generation=generation)
+    report = run_pipeline(
+        "synthetic", state_url=state, pipelines_dir=tmp_path / "pod2", generation=generation
+    )
     assert report.resume.extracted or report.resume.normalized
     assert len(report.resume.already_loaded) == 1
     assert report.loaded_packages == []

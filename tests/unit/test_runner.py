@@ -15,8 +15,9 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from flows.runner import is_terminal, runner
 from flows.state import StateSession, open_store
 
-FAST = tenacity.Retrying(stop=tenacity.stop_after_attempt(3), wait=tenacity.wait_none(),
-                         reraise=True)
+FAST = tenacity.Retrying(
+    stop=tenacity.stop_after_attempt(3), wait=tenacity.wait_none(), reraise=True
+)
 
 
 def make_source(failures: dict[str, int], exc: type[BaseException] = ConnectionError) -> Any:
@@ -33,8 +34,10 @@ def make_source(failures: dict[str, int], exc: type[BaseException] = ConnectionE
 
 def pipeline(tmp_path: Path) -> dlt.Pipeline:
     return dlt.pipeline(
-        "retry_test", pipelines_dir=str(tmp_path / "pipes"),
-        destination=dlt.destinations.duckdb(str(tmp_path / "w.duckdb")), dataset_name="d",
+        "retry_test",
+        pipelines_dir=str(tmp_path / "pipes"),
+        destination=dlt.destinations.duckdb(str(tmp_path / "w.duckdb")),
+        dataset_name="d",
     )
 
 
@@ -56,9 +59,7 @@ def test_transient_extract_failure_is_retried_in_process(tmp_path: Path) -> None
 def test_step_not_named_is_not_retried(tmp_path: Path) -> None:
     p = pipeline(tmp_path)
     with pytest.raises(PipelineStepFailed):
-        runner(p, retry_policy=FAST, retry_pipeline_steps=["load"]).run(
-            make_source({"extract": 1})
-        )
+        runner(p, retry_policy=FAST, retry_pipeline_steps=["load"]).run(make_source({"extract": 1}))
 
 
 def test_terminal_error_is_not_retried(tmp_path: Path) -> None:

@@ -78,15 +78,21 @@ def test_restore_refuses_corrupt_blob_and_leaves_everything(tmp_path: Path) -> N
     big = next(f for f in manifest.files if f.size == 5000)
     blob = Path(layout.blob_path(big.sha256))
     blob.write_bytes(b"x" * 4000)  # truncated
-    before = sorted((p.relative_to(tmp_path / "store"), p.read_bytes())
-                    for p in (tmp_path / "store").rglob("*") if p.is_file())
+    before = sorted(
+        (p.relative_to(tmp_path / "store"), p.read_bytes())
+        for p in (tmp_path / "store").rglob("*")
+        if p.is_file()
+    )
     local = tmp_path / "c" / "pipe"
     local.mkdir(parents=True)
     (local / "state.json").write_text("local")
-    with pytest.raises(CorruptSnapshotError, match="events.abc.0.parquet has size 4000"):
+    with pytest.raises(CorruptSnapshotError, match=r"events\.abc\.0\.parquet has size 4000"):
         session(url, tmp_path / "c").open()
-    after = sorted((p.relative_to(tmp_path / "store"), p.read_bytes())
-                   for p in (tmp_path / "store").rglob("*") if p.is_file())
+    after = sorted(
+        (p.relative_to(tmp_path / "store"), p.read_bytes())
+        for p in (tmp_path / "store").rglob("*")
+        if p.is_file()
+    )
     assert after == before  # the lease was released, nothing else written
     assert (local / "state.json").read_text() == "local"  # local dir untouched
     assert not list((tmp_path / "c").glob(".restore-*"))
@@ -119,6 +125,4 @@ def test_garbage_collection_keeps_newest_generations(tmp_path: Path) -> None:
 
 
 def test_managed_paths_cover_what_dlt_resumes_from() -> None:
-    assert {"state.json", "schemas", "normalize/extracted", "load/normalized"} <= set(
-        MANAGED_PATHS
-    )
+    assert {"state.json", "schemas", "normalize/extracted", "load/normalized"} <= set(MANAGED_PATHS)
