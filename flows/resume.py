@@ -156,9 +156,10 @@ def prepare_normalized_packages(
     storage = pipeline._get_load_storage()
     for load_id in pending:
         if load_id in done:
-            storage.complete_load_package(load_id, aborted=False)
+            # loaded in truth: drop it (archived packages are not kept by the platform)
+            shutil.rmtree(package_dir(pipeline, load_id))
             plan.already_loaded.append(load_id)
-            log.info("package %s is already in _dlt_loads: archived, not loaded again", load_id)
+            log.info("package %s is already in _dlt_loads: dropped, not loaded again", load_id)
             continue
         if load_id in trusted:
             continue

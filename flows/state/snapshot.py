@@ -19,6 +19,10 @@ from flows.state.errors import CorruptSnapshotError
 from flows.state.manifest import FileEntry, Manifest
 from flows.state.store import StateStore
 
+# Folders dlt expects to exist once its storages were initialized (their version files are
+# part of the snapshot, so dlt will not create them again on a fresh disk).
+STORAGE_DIRS = ("load/loaded", "load/new", "load/normalized", "normalize/extracted")
+
 # What dlt needs to resume. Temporary folders (`normalize/<random>`, `load/new`), the trace
 # and archived packages (`load/loaded`) are left out on purpose.
 MANAGED_PATHS = (
@@ -197,6 +201,8 @@ def _swap_managed(staging: Path, working_dir: Path) -> None:
         if incoming.exists():
             current.parent.mkdir(parents=True, exist_ok=True)
             os.replace(incoming, current)
+    for folder in STORAGE_DIRS:
+        (working_dir / folder).mkdir(parents=True, exist_ok=True)
 
 
 def collect_garbage(layout: PipelineLayout, keep: int) -> tuple[int, int]:

@@ -95,7 +95,6 @@ def s3_storage_options() -> dict[str, Any]:
             "read_timeout": 120,
             "retries": {"max_attempts": 2},
         },
-        "retries": 2,
         "use_listings_cache": False,
         "skip_instance_cache": True,
     }
