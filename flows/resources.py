@@ -1,0 +1,120 @@
+"""What the process uses and what its container allows: psutil plus cgroup v1/v2 limits.
+
+Summaries in the Prefect UI and the tuning commands read these; a Kubernetes pod's limits
+are its cgroup's limits, so no Kubernetes API call is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+UNLIMITED = 1 << 60  # cgroup v1 writes "no limit" as a page-rounded 2^63
+
+
+@dataclass(frozen=True)
+class ContainerLimits:
+    """CPU cores and memory bytes the cgroup allows (None: unlimited), and throttling so far."""
+
+    cgroup_version: int | None
+    cpu_limit: float | None
+    memory_limit: int | None
+    cpu_throttled_periods: int
+    cpu_throttled_seconds: float
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Resource use of this process (and its children) since it started."""
+
+    cpu_seconds: float
+    peak_rss_bytes: int
+    rss_bytes: int
+    wall_seconds: float
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def _stat_file(path: Path) -> dict[str, int]:
+    text = _read(path) or ""
+    pairs = (line.split() for line in text.splitlines())
+    return {p[0]: int(p[1]) for p in pairs if len(p) == 2 and p[1].lstrip("-").isdigit()}
+
+
+def _own_dir(root: Path, controller: str | None) -> Path:
+    """The process's own cgroup folder when mounted (a container sees its own at the root)."""
+    for line in (_read(Path("/proc/self/cgroup")) or "").splitlines():
+        _id, controllers, path = line.split(":", 2)
+        if (controller is None and controllers == "") or (
+            controller and controller in controllers.split(",")
+        ):
+            base = root / controller if controller else root
+            candidate = base / path.lstrip("/")
+            return candidate if candidate.exists() else base
+    return root / controller if controller else root
+
+
+def container_limits(root: Path = CGROUP_ROOT) -> ContainerLimits:
+    """Reads cgroup v2 (`memory.max`, `cpu.max`) or v1 (`memory.limit_in_bytes`, CFS quota)."""
+    if (root / "cgroup.controllers").exists():  # unified hierarchy (v2)
+        own = _own_dir(root, None)
+        v2 = own if (own / "memory.max").exists() else root
+        memory = _read(v2 / "memory.max")
+        cpu = (_read(v2 / "cpu.max") or "max 100000").split()
+        stat = _stat_file(v2 / "cpu.stat")
+        return ContainerLimits(
+            cgroup_version=2,
+            cpu_limit=None if cpu[0] == "max" else int(cpu[0]) / int(cpu[1]),
+            memory_limit=None if memory in (None, "max") else int(memory),
+            cpu_throttled_periods=stat.get("nr_throttled", 0),
+            cpu_throttled_seconds=stat.get("throttled_usec", 0) / 1e6,
+        )
+    mem_dir, cpu_dir = _own_dir(root, "memory"), _own_dir(root, "cpu")
+    if not mem_dir.exists() and not cpu_dir.exists():
+        return ContainerLimits(None, None, None, 0, 0.0)
+    memory = int(_read(mem_dir / "memory.limit_in_bytes") or UNLIMITED)
+    quota = int(_read(cpu_dir / "cpu.cfs_quota_us") or -1)
+    period = int(_read(cpu_dir / "cpu.cfs_period_us") or 100000)
+    stat = _stat_file(cpu_dir / "cpu.stat")
+    return ContainerLimits(
+        cgroup_version=1,
+        cpu_limit=quota / period if quota > 0 else None,
+        memory_limit=memory if memory < UNLIMITED else None,
+        cpu_throttled_periods=stat.get("nr_throttled", 0),
+        cpu_throttled_seconds=stat.get("throttled_time", 0) / 1e9,
+    )
+
+
+def current_usage() -> Usage:
+    """CPU time and peak RSS of this process and its waited-for children (worker processes)."""
+    proc = psutil.Process()
+    cpu = proc.cpu_times()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, children.ru_maxrss)
+    return Usage(
+        cpu_seconds=cpu.user + cpu.system + children.ru_utime + children.ru_stime,
+        peak_rss_bytes=peak_kb * 1024,
+        rss_bytes=proc.memory_info().rss,
+        wall_seconds=time.time() - proc.create_time(),
+    )
+
+
+def effective_cpus(limits: ContainerLimits | None = None) -> float:
+    limits = limits or container_limits()
+    cores = float(len(os.sched_getaffinity(0)))
+    return min(cores, limits.cpu_limit) if limits.cpu_limit else cores
+
+
+def as_dict(limits: ContainerLimits, usage: Usage) -> dict[str, object]:
+    return {**asdict(limits), **asdict(usage)}

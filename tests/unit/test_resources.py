@@ -1,0 +1,73 @@
+"""cgroup limit parsing on both layouts (file trees as the kernel writes them), and psutil use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flows.resources import container_limits, current_usage, effective_cpus
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text + "\n")
+    return root
+
+
+def test_cgroup_v2_limits_and_throttling(tmp_path: Path) -> None:
+    root = write(
+        tmp_path,
+        {
+            "cgroup.controllers": "cpu memory",
+            "memory.max": str(512 * 2**20),
+            "cpu.max": "150000 100000",
+            "cpu.stat": "usage_usec 100\nnr_throttled 7\nthrottled_usec 2500000",
+        },
+    )
+    limits = container_limits(root)
+    assert (limits.cgroup_version, limits.cpu_limit, limits.memory_limit) == (2, 1.5, 512 * 2**20)
+    assert (limits.cpu_throttled_periods, limits.cpu_throttled_seconds) == (7, 2.5)
+    assert effective_cpus(limits) <= 1.5
+
+
+def test_cgroup_v2_unlimited(tmp_path: Path) -> None:
+    root = write(tmp_path, {"cgroup.controllers": "", "memory.max": "max", "cpu.max": "max 100000"})
+    limits = container_limits(root)
+    assert (limits.cpu_limit, limits.memory_limit) == (None, None)
+
+
+def test_cgroup_v1_limits(tmp_path: Path) -> None:
+    root = write(
+        tmp_path,
+        {
+            "memory/memory.limit_in_bytes": str(2**30),
+            "cpu/cpu.cfs_quota_us": "50000",
+            "cpu/cpu.cfs_period_us": "100000",
+            "cpu/cpu.stat": "nr_periods 10\nnr_throttled 3\nthrottled_time 4000000000",
+        },
+    )
+    limits = container_limits(root)
+    assert (limits.cgroup_version, limits.cpu_limit, limits.memory_limit) == (1, 0.5, 2**30)
+    assert (limits.cpu_throttled_periods, limits.cpu_throttled_seconds) == (3, 4.0)
+
+
+def test_cgroup_v1_unlimited(tmp_path: Path) -> None:
+    root = write(
+        tmp_path,
+        {
+            "memory/memory.limit_in_bytes": "9223372036854771712",
+            "cpu/cpu.cfs_quota_us": "-1",
+            "cpu/cpu.cfs_period_us": "100000",
+        },
+    )
+    limits = container_limits(root)
+    assert (limits.cpu_limit, limits.memory_limit) == (None, None)
+
+
+def test_usage_grows_with_allocation() -> None:
+    before = current_usage()
+    block = bytearray(64 * 2**20)
+    block[::4096] = b"x" * len(block[::4096])
+    after = current_usage()
+    assert after.peak_rss_bytes >= before.peak_rss_bytes + 32 * 2**20
+    assert after.cpu_seconds >= before.cpu_seconds > 0
