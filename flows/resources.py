@@ -83,14 +83,14 @@ def container_limits(root: Path = CGROUP_ROOT) -> ContainerLimits:
     mem_dir, cpu_dir = _own_dir(root, "memory"), _own_dir(root, "cpu")
     if not mem_dir.exists() and not cpu_dir.exists():
         return ContainerLimits(None, None, None, 0, 0.0)
-    memory = int(_read(mem_dir / "memory.limit_in_bytes") or UNLIMITED)
+    mem_bytes = int(_read(mem_dir / "memory.limit_in_bytes") or UNLIMITED)
     quota = int(_read(cpu_dir / "cpu.cfs_quota_us") or -1)
     period = int(_read(cpu_dir / "cpu.cfs_period_us") or 100000)
     stat = _stat_file(cpu_dir / "cpu.stat")
     return ContainerLimits(
         cgroup_version=1,
         cpu_limit=quota / period if quota > 0 else None,
-        memory_limit=memory if memory < UNLIMITED else None,
+        memory_limit=mem_bytes if mem_bytes < UNLIMITED else None,
         cpu_throttled_periods=stat.get("nr_throttled", 0),
         cpu_throttled_seconds=stat.get("throttled_time", 0) / 1e9,
     )
