@@ -18,7 +18,7 @@ def format_report(report: RunReport) -> str:
     for step in report.steps:
         retry = f", {step.attempts} attempts" if step.attempts > 1 else ""
         lines.append(f"  {step.step:9} {step.seconds:7.2f} s{retry}")
-    tables = {k: v for k, v in report.normalized_rows.items() if not k.startswith("_dlt")}
+    tables = {k: v for k, v in report.loaded_rows.items() if not k.startswith("_dlt")}
     if tables:
         lines.append("  rows loaded: " + ", ".join(f"{t} {n:,}" for t, n in sorted(tables.items())))
     else:

@@ -9,6 +9,7 @@ starts over from a clean slate: dlt's own resume would repeat or skip committed 
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
 import shutil
@@ -138,6 +139,39 @@ def reset_package_jobs(path: Path) -> None:
         shutil.rmtree(path / leftover, ignore_errors=True)
         (path / leftover).mkdir()
     (path / PackageStorage.APPLIED_SCHEMA_UPDATES_FILE_NAME).unlink(missing_ok=True)
+
+
+def _file_rows(path: Path, file_format: str) -> int:
+    if file_format == "parquet":
+        import pyarrow.parquet as pq
+
+        return int(pq.read_metadata(path).num_rows)
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt") as fh:  # type: ignore[operator]
+        if file_format == "insert_values":
+            return sum(1 for line in fh if line.startswith("("))
+        if file_format == "csv":
+            return max(0, sum(1 for _ in fh) - 1)
+        return sum(1 for line in fh if line.strip())
+
+
+def package_row_counts(path: Path) -> dict[str, int]:
+    """Rows per table in a normalized package's data jobs, read from the files themselves.
+
+    Known before load, whatever process normalized the package: a resumed run reports the
+    rows it loaded even though it never saw the normalize step.
+    """
+    counts: dict[str, int] = {}
+    for folder in (PackageStorage.NEW_JOBS_FOLDER, *JOB_FOLDERS):
+        for job in (path / folder).glob("*") if (path / folder).exists() else []:
+            try:
+                parsed = ParsedLoadJobFileName.parse(job.name)
+            except Exception:
+                continue
+            if parsed.file_format in DATA_FORMATS and parsed.file_format != "model":
+                rows = _file_rows(job, parsed.file_format)
+                counts[parsed.table_name] = counts.get(parsed.table_name, 0) + rows
+    return counts
 
 
 def prepare_normalized_packages(

@@ -23,7 +23,12 @@ from dlt.common.schema.exceptions import DataValidationError
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from flows.checkpoint import CheckpointCollector
-from flows.resume import ResumePlan, prepare_normalized_packages
+from flows.resume import (
+    ResumePlan,
+    package_dir,
+    package_row_counts,
+    prepare_normalized_packages,
+)
 from flows.state import StateSession, StateStoreError
 from flows.state.session import SnapshotStats
 
@@ -84,6 +89,7 @@ class RunReport:
     extracted_rows: dict[str, int] = field(default_factory=dict)
     normalized_rows: dict[str, int] = field(default_factory=dict)
     loaded_packages: list[str] = field(default_factory=list)
+    loaded_rows: dict[str, int] = field(default_factory=dict)
     snapshots: SnapshotStats | None = None
     seconds: float = 0.0
 
@@ -157,19 +163,24 @@ class runner:
             report.normalized_rows[table] = report.normalized_rows.get(table, 0) + count
 
     def _load(self, report: RunReport) -> None:
+        rows: dict[str, dict[str, int]] = {}
+
         def load() -> Any:
             # on every attempt: a failed attempt may itself have left a partial package
             prepare_normalized_packages(self.pipeline, report.resume, frozenset(self._trusted))
             self._trusted.clear()
-            if not self.pipeline.list_normalized_load_packages():
-                return None
-            return self.pipeline.load()
+            pending = self.pipeline.list_normalized_load_packages()
+            for load_id in pending:
+                rows[load_id] = package_row_counts(package_dir(self.pipeline, load_id))
+            return self.pipeline.load() if pending else None
 
         if not self.pipeline.list_normalized_load_packages():
             return
         info = self._step(report, "load", load)
-        if info is not None:
-            report.loaded_packages.extend(p.load_id for p in info.load_packages)
+        for package in info.load_packages if info is not None else []:
+            report.loaded_packages.append(package.load_id)
+            for table, count in rows.get(package.load_id, {}).items():
+                report.loaded_rows[table] = report.loaded_rows.get(table, 0) + count
 
     def _step(self, report: RunReport, step: str, fn: Callable[[], T]) -> T:
         entry = StepReport(step)
