@@ -147,7 +147,7 @@ def _file_rows(path: Path, file_format: str) -> int:
 
         return int(pq.read_metadata(path).num_rows)
     opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt") as fh:  # type: ignore[operator]
+    with opener(path, "rt") as fh:
         if file_format == "insert_values":
             return sum(1 for line in fh if line.startswith("("))
         if file_format == "csv":
