@@ -97,7 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {cause}", file=sys.stderr)
         if args.verbose:
             logging.exception("details")
-        return next((code for kind, code in EXIT_CODES if _has_cause(err, kind)), 1)
+        return exit_code_for(err)
+
+
+def exit_code_for(err: BaseException) -> int:
+    return next((code for kind, code in EXIT_CODES if _has_cause(err, kind)), 1)
 
 
 def _has_cause(err: BaseException | None, kind: type[BaseException]) -> bool:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import tenacity
 from dlt.common.runtime.collector import Collector
+from dlt.sources import DltSource
 
 from flows.pipelines import get_spec
-from flows.runner import RunReport, runner
+from flows.runner import RunListener, RunReport, runner
 from flows.settings import apply_platform_defaults, default_pipelines_dir, default_state_url
 from flows.state import StateSession, open_store
 
@@ -28,7 +29,9 @@ def run_pipeline(
     lease_ttl: float = 120.0,
     full_refresh: bool = False,
     source_options: Mapping[str, Any] | None = None,
+    source_factory: Callable[[], DltSource] | None = None,
     progress: Collector | None = None,
+    listener: RunListener | None = None,
     retry_policy: tenacity.Retrying | None = None,
     generation: int | None = None,
 ) -> RunReport:
@@ -36,7 +39,8 @@ def run_pipeline(
 
     `run_id` identifies one logical run across attempts (Prefect's flow run id): a retry with
     the same id may take over the lease of its dead predecessor at once. `generation` restores
-    an older snapshot on purpose (recovery drills and tests).
+    an older snapshot on purpose (recovery drills and tests). `source_factory` replaces the
+    pipeline's own source (called after the restore, like the pipeline itself).
     """
     spec = get_spec(name)
     apply_platform_defaults()
@@ -54,10 +58,14 @@ def run_pipeline(
             # no snapshot and no local state: take dlt's state from the destination, if any,
             # so a lost bucket does not mean extracting everything again
             pipeline.sync_destination()
-        source = spec.build_source(**dict(source_options or {}))
-        report = runner(pipeline, retry_policy=retry_policy, session=session).run(
-            source, **spec.extract_kwargs(full_refresh=full_refresh)
+        source = (
+            spec.prepare_source(source_factory())
+            if source_factory
+            else (spec.build_source(**dict(source_options or {})))
         )
+        report = runner(
+            pipeline, retry_policy=retry_policy, session=session, listener=listener
+        ).run(source, **spec.extract_kwargs(full_refresh=full_refresh))
         ok = True
         return report
     finally:

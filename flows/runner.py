@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import dlt
 import tenacity
@@ -69,6 +69,16 @@ def default_retry_policy() -> tenacity.Retrying:
     )
 
 
+class RunListener(Protocol):
+    """Told about failed attempts as they happen (the Prefect collector turns them into
+    error artifacts); the runner knows nothing of Prefect."""
+
+    def on_attempt_failed(self, step: str, attempt: int, error: BaseException) -> None: ...
+
+    def on_load_starting(self, rows: dict[str, int]) -> None:
+        """Rows per table about to be loaded (read from the package files)."""
+
+
 @dataclass
 class StepReport:
     step: str
@@ -107,6 +117,7 @@ class runner:
         retry_policy: tenacity.Retrying | None = None,
         retry_pipeline_steps: Sequence[str] = STEPS,
         session: StateSession | None = None,
+        listener: RunListener | None = None,
     ) -> None:
         unknown = set(retry_pipeline_steps) - set(STEPS)
         if unknown:
@@ -115,6 +126,7 @@ class runner:
         self.retry_policy = retry_policy or default_retry_policy()
         self.retry_steps = set(retry_pipeline_steps)
         self.session = session
+        self.listener = listener
         self.checkpoints: CheckpointCollector | None = None
         # packages normalized here and not yet attempted: no destination check needed
         self._trusted: set[str] = set()
@@ -172,6 +184,8 @@ class runner:
             pending = self.pipeline.list_normalized_load_packages()
             for load_id in pending:
                 rows[load_id] = package_row_counts(package_dir(self.pipeline, load_id))
+            if self.listener is not None:
+                self.listener.on_load_starting(_sum_rows(rows.values()))
             return self.pipeline.load() if pending else None
 
         if not self.pipeline.list_normalized_load_packages():
@@ -206,10 +220,20 @@ class runner:
                     except Exception as err:
                         entry.errors.append(f"{type(root_cause(err)).__name__}: {root_cause(err)}")
                         log.warning("%s attempt %d failed: %s", step, entry.attempts, err)
+                        if self.listener is not None:
+                            self.listener.on_attempt_failed(step, entry.attempts, err)
                         raise
             return result
         finally:
             entry.seconds = time.perf_counter() - started
+
+
+def _sum_rows(parts: Any) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for part in parts:
+        for table, count in part.items():
+            total[table] = total.get(table, 0) + count
+    return total
 
 
 def extracted_rows(info: Any) -> dict[str, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flows.pipelines.spec import PipelineSpec
+from flows.sources.daily_events import daily_events
 from flows.sources.files import files
 from flows.sources.products import products
 from flows.sources.synthetic import synthetic
@@ -13,6 +14,7 @@ PIPELINES: dict[str, PipelineSpec] = {
         PipelineSpec("synthetic", synthetic, "synthetic", "generated append-only events"),
         PipelineSpec("products", products, "shop", "PostgreSQL products, merged on id"),
         PipelineSpec("files", files, "landing", "CSV/JSONL/Parquet files from a bucket"),
+        PipelineSpec("daily_events", daily_events, "daily", "date-partitioned events (backfills)"),
     )
 }
 

@@ -53,7 +53,11 @@ class PipelineSpec:
         )
 
     def build_source(self, **overrides: Any) -> DltSource:
-        source = self.source(**overrides)
+        return self.prepare_source(self.source(**overrides))
+
+    @staticmethod
+    def prepare_source(source: DltSource) -> DltSource:
+        """Platform settings every source gets, whoever built it."""
         DataItemNormalizer.update_normalizer_config(
             source.schema, {"propagation": LOAD_ID_PROPAGATION}
         )

@@ -1,0 +1,373 @@
+"""PrefectCollector: dlt progress and reports as Prefect artifacts, as they happen.
+
+Pass it as `progress=` (the platform's runner wraps it in its checkpoint collector):
+- a progress artifact per step, updated at most once per `interval` seconds from a
+  background thread, with a description that says what is done (`events 40,000 rows`);
+- a summary table after each step: rows per table, files or jobs, duration, pipeline,
+  destination, dataset, where it ran (pod, node, namespace, image) and resources
+  (CPU seconds, peak RSS, the container's CPU and memory limits, CPU throttling);
+- a schema-change table when a load adds or changes tables or columns (before and after),
+  once per load package even across retries;
+- through the runner's listener hooks: an error artifact per failed attempt and a final
+  report after the run.
+
+API calls grow with steps and time, not rows. Failures are logged, never raised into dlt.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from dlt.common.runtime.collector import Collector
+
+from flows.prefect.artifacts import (
+    ArtifactSink,
+    RunTarget,
+    _Handle,
+    artifact_key,
+    markdown_pairs,
+    markdown_table,
+)
+from flows.resources import container_limits, current_usage
+
+log = logging.getLogger(__name__)
+
+
+def execution_environment() -> dict[str, str | None]:
+    """Where this runs: the Kubernetes downward API env when in a pod, else the host."""
+    return {
+        "pod": os.environ.get("POD_NAME"),
+        "node": os.environ.get("NODE_NAME"),
+        "namespace": os.environ.get("POD_NAMESPACE"),
+        "image": os.environ.get("FLOWS_IMAGE"),
+        "host": socket.gethostname(),
+    }
+
+
+def _mb(value: int | None) -> str:
+    return "unlimited" if value is None else f"{value / 2**20:,.0f} MiB"
+
+
+@dataclass
+class _Step:
+    name: str
+    label: str
+    started: float
+    cpu_at_start: float
+    throttled_at_start: float
+    counters: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    totals: dict[str, int] = field(default_factory=dict)
+    handle: _Handle | None = None
+    dirty: bool = True
+
+
+class PrefectCollector(Collector):
+    def __init__(self, target: RunTarget | None = None, interval: float = 1.0) -> None:
+        self.sink = ArtifactSink(target or RunTarget.from_context())
+        self.interval = interval
+        self.pipeline_name = "pipeline"
+        self.destination = ""
+        self.dataset = ""
+        self.step = ""
+        self._current: _Step | None = None
+        self._lock = threading.Lock()
+        self._stop_event = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._schema_before: dict[str, dict[str, str | None]] = {}
+        self._extracted: dict[str, int] = {}
+        self._reported: list[BaseException] = []
+        self._load_rows: dict[str, int] = {}
+        self._handles: dict[str, _Handle] = {}
+
+    # dlt collector API -----------------------------------------------------------------------
+
+    def update(
+        self,
+        name: str,
+        inc: int = 1,
+        total: int | None = None,
+        inc_total: int | None = None,
+        message: str | None = None,
+        label: str | None = None,
+    ) -> None:
+        step = self._current
+        if step is None:
+            return
+        with self._lock:
+            key = f"{name} ({label})" if label else name
+            step.counters[key] += inc
+            if total is not None:
+                step.totals[key] = total
+            if inc_total:
+                step.totals[key] = step.totals.get(key, 0) + inc_total
+            step.dirty = True
+
+    def _start(self, step: str) -> None:
+        self.step = step
+        kind = step.split(" ", 1)[0].lower()
+        usage, limits = current_usage(), container_limits()
+        current = _Step(
+            kind, step, time.perf_counter(), usage.cpu_seconds, limits.cpu_throttled_seconds
+        )
+        # dlt extracts the pipeline state as a second "Extract": same step, same artifact
+        current.handle = self._handles.get(kind) or self.sink.create(
+            artifact_key(self.pipeline_name, kind, "progress"),
+            "progress",
+            0.0,
+            f"{self.pipeline_name}: {step} started",
+        )
+        self._handles[kind] = current.handle
+        self._current = current
+        self._start_ticker()
+
+    def _stop(self) -> None:
+        step = self._current
+        if step is not None and step.handle is not None:
+            self.sink.update(
+                step.handle,
+                100.0,
+                f"{self.pipeline_name}: {step.label} done. " + self._describe(step),
+            )
+        self._stop_ticker()
+
+    def on_start_trace(self, trace: Any, step: Any, pipeline: Any) -> None:
+        self.pipeline_name = pipeline.pipeline_name
+        self.dataset = pipeline.dataset_name
+        destination = getattr(pipeline, "destination", None)
+        self.destination = destination.destination_name if destination else ""
+        try:
+            self._schema_before = {
+                table["name"]: {c: col.get("data_type") for c, col in table["columns"].items()}
+                for schema in pipeline.schemas.values()
+                for table in schema.data_tables(include_incomplete=True)
+            }
+        except Exception as err:  # a fresh pipeline has no schema yet
+            log.debug("no schema before the run: %s", err)
+
+    def on_start_trace_step(self, trace: Any, step: Any, pipeline: Any) -> None:
+        self._handles.clear()
+
+    def on_load_starting(self, rows: dict[str, int]) -> None:
+        self._load_rows = {t: n for t, n in rows.items() if not t.startswith("_dlt")}
+
+    def on_end_trace_step(
+        self, trace: Any, step: Any, pipeline: Any, step_info: Any, send_state: bool
+    ) -> None:
+        try:
+            self._summarize(step, step_info)
+            if step.step == "load" and step_info is not None:
+                self._schema_changes(step_info)
+        except Exception as err:
+            log.warning("could not report %s step: %s", getattr(step, "step", "?"), err)
+
+    def on_end_trace(self, trace: Any, pipeline: Any, send_state: bool) -> None:
+        self.sink.flush()
+
+    # runner listener API ---------------------------------------------------------------------
+
+    def on_attempt_failed(self, step: str, attempt: int, error: BaseException) -> None:
+        """One error artifact per failed attempt; an error re-raised upward is not repeated."""
+        if any(e is error for e in self._reported):
+            return
+        self._reported.append(error)
+        tb = "".join(traceback.format_exception(error))[-6000:]
+        body = (
+            markdown_pairs(
+                {
+                    "pipeline": self.pipeline_name,
+                    "step": step,
+                    "attempt": attempt,
+                    "exception": f"`{type(error).__name__}`",
+                }
+            )
+            + f"\n\n```\n{tb}\n```"
+        )
+        self.sink.create(
+            artifact_key(self.pipeline_name, "errors"),
+            "markdown",
+            body,
+            f"{self.pipeline_name}: {step} attempt {attempt} failed: {error}"[:500],
+        )
+
+    def on_run_finished(self, report: Any, outcome: str, attempt: int | None = None) -> None:
+        rows = sorted((t, n) for t, n in report.loaded_rows.items() if not t.startswith("_dlt"))
+        resume = report.resume
+        resumed = (
+            f"{len(resume.extracted)} extracted, {len(resume.normalized)} normalized packages "
+            f"({len(resume.already_loaded)} already loaded, {len(resume.reset)} reloaded)"
+            if resume.extracted or resume.normalized
+            else "nothing pending"
+        )
+        steps = [
+            (s.step, s.attempts, f"{s.seconds:.2f} s", "; ".join(s.errors) or "-")
+            for s in report.steps
+        ]
+        body = "\n\n".join(
+            [
+                markdown_pairs(
+                    {
+                        "pipeline": report.pipeline,
+                        "destination": report.destination,
+                        "dataset": report.dataset,
+                        "outcome": outcome,
+                        "task attempt": attempt,
+                        "resumed from state store": resumed,
+                        "snapshots": (
+                            f"{report.snapshots.snapshots} (restored generation "
+                            f"{report.snapshots.restored_generation})"
+                            if report.snapshots
+                            else None
+                        ),
+                        "duration": f"{report.seconds:.2f} s",
+                    }
+                ),
+                "### Rows loaded\n" + markdown_table(["table", "rows"], rows or [("-", 0)]),
+                "### Steps\n" + markdown_table(["step", "attempts", "duration", "errors"], steps),
+            ]
+        )
+        self.sink.create(
+            artifact_key(report.pipeline, "report"),
+            "markdown",
+            body,
+            f"{report.pipeline}: {outcome}, {sum(n for _, n in rows):,} rows",
+        )
+
+    def close(self) -> None:
+        self._stop_ticker()
+        self.sink.close()
+
+    # internals --------------------------------------------------------------------------------
+
+    def _describe(self, step: _Step) -> str:
+        with self._lock:
+            parts = []
+            for name, value in step.counters.items():
+                total = step.totals.get(name)
+                parts.append(f"{name} {value:,}" + (f"/{total:,}" if total else ""))
+        return ", ".join(parts)
+
+    def _progress(self, step: _Step) -> float:
+        with self._lock:
+            if step.name == "load" and step.totals.get("Jobs"):
+                return 100.0 * step.counters.get("Jobs", 0) / step.totals["Jobs"]
+            if step.name == "extract" and step.totals.get("Resources"):
+                return 100.0 * step.counters.get("Resources", 0) / step.totals["Resources"]
+            if step.name == "normalize" and self._extracted:
+                done = sum(v for k, v in step.counters.items() if k in self._extracted)
+                return min(99.0, 100.0 * done / max(1, sum(self._extracted.values())))
+        return 0.0
+
+    def _start_ticker(self) -> None:
+        self._stop_event.clear()
+        if self._ticker is None or not self._ticker.is_alive():
+            self._ticker = threading.Thread(target=self._tick, name="flows-progress", daemon=True)
+            self._ticker.start()
+
+    def _stop_ticker(self) -> None:
+        self._stop_event.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=5)
+            self._ticker = None
+
+    def _tick(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            step = self._current
+            if step is None or step.handle is None or not step.dirty:
+                continue
+            step.dirty = False
+            self.sink.update(
+                step.handle,
+                round(self._progress(step), 1),
+                f"{self.pipeline_name}: {step.label}: {self._describe(step)}",
+            )
+
+    def _summarize(self, trace_step: Any, step_info: Any) -> None:
+        kind = trace_step.step
+        if kind not in ("extract", "normalize", "load"):
+            return
+        step = self._current if self._current and self._current.name == kind else None
+        usage, limits = current_usage(), container_limits()
+        rows = self._load_rows if kind == "load" else self._rows(kind, step_info)
+        if kind == "extract":
+            self._extracted = dict(rows)
+        started, finished = trace_step.started_at, trace_step.finished_at
+        duration = (finished - started).total_seconds() if started and finished else 0.0
+        counters = self._describe(step) if step else ""
+        facts = {
+            "pipeline": self.pipeline_name,
+            "destination": self.destination,
+            "dataset": self.dataset,
+            "step": kind,
+            "outcome": "failed" if trace_step.step_exception else "ok",
+            "duration": f"{duration:.2f} s",
+            "counters": counters or None,
+            **{k: v for k, v in execution_environment().items() if v},
+            "CPU time (step)": f"{usage.cpu_seconds - (step.cpu_at_start if step else 0):.2f} s",
+            "peak RSS (process)": _mb(usage.peak_rss_bytes),
+            "CPU limit": f"{limits.cpu_limit:g} cores" if limits.cpu_limit else "unlimited",
+            "memory limit": _mb(limits.memory_limit),
+            "CPU throttled (step)": (
+                f"{limits.cpu_throttled_seconds - (step.throttled_at_start if step else 0):.2f} s"
+            ),
+        }
+        table = markdown_table(["table", "rows"], sorted(rows.items()) or [("-", 0)])
+        self.sink.create(
+            artifact_key(self.pipeline_name, kind, "summary"),
+            "markdown",
+            f"### {self.pipeline_name}: {kind}\n\n{markdown_pairs(facts)}\n\n{table}",
+            f"{self.pipeline_name} {kind}: {sum(rows.values()):,} rows in {duration:.1f} s",
+        )
+
+    @staticmethod
+    def _rows(kind: str, info: Any) -> dict[str, int]:
+        if info is None:
+            return {}
+        if kind == "normalize":
+            return {k: v for k, v in (info.row_counts or {}).items() if not k.startswith("_dlt")}
+        if kind == "extract":
+            from flows.runner import extracted_rows
+
+            return {k: v for k, v in extracted_rows(info).items() if not k.startswith("_dlt")}
+        return {}
+
+    def _schema_changes(self, info: Any) -> None:
+        key = artifact_key(self.pipeline_name, "schema-changes")
+        for package in info.load_packages:
+            rows = []
+            for table_name, table in (package.schema_update or {}).items():
+                if table_name.startswith("_dlt"):
+                    continue
+                before = self._schema_before.get(table_name)
+                for column, spec in table.get("columns", {}).items():
+                    old = before.get(column) if before is not None else None
+                    new = spec.get("data_type")
+                    if before is not None and column in before and old == new:
+                        continue
+                    change = (
+                        "new table"
+                        if before is None
+                        else "new column"
+                        if column not in before
+                        else "type changed"
+                    )
+                    rows.append((table_name, column, change, old or "-", new or "-"))
+            if not rows:
+                continue
+            marker = f"load {package.load_id}"
+            previous = self.sink.latest_description(key)
+            if previous and marker in previous:
+                continue  # an earlier attempt already reported this package
+            self.sink.create(
+                key,
+                "markdown",
+                markdown_table(["table", "column", "change", "before", "after"], rows),
+                f"{self.pipeline_name}: {len(rows)} schema changes in {marker}",
+            )

@@ -1,0 +1,272 @@
+"""`@dlt_task` and the task/flow factories: a pipeline becomes a Prefect task in a few lines.
+
+    @dlt_task(pipeline="products")
+    def products_incremental(table: str = "products") -> DltSource:
+        return products(table=table)
+
+The decorated function only builds the source. The task takes the pipeline's lease,
+restores its state, runs it with the runner and the PrefectCollector, and releases.
+By default each attempt runs in a child process with an empty working dir, exactly like
+a fresh pod: when that process dies (OOM kill, kill -9), Prefect retries the task with
+backoff and jitter and the new attempt resumes from the state store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from prefect import Flow, Task, flow, get_run_logger, task
+from prefect.context import TaskRunContext
+from prefect.tasks import exponential_backoff
+
+from flows.pipelines import PipelineSpec, get_spec
+from flows.prefect.artifacts import RunTarget
+from flows.prefect.collector import PrefectCollector
+
+REPORT_PREFIX = "FLOWS_REPORT "
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything an attempt needs; crosses the process boundary as JSON."""
+
+    pipeline: str
+    target: str  # "module:function" returning a dlt source
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    full_refresh: bool = False
+    state_url: str | None = None
+    lease_wait: float = 0.0
+    flow_run_id: str | None = None
+    task_run_id: str | None = None
+    attempt: int = 1
+
+
+def _import(target: str) -> Callable[..., Any]:
+    module_name, _, qualname = target.partition(":")
+    obj: Any = __import__(module_name, fromlist=["_"])
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return getattr(obj, "source_fn", obj)  # a @dlt_task object: its source function
+
+
+def execute(request: RunRequest) -> dict[str, Any]:
+    """Runs one attempt in this process and returns the run report as a dict."""
+    from flows.run import run_pipeline
+
+    collector = PrefectCollector(
+        RunTarget(
+            UUID(request.flow_run_id) if request.flow_run_id else None,
+            UUID(request.task_run_id) if request.task_run_id else None,
+        )
+    )
+    source_fn = _import(request.target)
+    workdir = tempfile.mkdtemp(prefix=f"flows-{request.pipeline}-")
+    try:
+        report = run_pipeline(
+            request.pipeline,
+            state_url=request.state_url,
+            pipelines_dir=Path(workdir),  # empty, like a new pod: state comes from the store
+            run_id=request.flow_run_id,
+            wait=request.lease_wait,
+            full_refresh=request.full_refresh,
+            source_factory=lambda: source_fn(*request.args, **request.kwargs),
+            progress=collector,
+            listener=collector,
+        )
+        collector.on_run_finished(report, "completed", request.attempt)
+        return asdict(report)
+    except BaseException as err:
+        collector.on_attempt_failed("run", request.attempt, err)
+        raise
+    finally:
+        collector.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def execute_in_child(request: RunRequest, log: Any) -> dict[str, Any]:
+    """Runs one attempt in a child process, streaming its log lines to the task logger."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.prefect.child"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(json.dumps(asdict(request)))
+    proc.stdin.close()
+    report: dict[str, Any] | None = None
+    tail: list[str] = []
+    for line in proc.stdout:
+        if line.startswith(REPORT_PREFIX):
+            report = json.loads(line[len(REPORT_PREFIX) :])
+            continue
+        tail = [*tail[-40:], line.rstrip()]
+        log.info(line.rstrip())
+    code = proc.wait()
+    if code == 0 and report is not None:
+        return report
+    cause = (
+        f"killed by signal {-code}" + (" (OOM kill?)" if code == -9 else "")
+        if code < 0
+        else f"exited with {code}"
+    )
+    error = RuntimeError(
+        f"pipeline {request.pipeline} attempt {request.attempt}: child process {cause}; "
+        f"last output: {tail[-1] if tail else '-'}"
+    )
+    if code < 0:  # the child could not report its own death
+        collector = PrefectCollector(
+            RunTarget(
+                UUID(request.flow_run_id) if request.flow_run_id else None,
+                UUID(request.task_run_id) if request.task_run_id else None,
+            )
+        )
+        collector.pipeline_name = request.pipeline
+        collector.on_attempt_failed("run", request.attempt, error)
+        collector.close()
+    raise error
+
+
+def summary(report: Mapping[str, Any], attempt: int) -> dict[str, Any]:
+    """The small result a task returns (full details are in the artifacts)."""
+    rows = {t: n for t, n in report["loaded_rows"].items() if not t.startswith("_dlt")}
+    resume = report["resume"]
+    return {
+        "pipeline": report["pipeline"],
+        "rows": rows,
+        "resumed": bool(resume["extracted"] or resume["normalized"]),
+        "attempt": attempt,
+        "seconds": round(report["seconds"], 2),
+    }
+
+
+def _run_task(
+    pipeline: str,
+    target: str,
+    args: Iterable[Any],
+    kwargs: Mapping[str, Any],
+    full_refresh: bool,
+    isolate: bool,
+    state_url: str | None,
+    lease_wait: float,
+) -> dict[str, Any]:
+    log = get_run_logger()
+    ctx = TaskRunContext.get()
+    assert ctx is not None, "a dlt task runs inside a Prefect task run"
+    request = RunRequest(
+        pipeline=pipeline,
+        target=target,
+        args=list(args),
+        kwargs=dict(kwargs),
+        full_refresh=full_refresh,
+        state_url=state_url,
+        lease_wait=lease_wait,
+        flow_run_id=str(ctx.task_run.flow_run_id),
+        task_run_id=str(ctx.task_run.id),
+        attempt=ctx.task_run.run_count,
+    )
+    log.info("running pipeline %s (attempt %d)", pipeline, request.attempt)
+    report = execute_in_child(request, log) if isolate else execute(request)
+    result = summary(report, request.attempt)
+    log.info("pipeline %s done: %s", pipeline, result)
+    return result
+
+
+def _task_options(pipeline: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "name": pipeline,
+        "retries": 3,
+        "retry_delay_seconds": exponential_backoff(backoff_factor=10),
+        "retry_jitter_factor": 0.5,
+        "tags": ["dlt", pipeline],
+        "log_prints": True,
+    }
+    options.update(overrides)
+    return options
+
+
+def dlt_task(
+    fn: Callable[..., Any] | None = None,
+    *,
+    pipeline: str,
+    full_refresh: bool = False,
+    isolate: bool = True,
+    state_url: str | None = None,
+    lease_wait: float = 0.0,
+    **task_kwargs: Any,
+) -> Any:
+    """Decorates a module-level function that returns a dlt source for pipeline `pipeline`.
+
+    Defaults: retries=3, exponential backoff (factor 10) with jitter 0.5, tags ["dlt",
+    pipeline]; any `prefect.task` option overrides them. `isolate=False` runs attempts in
+    the task's own process (debugging; a killed process is then not retried).
+    """
+
+    def decorate(source_fn: Callable[..., Any]) -> Task[..., dict[str, Any]]:
+        target = f"{source_fn.__module__}:{source_fn.__qualname__}"
+
+        def body(*args: Any, **kwargs: Any) -> dict[str, Any]:
+            return _run_task(
+                pipeline, target, args, kwargs, full_refresh, isolate, state_url, lease_wait
+            )
+
+        body.__name__ = source_fn.__name__
+        body.__doc__ = source_fn.__doc__
+        body.__signature__ = __import__("inspect").signature(source_fn)  # type: ignore[attr-defined]
+        decorated = task(**_task_options(pipeline, task_kwargs))(body)
+        decorated.source_fn = source_fn  # type: ignore[attr-defined]
+        return decorated
+
+    return decorate(fn) if fn is not None else decorate
+
+
+def make_pipeline_task(
+    pipeline: str | PipelineSpec,
+    *,
+    full_refresh: bool = False,
+    isolate: bool = True,
+    **task_kwargs: Any,
+) -> Task[..., dict[str, Any]]:
+    """A task that runs a registered pipeline; its parameters are the source's options."""
+    spec = get_spec(pipeline) if isinstance(pipeline, str) else pipeline
+    target = f"{spec.source.__module__}:{spec.source.__name__}"
+    name = f"{spec.name}-full-refresh" if full_refresh else spec.name
+
+    def body(source_options: dict[str, Any] | None = None) -> dict[str, Any]:
+        return _run_task(
+            spec.name, target, [], source_options or {}, full_refresh, isolate, None, 0.0
+        )
+
+    return task(**_task_options(spec.name, {"name": name, **task_kwargs}))(body)
+
+
+def make_pipeline_flow(
+    pipeline: str | PipelineSpec,
+    flow_name: str,
+    *,
+    full_refresh: bool = False,
+    **flow_kwargs: Any,
+) -> Flow[..., dict[str, Any]]:
+    """A flow with one parameter, the source's options, that runs the pipeline's task."""
+    spec = get_spec(pipeline) if isinstance(pipeline, str) else pipeline
+    pipeline_task = make_pipeline_task(spec, full_refresh=full_refresh)
+
+    def run(source_options: dict[str, Any] | None = None) -> dict[str, Any]:
+        get_run_logger().info("%s: pipeline %s, options %s", flow_name, spec.name, source_options)
+        return pipeline_task(source_options)
+
+    run.__doc__ = f"Runs the {spec.name} pipeline ({spec.description})."
+    return flow(name=flow_name, **flow_kwargs)(run)
