@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -56,6 +57,34 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     sub.add_parser("pipelines", help="list the pipelines").set_defaults(func=cmd_pipelines)
+
+    setup = sub.add_parser("setup", help="create or update the work pool, limits and alerts")
+    setup.add_argument("--pool", default=os.environ.get("FLOWS_WORK_POOL", "dlt-k8s"))
+    setup.add_argument(
+        "--type", dest="pool_type", default="kubernetes", choices=["kubernetes", "process"]
+    )
+    setup.add_argument("--base-job-template", type=Path, help="default: the packaged template")
+    setup.add_argument("--pool-concurrency", type=int, default=4)
+    setup.add_argument(
+        "--tag-limit",
+        action="append",
+        default=[],
+        metavar="TAG=N",
+        help="task concurrency limit per tag (default dlt=8)",
+    )
+    setup.add_argument("--alert-webhook-url", default=os.environ.get("FLOWS_ALERT_WEBHOOK_URL"))
+    setup.add_argument(
+        "--alert-block",
+        default=os.environ.get("FLOWS_ALERT_BLOCK"),
+        help="notification block as <block-type-slug>/<name>",
+    )
+    setup.set_defaults(func=cmd_setup)
+
+    stack = sub.add_parser("stack", help="the local stack: server, PostgreSQL, S3, worker")
+    stack.add_argument("action", choices=["up", "down", "env"])
+    stack.add_argument("--dir", type=Path, default=None, help="default: $FLOWS_HOME/stack")
+    stack.add_argument("--port", type=int, default=4200, help="Prefect API and UI port")
+    stack.set_defaults(func=cmd_stack)
 
     demo = sub.add_parser("demo", help="run the demo pipelines on the embedded default")
     demo.add_argument("--rows", type=int, default=None, help="synthetic rows (default 100000)")
@@ -150,6 +179,47 @@ def cmd_pipelines(args: argparse.Namespace) -> int:
 
     for spec in PIPELINES.values():
         print(f"{spec.name:12} dataset {spec.dataset_name:10} {spec.description}")
+    return 0
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    from flows.prefect.setup import SetupOptions, run_setup
+
+    limits = {"dlt": 8}
+    for item in args.tag_limit:
+        tag, _, value = item.partition("=")
+        if not tag or not value.isdigit():
+            raise ValueError(f"--tag-limit takes TAG=N, got {item!r}")
+        limits[tag] = int(value)
+    options = SetupOptions(
+        pool=args.pool,
+        pool_type=args.pool_type,
+        template_path=args.base_job_template,
+        pool_concurrency=args.pool_concurrency,
+        tag_limits=limits,
+        alert_webhook_url=args.alert_webhook_url,
+        alert_block=args.alert_block,
+    )
+    for line in run_setup(options):
+        print(line)
+    return 0
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    from flows.settings import flows_home
+    from flows.stack import LocalStack
+
+    stack = LocalStack(args.dir or flows_home() / "stack", api_port=args.port)
+    if args.action == "up":
+        stack.up()
+        print(f"Prefect UI: http://127.0.0.1:{stack.api_port}  (user:password {stack.auth_string})")
+        print(f"state and data: {stack.root}; `flows stack env` prints client settings")
+    elif args.action == "down":
+        stack.down()
+        print(f"stopped; data kept in {stack.root}")
+    else:
+        for key, value in stack.run_env().items():
+            print(f"export {key}={value!r}")
     return 0
 
 

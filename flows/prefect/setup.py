@@ -1,0 +1,156 @@
+"""`flows setup`: the work pool, its limits and the failure alert, created or updated in place.
+
+Idempotent: run it on every install and upgrade (the Helm chart's hook Job does).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+from uuid import UUID
+
+from flows.work_pool import base_job_template
+
+AUTOMATION_NAME = "dlt-run-failed"
+WEBHOOK_BLOCK_NAME = "dlt-failure-webhook"
+FAILURE_EVENTS = ("prefect.flow-run.Failed", "prefect.flow-run.Crashed")
+WEBHOOK_PAYLOAD = (
+    '{"text": "Flow run {{ flow_run.name }} of {{ deployment.name }} is '
+    '{{ flow_run.state.name }}: {{ flow_run.state.message }}", '
+    '"flow_run_id": "{{ flow_run.id }}", "state": "{{ flow_run.state.name }}"}'
+)
+
+
+@dataclass
+class SetupOptions:
+    pool: str = "dlt-k8s"
+    pool_type: str = "kubernetes"
+    template_path: Path | None = None
+    pool_concurrency: int | None = 4
+    tag_limits: dict[str, int] = field(default_factory=lambda: {"dlt": 8})
+    alert_webhook_url: str | None = None
+    alert_block: str | None = None  # "<block-type-slug>/<name>" of a notification block
+
+
+def local_process_template() -> dict[str, Any]:
+    """A process pool that validates job_variables exactly like the Kubernetes pool.
+
+    Locally the resource variables are declared but unused, so a deployment that the
+    cluster would reject is rejected on a laptop too.
+    """
+    from prefect.workers.process import ProcessWorker
+
+    process = ProcessWorker.get_default_base_job_template()
+    kubernetes = base_job_template()
+    variables = dict(kubernetes["variables"])
+    variables["properties"] = {
+        **kubernetes["variables"]["properties"],
+        **process["variables"]["properties"],
+    }
+    return {"job_configuration": process["job_configuration"], "variables": variables}
+
+
+def pool_template(options: SetupOptions) -> dict[str, Any]:
+    if options.template_path is not None:
+        return dict(json.loads(options.template_path.read_text()))
+    return base_job_template() if options.pool_type == "kubernetes" else local_process_template()
+
+
+def run_setup(options: SetupOptions) -> list[str]:
+    """Applies everything; returns one line per object saying what was done."""
+    from prefect.client.orchestration import get_client
+
+    done: list[str] = []
+    template = pool_template(options)
+    with get_client(sync_client=True) as client:
+        done.append(_apply_pool(client, options, template))
+        for tag, limit in options.tag_limits.items():
+            client.create_concurrency_limit(tag=tag, concurrency_limit=limit)
+            done.append(f"tag concurrency limit {tag!r} = {limit}")
+        done.append(_apply_automation(client, options))
+    return done
+
+
+def _apply_pool(client: Any, options: SetupOptions, template: dict[str, Any]) -> str:
+    from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        existing = client.read_work_pool(options.pool)
+    except ObjectNotFound:
+        existing = None
+    if existing is None:
+        client.create_work_pool(
+            WorkPoolCreate(
+                name=options.pool,
+                type=options.pool_type,
+                base_job_template=template,
+                concurrency_limit=options.pool_concurrency,
+            )
+        )
+        return f"work pool {options.pool!r} ({options.pool_type}) created"
+    if existing.type != options.pool_type:
+        raise ValueError(
+            f"work pool {options.pool!r} exists with type {existing.type!r}, not "
+            f"{options.pool_type!r}: delete it or choose another --pool"
+        )
+    client.update_work_pool(
+        options.pool,
+        WorkPoolUpdate(base_job_template=template, concurrency_limit=options.pool_concurrency),
+    )
+    return f"work pool {options.pool!r} updated (concurrency {options.pool_concurrency})"
+
+
+def _apply_automation(client: Any, options: SetupOptions) -> str:
+    from prefect.events.actions import CallWebhook, SendNotification
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+
+    action: CallWebhook | SendNotification
+    if options.alert_webhook_url:
+        from prefect.blocks.webhook import Webhook
+        from pydantic import SecretStr
+
+        block_id = Webhook(method="POST", url=SecretStr(options.alert_webhook_url)).save(
+            WEBHOOK_BLOCK_NAME, overwrite=True
+        )
+        action = CallWebhook(block_document_id=cast(UUID, block_id), payload=WEBHOOK_PAYLOAD)
+        target = f"webhook {options.alert_webhook_url}"
+    elif options.alert_block:
+        slug, _, name = options.alert_block.partition("/")
+        document = client.read_block_document_by_name(name=name, block_type_slug=slug)
+        action = SendNotification(
+            block_document_id=document.id,
+            subject="dlt flow run {{ flow_run.name }} is {{ flow_run.state.name }}",
+            body="{{ deployment.name }}: {{ flow_run.state.message }}",
+        )
+        target = f"notification block {options.alert_block}"
+    else:
+        for old in client.read_automations_by_name(AUTOMATION_NAME):
+            client.delete_automation(old.id)
+        return "failure alert: none configured (pass --alert-webhook-url or --alert-block)"
+
+    automation = AutomationCore(
+        name=AUTOMATION_NAME,
+        description="Alert when a flow run of a deployment tagged dlt fails or crashes",
+        trigger=EventTrigger(
+            expect=set(FAILURE_EVENTS),
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match_related={
+                "prefect.resource.role": "tag",
+                "prefect.resource.id": "prefect.tag.dlt",
+            },
+            posture=Posture.Reactive,
+            threshold=1,
+        ),
+        actions=[action],
+    )
+    existing = client.read_automations_by_name(AUTOMATION_NAME)
+    if existing:
+        client.update_automation(existing[0].id, automation)
+        for extra in existing[1:]:
+            client.delete_automation(extra.id)
+        return f"failure alert updated: {target}"
+    client.create_automation(automation)
+    return f"failure alert created: {target}"
