@@ -85,6 +85,7 @@ class PrefectCollector(Collector):
         self._extracted: dict[str, int] = {}
         self._reported: list[BaseException] = []
         self._load_rows: dict[str, int] = {}
+        self._schema_captured = False
         self._handles: dict[str, _Handle] = {}
 
     # dlt collector API -----------------------------------------------------------------------
@@ -143,6 +144,9 @@ class PrefectCollector(Collector):
         self.dataset = pipeline.dataset_name
         destination = getattr(pipeline, "destination", None)
         self.destination = destination.destination_name if destination else ""
+        if self._schema_captured:
+            return  # each step starts a trace: keep the schema of the run's start
+        self._schema_captured = True
         try:
             self._schema_before = {
                 table["name"]: {c: col.get("data_type") for c, col in table["columns"].items()}
@@ -164,7 +168,7 @@ class PrefectCollector(Collector):
         try:
             self._summarize(step, step_info)
             if step.step == "load" and step_info is not None:
-                self._schema_changes(step_info)
+                self._schema_changes(step_info, pipeline)
         except Exception as err:
             log.warning("could not report %s step: %s", getattr(step, "step", "?"), err)
 
@@ -225,6 +229,9 @@ class PrefectCollector(Collector):
                             f"{report.snapshots.restored_generation})"
                             if report.snapshots
                             else None
+                        ),
+                        "rows extracted (this attempt)": sum(
+                            n for t, n in report.extracted_rows.items() if not t.startswith("_dlt")
                         ),
                         "duration": f"{report.seconds:.2f} s",
                     }
@@ -338,25 +345,34 @@ class PrefectCollector(Collector):
             return {k: v for k, v in extracted_rows(info).items() if not k.startswith("_dlt")}
         return {}
 
-    def _schema_changes(self, info: Any) -> None:
+    def _schema_changes(self, info: Any, pipeline: Any) -> None:
+        """Tables and columns the load added to the destination (dlt's applied schema update).
+
+        "before" is the pipeline's schema when this run started; a table whose every column
+        is in the update is new at the destination even if a dead run had seen it locally.
+        """
         key = artifact_key(self.pipeline_name, "schema-changes")
+        current = {t["name"]: t for t in pipeline.default_schema.data_tables(True)}
         for package in info.load_packages:
             rows = []
             for table_name, table in (package.schema_update or {}).items():
                 if table_name.startswith("_dlt"):
                     continue
+                columns = table.get("columns", {})
+                known = set(current.get(table_name, {}).get("columns", {}))
                 before = self._schema_before.get(table_name)
-                for column, spec in table.get("columns", {}).items():
-                    old = before.get(column) if before is not None else None
-                    new = spec.get("data_type")
-                    if before is not None and column in before and old == new:
+                new_table = before is None or known <= set(columns)
+                for column, spec in columns.items():
+                    if column.startswith("_dlt"):
                         continue
+                    old = None if new_table or before is None else before.get(column)
+                    new = spec.get("data_type")
                     change = (
                         "new table"
-                        if before is None
-                        else "new column"
-                        if column not in before
+                        if new_table
                         else "type changed"
+                        if old is not None and old != new
+                        else "new column"
                     )
                     rows.append((table_name, column, change, old or "-", new or "-"))
             if not rows:

@@ -57,7 +57,7 @@ def _version(name: str) -> tuple[int, ...]:
 def _pg_config_bin_dir() -> list[Path]:
     try:
         out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
-    except FileNotFoundError:
+    except OSError:  # no pg_config on PATH
         return []
     return [Path(out.stdout.strip())] if out.returncode == 0 else []
 
@@ -86,7 +86,9 @@ class Postgres:
 
     @cached_property
     def listen_port(self) -> int:
-        ports = remembered_ports(self.data_dir / "ports.json", {"postgres": self.port}, None)
+        ports = remembered_ports(
+            self.data_dir / "ports.json", {"postgres": self.port}, avoid_plus=None
+        )
         return ports["postgres"]
 
     @property
@@ -149,12 +151,16 @@ class Postgres:
                 "ON_ERROR_STOP=1",
                 "-v",
                 f"name={name}",
-                self.dsn("postgres"),
+                "--host=127.0.0.1",
+                f"--port={self.listen_port}",
+                f"--username={self.user}",
+                "--dbname=postgres",
             ],
             input=_CREATE_DATABASE,
             capture_output=True,
             text=True,
-            env={**_clean_env(), "PGCONNECT_TIMEOUT": "10"},
+            # the password in the environment, not on a command line anyone can read in ps
+            env={**_clean_env(), "PGPASSWORD": self.password, "PGCONNECT_TIMEOUT": "10"},
         )
         if result.returncode != 0:
             raise RuntimeError(f"could not create database {name!r}: {result.stderr}")

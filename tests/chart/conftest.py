@@ -1,0 +1,41 @@
+"""Fixtures of the chart tests: helm itself, and each value set rendered once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.chart.chart import CHART, VALUES_DIR, Rendered, helm_binary, render
+
+# name -> values files; "default" is the chart's values.yaml alone.
+VALUE_SETS: dict[str, list[Path]] = {
+    "default": [],
+    **{path.stem: [path] for path in sorted(VALUES_DIR.glob("*.yaml"))},
+    "production-example": [CHART / "values-production.yaml"],
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def helm() -> Path:
+    """The helm binary; its absence fails the chart tests, it never skips them."""
+    try:
+        return helm_binary()
+    except FileNotFoundError as err:
+        pytest.fail(str(err), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def rendered_sets(helm: Path) -> dict[str, Rendered]:
+    return {name: Rendered(name, render(files)) for name, files in VALUE_SETS.items()}
+
+
+@pytest.fixture(scope="session")
+def default(rendered_sets: dict[str, Rendered]) -> Rendered:
+    return rendered_sets["default"]
+
+
+@pytest.fixture(params=sorted(VALUE_SETS))
+def rendered(request: pytest.FixtureRequest, rendered_sets: dict[str, Rendered]) -> Rendered:
+    """Each value set in turn."""
+    return rendered_sets[request.param]

@@ -1,0 +1,287 @@
+"""The Prefect integration end to end: a real server on PostgreSQL, a process worker running
+the deployments from prefect.yaml, SeaweedFS for state, DuckDB and PostgreSQL for data.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import psutil
+import psycopg2
+import pytest
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+from flows.services import free_port
+from flows.stack import BUCKET, LocalStack
+from tests.integration.helpers import exact, synthetic_counts
+
+TERMINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
+
+
+class Hooks(http.server.BaseHTTPRequestHandler):
+    received: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        Hooks.received.append(json.loads(body or b"{}"))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def webhook() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port(avoid_plus=None)), Hooks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/alert"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, webhook: str) -> Iterator[LocalStack]:
+    stack = LocalStack(
+        tmp_path_factory.mktemp("stack"),
+        api_port=free_port(avoid_plus=None),
+        alert_webhook_url=webhook,
+    )
+    try:
+        stack.up()
+        with temporary_settings(
+            {PREFECT_API_URL: stack.api_url, PREFECT_API_AUTH_STRING: stack.auth_string}
+        ):
+            yield stack
+    finally:
+        stack.down()
+
+
+@pytest.fixture
+def client(stack: LocalStack) -> Iterator[SyncPrefectClient]:
+    with get_client(sync_client=True) as c:
+        yield c
+
+
+def start(client: SyncPrefectClient, deployment: str, **kwargs: Any) -> FlowRun:
+    dep = client.read_deployment_by_name(f"{deployment}/{deployment}")
+    return client.create_flow_run_from_deployment(dep.id, **kwargs)
+
+
+def wait(client: SyncPrefectClient, run_id: UUID, timeout: float = 300) -> FlowRun:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = client.read_flow_run(run_id)
+        if run.state and run.state.type in TERMINAL:
+            return run
+        time.sleep(0.5)
+    raise TimeoutError(f"flow run {run_id} not finished after {timeout} s")
+
+
+def artifacts(client: SyncPrefectClient, run_id: UUID) -> dict[str, list[Any]]:
+    found = client.read_artifacts(
+        artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+    )
+    by_key: dict[str, list[Any]] = {}
+    for artifact in sorted(found, key=lambda a: a.created):
+        by_key.setdefault(artifact.key, []).append(artifact)
+    return by_key
+
+
+def warehouse(stack: LocalStack, pipeline: str) -> Path:
+    return stack.root / "home" / "warehouse" / f"flows_{pipeline}.duckdb"
+
+
+def test_deployed_flow_runs_end_to_end_with_artifacts(
+    stack: LocalStack, client: SyncPrefectClient
+) -> None:
+    run = wait(
+        client, start(client, "synthetic-daily", parameters={"source_options": {"rows": 30000}}).id
+    )
+    assert run.state is not None and run.state.type == StateType.COMPLETED, run.state
+    found = artifacts(client, run.id)
+    for step in ("extract", "normalize", "load"):
+        assert f"synthetic-{step}-progress" in found and f"synthetic-{step}-summary" in found
+        assert found[f"synthetic-{step}-progress"][-1].data == 100
+    assert found["synthetic-extract-summary"][-1].description.startswith(
+        "synthetic extract: 30,000 rows"
+    )
+    assert "| events | 30000 |" in found["synthetic-load-summary"][-1].data
+    report = found["synthetic-report"][-1]
+    assert "| events | 30000 |" in report.data and "| events__tags | 60000 |" in report.data
+    assert "schema-changes" in " ".join(found)  # the first load creates tables
+    assert synthetic_counts(warehouse(stack, "synthetic"))["events"] == 30000
+
+
+def test_schema_change_artifact_after_a_column_is_added(
+    stack: LocalStack, client: SyncPrefectClient
+) -> None:
+    dsn = stack.postgres.dsn("shop")
+    with psycopg2.connect(dsn) as con, con.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE products (id int PRIMARY KEY, name text, updated_at timestamptz NOT NULL)"
+        )
+        cur.execute(
+            "INSERT INTO products SELECT i, 'p' || i, '2024-01-01'::timestamptz + "
+            "i * interval '1 hour' FROM generate_series(1, 200) i"
+        )
+    first = wait(client, start(client, "products-daily").id)
+    assert first.state is not None and first.state.type == StateType.COMPLETED
+    with psycopg2.connect(dsn) as con, con.cursor() as cur:
+        cur.execute("ALTER TABLE products ADD COLUMN color text")
+        cur.execute("UPDATE products SET color = 'red', updated_at = now() WHERE id <= 3")
+    second = wait(client, start(client, "products-daily").id)
+    assert second.state is not None and second.state.type == StateType.COMPLETED
+    changes = artifacts(client, second.id)["products-schema-changes"]
+    assert len(changes) == 1
+    assert "| products | color | new column | - | text |" in changes[0].data
+    assert "| products | 3 |" in artifacts(client, second.id)["products-report"][-1].data
+
+
+def test_limit_one_deployment_never_runs_twice_at_once(
+    stack: LocalStack, client: SyncPrefectClient
+) -> None:
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**stack.seaweed.storage_options(), skip_instance_cache=True)
+    fs.pipe_file(f"{BUCKET}/landing/a.csv", b"id,v\n1,a\n2,b\n")
+    runs = [start(client, "files-weekly").id for _ in range(3)]
+    seen_running = 0
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline:
+        states = [client.read_flow_run(r).state for r in runs]
+        running = sum(1 for s in states if s is not None and s.type == StateType.RUNNING)
+        assert running <= 1, states
+        seen_running = max(seen_running, running)
+        if all(s is not None and s.type in TERMINAL for s in states):
+            break
+        time.sleep(0.25)
+    final = [client.read_flow_run(r).state for r in runs]
+    assert all(s is not None and s.type == StateType.COMPLETED for s in final), final
+    assert seen_running == 1
+
+
+def _child_processes() -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info.get("cmdline") or []
+        if "flows.prefect.child" in cmdline:
+            found.append(proc)
+    return found
+
+
+def test_run_killed_during_load_is_retried_and_resumes_exactly(
+    stack: LocalStack, client: SyncPrefectClient
+) -> None:
+    rows = 150_000  # 30,000 loaded by the first test: 120,000 new ones
+    run = start(
+        client,
+        "synthetic-daily",
+        parameters={"source_options": {"rows": rows}},
+        job_variables={"env": {"DATA_WRITER__FILE_MAX_ITEMS": "2000", "LOAD__WORKERS": "1"}},
+    )
+    deadline = time.monotonic() + 300
+    killed = None
+    while time.monotonic() < deadline and killed is None:
+        if "synthetic-load-progress" in artifacts(client, run.id):
+            children = _child_processes()
+            assert len(children) == 1, children
+            children[0].send_signal(signal.SIGKILL)
+            killed = children[0].pid
+        time.sleep(0.1)
+    assert killed, "the run never reached load"
+    final = wait(client, run.id, timeout=400)
+    assert final.state is not None and final.state.type == StateType.COMPLETED, final.state
+    tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+    assert [t.run_count for t in tasks] == [2]
+    found = artifacts(client, run.id)
+    assert "killed by signal 9" in found["synthetic-errors"][0].description
+    report = found["synthetic-report"][-1].data
+    assert "| **task attempt** | 2 |" in report
+    assert "| **rows extracted (this attempt)** | 0 |" in report
+    assert "1 normalized packages" in report
+    counts = synthetic_counts(warehouse(stack, "synthetic"))
+    assert {k: counts[k] for k in exact(rows)} == exact(rows)
+    assert counts["loads"] == counts["distinct_loads"]
+
+
+@pytest.mark.parametrize(
+    ("job_variables", "named"),
+    [
+        ({"cpu_request": "abc"}, "cpu_request"),
+        ({"memory_limit": "-1Gi"}, "memory_limit"),
+        ({"cpu_limit": 2}, "cpu_limit"),
+        ({"gpu": "1"}, "'gpu' was unexpected"),
+    ],
+)
+def test_invalid_job_variables_are_refused_up_front(
+    stack: LocalStack, client: SyncPrefectClient, job_variables: dict[str, Any], named: str
+) -> None:
+    dep = client.read_deployment_by_name("synthetic-daily/synthetic-daily")
+    before = len(client.read_flow_runs())
+    with pytest.raises(Exception, match="422") as refused:
+        client.create_flow_run_from_deployment(dep.id, job_variables=job_variables)
+    assert named in str(refused.value)
+    with pytest.raises(Exception, match="422") as refused:
+        client.create_deployment(
+            flow_id=dep.flow_id,
+            name="bad-resources",
+            work_pool_name=stack.pool,
+            job_variables=job_variables,
+        )
+    assert named in str(refused.value)
+    assert len(client.read_flow_runs()) == before
+    with pytest.raises(Exception, match="404"):
+        client.read_deployment_by_name("synthetic-daily/bad-resources")
+
+
+def test_failed_run_of_a_dlt_deployment_fires_the_alert(
+    stack: LocalStack, client: SyncPrefectClient
+) -> None:
+    Hooks.received.clear()
+    run = wait(
+        client,
+        start(
+            client, "backfill", parameters={"start_date": "2024-02-10", "end_date": "2024-02-01"}
+        ).id,
+    )
+    assert run.state is not None and run.state.type == StateType.FAILED
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not Hooks.received:
+        time.sleep(0.5)
+    assert Hooks.received, "no alert reached the webhook"
+    assert Hooks.received[0]["flow_run_id"] == str(run.id)
+    assert Hooks.received[0]["state"] == "Failed"
+
+
+def test_backfill_loads_each_day_once(stack: LocalStack, client: SyncPrefectClient) -> None:
+    params = {
+        "start_date": "2024-01-01",
+        "end_date": "2024-03-31",
+        "chunk_days": 31,
+        "rows_per_day": 10,
+    }
+    for _ in range(2):  # a second backfill of the same range changes nothing
+        run = wait(client, start(client, "backfill", parameters=params).id)
+        assert run.state is not None and run.state.type == StateType.COMPLETED, run.state
+    import duckdb
+
+    with duckdb.connect(str(warehouse(stack, "daily_events")), read_only=True) as con:
+        assert con.sql(
+            "SELECT COUNT(*), COUNT(DISTINCT day) FROM daily.daily_events"
+        ).fetchall() == [(910, 91)]
