@@ -10,7 +10,8 @@ import logging
 import sys
 
 from flows.cli import exit_code_for
-from flows.prefect.tasks import REPORT_PREFIX, RunRequest, execute
+from flows.prefect.tasks import ERROR_PREFIX, REPORT_PREFIX, RunRequest, execute
+from flows.runner import is_terminal, root_cause
 
 
 def main() -> int:
@@ -21,7 +22,14 @@ def main() -> int:
     try:
         report = execute(request)
     except Exception as err:
-        print(f"error: {type(err).__name__}: {err}", flush=True)
+        cause = root_cause(err)
+        failure = {
+            "type": type(cause).__name__,
+            "message": str(cause).strip()[:2000],
+            "terminal": is_terminal(err),
+        }
+        print(f"error: {type(cause).__name__}: {cause}", flush=True)
+        print(ERROR_PREFIX + json.dumps(failure), flush=True)
         return exit_code_for(err)
     print(REPORT_PREFIX + json.dumps(report, default=str), flush=True)
     return 0

@@ -34,6 +34,29 @@ from flows.prefect.artifacts import RunTarget
 from flows.prefect.collector import PrefectCollector
 
 REPORT_PREFIX = "FLOWS_REPORT "
+ERROR_PREFIX = "FLOWS_ERROR "
+
+
+class PipelineAttemptError(RuntimeError):
+    """An attempt failed in a way another attempt may not (network, lost pod, lease held)."""
+
+
+class TerminalPipelineError(RuntimeError):
+    """An attempt failed in a way no retry can fix (bad config or credentials, contract
+    violation, corrupt snapshot): Prefect does not retry it."""
+
+
+def should_retry(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect's retry condition: everything but terminal errors."""
+    from flows.runner import is_terminal
+
+    try:
+        error = state.result(raise_on_failure=False)
+    except Exception as err:  # the result itself could not be read
+        error = err
+    if isinstance(error, TerminalPipelineError):
+        return False
+    return not (isinstance(error, BaseException) and is_terminal(error))
 
 
 @dataclass(frozen=True)
@@ -108,22 +131,32 @@ def execute_in_child(request: RunRequest, log: Any) -> dict[str, Any]:
     proc.stdin.write(json.dumps(asdict(request)))
     proc.stdin.close()
     report: dict[str, Any] | None = None
+    failure: dict[str, Any] = {}
     tail: list[str] = []
     for line in proc.stdout:
         if line.startswith(REPORT_PREFIX):
             report = json.loads(line[len(REPORT_PREFIX) :])
+            continue
+        if line.startswith(ERROR_PREFIX):
+            failure = json.loads(line[len(ERROR_PREFIX) :])
             continue
         tail = [*tail[-40:], line.rstrip()]
         log.info(line.rstrip())
     code = proc.wait()
     if code == 0 and report is not None:
         return report
+    if failure:
+        kind = TerminalPipelineError if failure.get("terminal") else PipelineAttemptError
+        raise kind(
+            f"pipeline {request.pipeline} attempt {request.attempt} failed: "
+            f"{failure.get('type')}: {failure.get('message')}"
+        )
     cause = (
         f"killed by signal {-code}" + (" (OOM kill?)" if code == -9 else "")
         if code < 0
         else f"exited with {code}"
     )
-    error = RuntimeError(
+    error = PipelineAttemptError(
         f"pipeline {request.pipeline} attempt {request.attempt}: child process {cause}; "
         f"last output: {tail[-1] if tail else '-'}"
     )
@@ -191,6 +224,7 @@ def _task_options(pipeline: str, overrides: Mapping[str, Any]) -> dict[str, Any]
         "retries": 3,
         "retry_delay_seconds": exponential_backoff(backoff_factor=10),
         "retry_jitter_factor": 0.5,
+        "retry_condition_fn": should_retry,
         "tags": ["dlt", pipeline],
         "log_prints": True,
     }

@@ -134,6 +134,8 @@ class SeaweedFS:
         close); a kill loses no acknowledged write, but a clean stop is nicer to the files.
         """
         pid = self._running_pid()
+        if pid is None and self._proc is None:
+            return
         if pid is not None:
             os.killpg(pid, signal.SIGTERM)
             if not _wait_gone(pid, timeout):
@@ -143,6 +145,7 @@ class SeaweedFS:
             self._proc.wait()  # reap it
             self._proc = None
         self._pid_file.unlink(missing_ok=True)
+        self._remove_local_sockets()
 
     def create_bucket(self, name: str) -> None:
         """Create `name`; an existing bucket of ours is fine."""
@@ -221,6 +224,14 @@ class SeaweedFS:
         raise RuntimeError(
             f"SeaweedFS not ready after {timeout:.0f} s ({last}):\n{_tail(self.log_path)}"
         )
+
+    def _remove_local_sockets(self) -> None:
+        """weed leaves /tmp/seaweedfs-<role>-<port>.sock behind; one set per run piles up."""
+        ports = {p + offset for p in self.ports.values() for offset in (0, 10000)}
+        for path in Path("/tmp").glob("seaweedfs-*.sock"):
+            number = path.stem.rsplit("-", 1)[-1]
+            if number.isdigit() and int(number) in ports and path.is_socket():
+                path.unlink(missing_ok=True)
 
     def _running_pid(self) -> int | None:
         """The pid in weed.pid if it is still our `weed` on this data dir (pids get reused)."""

@@ -117,7 +117,7 @@ def test_worker_syncs_the_pool_from_the_configmap(default: Rendered) -> None:
         "prefect",
         "work-pool",
         "create",
-        "kubernetes",
+        "dlt-k8s",
         "--type",
         "kubernetes",
         "--base-job-template",

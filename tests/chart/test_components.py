@@ -249,7 +249,7 @@ def test_worker(default: Rendered) -> None:
         "--type",
         "kubernetes",
         "--pool",
-        "kubernetes",
+        "dlt-k8s",
         "--with-healthcheck",
     ]
     assert worker["livenessProbe"]["httpGet"] == {"path": "/health", "port": "healthcheck"}
@@ -294,10 +294,20 @@ def test_deploy_flows_hook(default: Rendered) -> None:
     assert deploy["image"] == "prefect-dlt:0.1.0"
     assert deploy["workingDir"] == "/opt/flows"
     assert deploy["command"] == ["/bin/sh", "-ec"]
-    assert deploy["args"] == ["flows setup && prefect --no-prompt deploy --all"]
+    assert deploy["args"] == [
+        "flows setup --base-job-template /template/base-job-template.json"
+        " && prefect --no-prompt deploy --all"
+    ]
+    mounts = {m["mountPath"]: m["name"] for m in deploy["volumeMounts"]}
+    volumes = {
+        v["name"]: v for v in _pod(default, "Job", "rel-prefect-dlt-deploy-flows")["volumes"]
+    }
+    assert volumes[mounts["/template"]]["configMap"]["name"] == "rel-prefect-dlt-base-job-template"
     env = env_of(deploy)
+    assert env["FLOWS_PROJECT_DIR"]["value"] == "/opt/flows"
+    assert env["FLOWS_IMAGE"]["value"] == "prefect-dlt:0.1.0"
     assert env["PREFECT_API_URL"]["value"] == API_URL
-    assert env["FLOWS_WORK_POOL"]["value"] == "kubernetes"
+    assert env["FLOWS_WORK_POOL"]["value"] == "dlt-k8s"
     assert _secret_ref(env["PREFECT_API_AUTH_STRING"]) == (
         "rel-prefect-dlt-api",
         "PREFECT_API_AUTH_STRING",

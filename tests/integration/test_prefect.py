@@ -285,3 +285,17 @@ def test_backfill_loads_each_day_once(stack: LocalStack, client: SyncPrefectClie
         assert con.sql(
             "SELECT COUNT(*), COUNT(DISTINCT day) FROM daily.daily_events"
         ).fetchall() == [(910, 91)]
+
+
+def test_terminal_error_is_not_retried(stack: LocalStack, client: SyncPrefectClient) -> None:
+    run = wait(
+        client,
+        start(
+            client, "synthetic-daily", parameters={"source_options": {"rows": "not-a-number"}}
+        ).id,
+    )
+    assert run.state is not None and run.state.type == StateType.FAILED
+    tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+    assert [t.run_count for t in tasks] == [1]
+    errors = artifacts(client, run.id)["synthetic-errors"]
+    assert len(errors) == 1 and "not-a-number" in errors[0].data

@@ -1,0 +1,235 @@
+{{/* ---------- names ---------- */}}
+
+{{/* Chart name, or nameOverride. */}}
+{{- define "prefect-dlt.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+Prefix of every object name: fullnameOverride, or "<release>-<chart>" (the release name alone
+when it already contains the chart name). Truncated so that suffixes still fit in 63 chars.
+*/}}
+{{- define "prefect-dlt.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "<name>-<version>" for the helm.sh/chart label. */}}
+{{- define "prefect-dlt.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "prefect-dlt.serverName" -}}{{ include "prefect-dlt.fullname" . }}-server{{- end -}}
+{{- define "prefect-dlt.postgresqlName" -}}{{ include "prefect-dlt.fullname" . }}-postgresql{{- end -}}
+{{- define "prefect-dlt.storageName" -}}{{ include "prefect-dlt.fullname" . }}-storage{{- end -}}
+{{- define "prefect-dlt.workerName" -}}{{ include "prefect-dlt.fullname" . }}-worker{{- end -}}
+{{- define "prefect-dlt.flowRunServiceAccountName" -}}{{ include "prefect-dlt.fullname" . }}-flow-run{{- end -}}
+{{- define "prefect-dlt.baseJobTemplateConfigMapName" -}}{{ include "prefect-dlt.fullname" . }}-base-job-template{{- end -}}
+
+{{/* ---------- labels ---------- */}}
+
+{{/* Labels of every object; call with (dict "ctx" $ "component" "server"). */}}
+{{- define "prefect-dlt.labels" -}}
+helm.sh/chart: {{ include "prefect-dlt.chart" .ctx }}
+{{ include "prefect-dlt.selectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: {{ include "prefect-dlt.name" .ctx }}
+{{- end -}}
+
+{{/* Immutable subset used by selectors; call with (dict "ctx" $ "component" "server"). */}}
+{{- define "prefect-dlt.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "prefect-dlt.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* ---------- images ---------- */}}
+
+{{/* "repository:tag" of an image block; call with (dict "image" .Values.server.image). */}}
+{{- define "prefect-dlt.imageRef" -}}
+{{- printf "%s:%s" .image.repository (toString .image.tag) -}}
+{{- end -}}
+
+{{/* The platform image; its tag defaults to the chart's appVersion. */}}
+{{- define "prefect-dlt.platformImage" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag | toString) -}}
+{{- end -}}
+
+{{/* imagePullSecrets of a pod spec, if any; call with (dict "ctx" $ "indent" 6). */}}
+{{- define "prefect-dlt.imagePullSecrets" -}}
+{{- with .ctx.Values.imagePullSecrets }}
+{{- $secrets := list }}
+{{- range . }}{{ $secrets = append $secrets (dict "name" .) }}{{ end }}
+{{- dict "imagePullSecrets" $secrets | toYaml | nindent $.indent }}
+{{- end }}
+{{- end -}}
+
+{{/* ---------- security (Pod Security Standard "restricted") ---------- */}}
+
+{{/* Pod securityContext from a component's {runAsUser, runAsGroup, fsGroup}. */}}
+{{- define "prefect-dlt.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .runAsUser }}
+runAsGroup: {{ .runAsGroup }}
+fsGroup: {{ .fsGroup }}
+fsGroupChangePolicy: OnRootMismatch
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Container securityContext: no privilege, no capability, read-only root filesystem. */}}
+{{- define "prefect-dlt.containerSecurityContext" -}}
+runAsNonRoot: true
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* resources of a container, if any; call with (dict "resources" <block> "indent" 10). */}}
+{{- define "prefect-dlt.resources" -}}
+{{- with .resources }}
+{{- dict "resources" . | toYaml | nindent $.indent }}
+{{- end }}
+{{- end -}}
+
+{{/* ---------- secrets ---------- */}}
+
+{{/*
+The value of a key of a Secret the chart generates, kept across upgrades: the live Secret's
+value when the release already has one (lookup), otherwise "<prefix><random>".
+Call with (dict "ctx" $ "secret" "<name>" "key" "<key>" "length" 32 ["prefix" "admin:"]).
+`helm template` has no cluster, so it generates a new value on every render.
+*/}}
+{{- define "prefect-dlt.generatedSecretValue" -}}
+{{- $live := lookup "v1" "Secret" .ctx.Release.Namespace .secret -}}
+{{- $data := dig "data" (dict) $live -}}
+{{- if hasKey $data .key -}}
+{{- index $data .key | b64dec -}}
+{{- else -}}
+{{- printf "%s%s" (default "" .prefix) (randAlphaNum (int .length)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Secret with PREFECT_API_AUTH_STRING: auth.existingSecret or the chart's <fullname>-api. */}}
+{{- define "prefect-dlt.apiSecretName" -}}
+{{- default (printf "%s-api" (include "prefect-dlt.fullname" .)) .Values.auth.existingSecret -}}
+{{- end -}}
+
+{{/* Secret with the four AWS_* keys: storage.existingSecret or the chart's <fullname>-storage. */}}
+{{- define "prefect-dlt.storageSecretName" -}}
+{{- default (include "prefect-dlt.storageName" .) .Values.storage.existingSecret -}}
+{{- end -}}
+
+{{/* The chart's database Secret: key connection-url, and password unless an existing Secret has it. */}}
+{{- define "prefect-dlt.databaseSecretName" -}}
+{{- printf "%s-database" (include "prefect-dlt.fullname" .) -}}
+{{- end -}}
+
+{{/* Secret with the database password (key "password"). */}}
+{{- define "prefect-dlt.databasePasswordSecretName" -}}
+{{- $existing := ternary .Values.postgresql.auth.existingSecret .Values.externalDatabase.existingSecret .Values.postgresql.enabled -}}
+{{- default (include "prefect-dlt.databaseSecretName" .) $existing -}}
+{{- end -}}
+
+{{/* ---------- connections ---------- */}}
+
+{{- define "prefect-dlt.serverUrl" -}}
+{{- printf "http://%s.%s.svc.cluster.local:%d" (include "prefect-dlt.serverName" .) .Release.Namespace (int .Values.server.service.port) -}}
+{{- end -}}
+
+{{/* PREFECT_API_URL of every client in the cluster. */}}
+{{- define "prefect-dlt.apiUrl" -}}
+{{- printf "%s/api" (include "prefect-dlt.serverUrl" .) -}}
+{{- end -}}
+
+{{/* PREFECT_UI_API_URL: server.uiApiUrl, the ingress host, or the port-forward address. */}}
+{{- define "prefect-dlt.uiApiUrl" -}}
+{{- if .Values.server.uiApiUrl -}}
+{{- .Values.server.uiApiUrl -}}
+{{- else if .Values.server.ingress.enabled -}}
+{{- printf "%s://%s/api" (ternary "https" "http" .Values.server.ingress.tls.enabled) .Values.server.ingress.host -}}
+{{- else -}}
+http://localhost:4200/api
+{{- end -}}
+{{- end -}}
+
+{{/*
+The server's database URL. The password stays in its own Secret: Prefect replaces
+${PREFECT_SERVER_DATABASE_PASSWORD} with that setting when it reads the URL.
+*/}}
+{{- define "prefect-dlt.databaseUrl" -}}
+{{- $v := .Values -}}
+{{- if $v.postgresql.enabled -}}
+{{- printf "postgresql+asyncpg://%s:${PREFECT_SERVER_DATABASE_PASSWORD}@%s.%s.svc.cluster.local:5432/%s" $v.postgresql.auth.username (include "prefect-dlt.postgresqlName" .) .Release.Namespace $v.postgresql.auth.database -}}
+{{- else -}}
+{{- $host := required "externalDatabase.host is required when postgresql.enabled is false" $v.externalDatabase.host -}}
+{{- printf "postgresql+asyncpg://%s:${PREFECT_SERVER_DATABASE_PASSWORD}@%s:%d/%s" $v.externalDatabase.user $host (int $v.externalDatabase.port) $v.externalDatabase.database -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The bucket of the state store. */}}
+{{- define "prefect-dlt.bucket" -}}
+{{- if .Values.storage.bundled.enabled -}}
+{{- .Values.storage.bundled.bucket -}}
+{{- else -}}
+{{- required "storage.external.bucket is required when storage.bundled.enabled is false" .Values.storage.external.bucket -}}
+{{- end -}}
+{{- end -}}
+
+{{/* STATE__URL of the flow runs. */}}
+{{- define "prefect-dlt.stateUrl" -}}
+{{- printf "s3://%s/%s" (include "prefect-dlt.bucket" .) (trimAll "/" .Values.storage.statePrefix) -}}
+{{- end -}}
+
+{{/* ---------- shared container parts ---------- */}}
+
+{{/* env of a Prefect client: API URL and, with auth on, the auth string from its Secret. */}}
+{{- define "prefect-dlt.apiClientEnv" -}}
+- name: PREFECT_API_URL
+  value: {{ include "prefect-dlt.apiUrl" . | quote }}
+{{- if .Values.auth.enabled }}
+- name: PREFECT_API_AUTH_STRING
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "prefect-dlt.apiSecretName" . }}
+      key: PREFECT_API_AUTH_STRING
+{{- end }}
+{{- end -}}
+
+{{/*
+Init container of a platform-image pod that waits until the server answers /api/ready.
+Call with (dict "ctx" $ "resources" <resources block>).
+*/}}
+{{- define "prefect-dlt.waitForServerContainer" -}}
+- name: wait-for-server
+  image: {{ include "prefect-dlt.platformImage" .ctx | quote }}
+  imagePullPolicy: {{ .ctx.Values.image.pullPolicy }}
+  command:
+    - python
+    - -c
+    - |
+      {{- .ctx.Files.Get "files/scripts/wait_for_server.py" | nindent 6 }}
+  env:
+    {{- include "prefect-dlt.apiClientEnv" .ctx | nindent 4 }}
+    - name: HOME
+      value: /tmp
+  securityContext:
+    {{- include "prefect-dlt.containerSecurityContext" .ctx | nindent 4 }}
+  {{- include "prefect-dlt.resources" (dict "resources" .resources "indent" 2) }}
+  volumeMounts:
+    - name: tmp
+      mountPath: /tmp
+{{- end -}}

@@ -1,0 +1,210 @@
+"""The commands and scripts the chart renders into its pods, run as rendered against a real
+Prefect 3.8.8 server and a real SeaweedFS: the wait, the work-pool sync (install, then
+upgrade), the helm test, and the bucket hook."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from flows.services import SeaweedFS
+from tests.chart.chart import REPO, Rendered, containers, pod_specs
+
+pytestmark = pytest.mark.integration
+
+AUTH_STRING = "admin:chart-test-password"
+BIN = Path(sys.executable).parent
+
+
+def _container(rendered: Rendered, kind: str, name: str, container: str) -> dict:
+    pod = next(pod_specs(rendered.get(kind, name)))[1]
+    return {c["name"]: c for c in containers(pod)}[container]
+
+
+def _run(
+    command: list[str], env: dict[str, str], timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A rendered container command, with the venv's python and prefect."""
+    program = shutil.which(command[0], path=str(BIN)) or command[0]
+    return subprocess.run(
+        [program, *command[1:]],
+        env={"PATH": f"{BIN}:{os.environ['PATH']}", **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=cwd,
+    )
+
+
+@dataclass
+class PrefectServer:
+    api_url: str
+    home: Path
+
+    def client_env(self, auth: str = AUTH_STRING) -> dict[str, str]:
+        return {
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_API_AUTH_STRING": auth,
+            "PREFECT_HOME": str(self.home),
+            "HOME": str(self.home),
+        }
+
+
+@pytest.fixture(scope="module")
+def prefect_server(
+    tmp_path_factory: pytest.TempPathFactory, default: Rendered
+) -> Iterator[PrefectServer]:
+    """`prefect server start` with basic auth and SQLite, ready when the chart's own
+    wait-for-server init container says so."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_API_AUTH_STRING": AUTH_STRING,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+    }
+    log = (home / "server.log").open("w")
+    server = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    running = PrefectServer(f"http://127.0.0.1:{port}/api", home)
+    try:
+        wait = _container(default, "Deployment", "rel-prefect-dlt-worker", "wait-for-server")
+        done = _run(wait["command"], {**running.client_env(), "WAIT_SECONDS": "90"})
+        if done.returncode != 0:
+            pytest.fail(
+                f"server not ready: {done.stdout}{done.stderr}\n{(home / 'server.log').read_text()}"
+            )
+        yield running
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+def _api_get(server: PrefectServer, path: str) -> httpx.Response:
+    user, _, password = AUTH_STRING.partition(":")
+    return httpx.get(f"{server.api_url}{path}", auth=(user, password), timeout=10)
+
+
+def test_work_pool_sync_then_helm_test(
+    prefect_server: PrefectServer, default: Rendered, tmp_path: Path
+) -> None:
+    template_json = default.get("ConfigMap", "rel-prefect-dlt-base-job-template")["data"][
+        "base-job-template.json"
+    ]
+    template_file = tmp_path / "base-job-template.json"
+    template_file.write_text(template_json)
+    sync = _container(default, "Deployment", "rel-prefect-dlt-worker", "sync-work-pool")
+    command = [
+        str(template_file) if arg.startswith("/template/") else arg for arg in sync["command"]
+    ]
+    env = prefect_server.client_env()
+
+    for attempt in ("install", "upgrade"):
+        done = _run(command, env)
+        assert done.returncode == 0, f"{attempt}: {done.stdout}{done.stderr}"
+
+    pool = _api_get(prefect_server, "/work_pools/dlt-k8s").json()
+    assert pool["type"] == "kubernetes"
+    stored = pool["base_job_template"]["variables"]["properties"]
+    assert stored["namespace"]["default"] == "pipelines"
+    assert stored["state_url"]["default"] == "s3://prefect-dlt/state"
+    assert pool["base_job_template"] == json.loads(template_json)
+
+    test_pod = default.get("Pod", "rel-prefect-dlt-test-connection")["spec"]["containers"][0]
+    pool_env = {"WORK_POOL": "dlt-k8s"}
+    passed = _run(test_pod["command"], {**env, **pool_env})
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "work pool 'dlt-k8s'" in passed.stdout
+
+    wrong_auth = _run(test_pod["command"], {**prefect_server.client_env("admin:wrong"), **pool_env})
+    assert wrong_auth.returncode != 0
+    assert "rejected the auth string" in wrong_auth.stderr
+
+    missing = _run(test_pod["command"], {**env, "WORK_POOL": "no-such-pool"})
+    assert missing.returncode != 0
+    assert "not found" in missing.stderr
+
+
+def test_deploy_hook_registers_the_deployments(
+    prefect_server: PrefectServer, default: Rendered, tmp_path: Path
+) -> None:
+    """The hook's default command, as rendered, from the source tree's prefect.yaml (the
+    image has it in the hook's workingDir) with the rendered template at /template."""
+    template_file = tmp_path / "base-job-template.json"
+    template_file.write_text(
+        default.get("ConfigMap", "rel-prefect-dlt-base-job-template")["data"][
+            "base-job-template.json"
+        ]
+    )
+    hook = _container(default, "Job", "rel-prefect-dlt-deploy-flows", "deploy-flows")
+    args = [
+        arg.replace("/template/base-job-template.json", str(template_file)) for arg in hook["args"]
+    ]
+    literal_env = {e["name"]: e["value"] for e in hook["env"] if "value" in e}
+    literal_env.pop("HOME")
+    done = _run(
+        hook["command"] + args,
+        {**literal_env, **prefect_server.client_env()},
+        timeout=300,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    pool = _api_get(prefect_server, "/work_pools/dlt-k8s").json()
+    defaults = pool["base_job_template"]["variables"]["properties"]
+    assert defaults["namespace"]["default"] == "pipelines", "setup kept the chart's template"
+    user, _, password = AUTH_STRING.partition(":")
+    found = httpx.post(
+        f"{prefect_server.api_url}/deployments/filter", json={}, auth=(user, password), timeout=10
+    ).json()
+    names = {(d["name"], d["work_pool_name"]) for d in found}
+    assert ("synthetic-daily", "dlt-k8s") in names, names
+
+
+def test_bucket_hook_creates_the_bucket_once(seaweed: SeaweedFS, default: Rendered) -> None:
+    hook = _container(default, "Job", "rel-prefect-dlt-create-bucket", "create-bucket")
+    bucket = "chart-hook-bucket"
+    env = {**seaweed.env(), "BUCKET": bucket, "HOME": "/tmp"}
+    first = _run(hook["command"], env)
+    assert first.returncode == 0, first.stderr
+    assert f"bucket {bucket}: created" in first.stdout
+    again = _run(hook["command"], env)
+    assert again.returncode == 0, again.stderr
+    assert f"bucket {bucket}: exists" in again.stdout
+
+
+def test_bucket_hook_gives_up_on_bad_credentials(seaweed: SeaweedFS, default: Rendered) -> None:
+    hook = _container(default, "Job", "rel-prefect-dlt-create-bucket", "create-bucket")
+    env = {
+        **seaweed.env(),
+        "AWS_SECRET_ACCESS_KEY": "wrong",
+        "BUCKET": "never-made",
+        "WAIT_SECONDS": "0",
+    }
+    done = _run(hook["command"], env)
+    assert done.returncode != 0
+    assert "store not ready in time" in done.stderr
