@@ -173,8 +173,8 @@ def test_existing_secrets(rendered_sets: dict[str, Rendered]) -> None:
         _container(rendered, "StatefulSet", "rel-prefect-dlt-postgresql", "postgresql")
     )
     assert _secret_ref(postgres["POSTGRES_PASSWORD"]) == ("my-postgres-password", "password")
-    store = _container(rendered, "StatefulSet", "rel-prefect-dlt-storage", "seaweedfs")
-    assert store["envFrom"] == [{"secretRef": {"name": "my-s3-credentials"}}]
+    store = env_of(_container(rendered, "StatefulSet", "rel-prefect-dlt-storage", "seaweedfs"))
+    assert _secret_ref(store["AWS_ACCESS_KEY_ID"]) == ("my-s3-credentials", "AWS_ACCESS_KEY_ID")
     worker = env_of(_container(rendered, "Deployment", "rel-prefect-dlt-worker", "worker"))
     assert _secret_ref(worker["PREFECT_API_AUTH_STRING"]) == (
         "my-prefect-auth",
@@ -205,7 +205,9 @@ def test_bundled_storage(default: Rendered) -> None:
     assert store["image"] == "chrislusf/seaweedfs:4.48"
     assert store["command"][:2] == ["weed", "server"]
     assert "-s3" in store["command"] and "-s3.port=8333" in store["command"]
-    assert store["envFrom"] == [{"secretRef": {"name": "rel-prefect-dlt-storage"}}]
+    store_env = env_of(store)
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert _secret_ref(store_env[key]) == ("rel-prefect-dlt-storage", key)
     statefulset = default.get("StatefulSet", "rel-prefect-dlt-storage")
     assert statefulset["spec"]["volumeClaimTemplates"][0]["spec"]["resources"] == {
         "requests": {"storage": "10Gi"}

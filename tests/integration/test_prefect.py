@@ -25,6 +25,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterId,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
 from flows.services import free_port
@@ -246,7 +247,7 @@ def test_invalid_job_variables_are_refused_up_front(
         )
     assert named in str(refused.value)
     assert len(client.read_flow_runs()) == before
-    with pytest.raises(Exception, match="404"):
+    with pytest.raises(ObjectNotFound):
         client.read_deployment_by_name("synthetic-daily/bad-resources")
 
 
