@@ -80,6 +80,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     setup.set_defaults(func=cmd_setup)
 
+    deploy = sub.add_parser("deploy", help="prefect deploy --all, stamped with this version")
+    deploy.add_argument(
+        "--project-dir",
+        type=Path,
+        default=None,
+        help="where prefect.yaml is (default: FLOWS_PROJECT_DIR or .)",
+    )
+    deploy.set_defaults(func=cmd_deploy)
+
+    doctor = sub.add_parser("doctor", help="check API, pool, worker, deployments, storage")
+    doctor.add_argument("--pool", help="default: FLOWS_WORK_POOL or dlt-k8s")
+    doctor.add_argument("--state-url", help="default: STATE__URL")
+    doctor.add_argument("--api-url", help="default: PREFECT_API_URL")
+    doctor.add_argument(
+        "--prefect-yaml", type=Path, help="default: $FLOWS_PROJECT_DIR/prefect.yaml"
+    )
+    doctor.set_defaults(func=cmd_doctor)
+
     stack = sub.add_parser("stack", help="the local stack: server, PostgreSQL, S3, worker")
     stack.add_argument("action", choices=["up", "down", "env"])
     stack.add_argument("--dir", type=Path, default=None, help="default: $FLOWS_HOME/stack")
@@ -203,6 +221,38 @@ def cmd_setup(args: argparse.Namespace) -> int:
     for line in run_setup(options):
         print(line)
     return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Runs `prefect --no-prompt deploy --all` with FLOWS_VERSION set, so every deployment
+    records the flows version it was made from (`flows doctor` compares it)."""
+    import subprocess
+
+    project = args.project_dir or Path(os.environ.get("FLOWS_PROJECT_DIR", "."))
+    env = {
+        **os.environ,
+        "FLOWS_VERSION": __version__,
+        "FLOWS_PROJECT_DIR": os.environ.get("FLOWS_PROJECT_DIR") or str(project.resolve()),
+    }
+    return subprocess.call(
+        [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"], cwd=project, env=env
+    )
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from flows.doctor import default_options, run_doctor
+
+    options = default_options()
+    options.pool = args.pool or options.pool
+    options.state_url = args.state_url or options.state_url
+    options.api_url = (args.api_url or options.api_url).rstrip("/")
+    options.prefect_yaml = args.prefect_yaml or options.prefect_yaml
+    checks = run_doctor(options)
+    for check in checks:
+        print(check.line())
+    failed = [c for c in checks if not c.ok]
+    print(f"{len(checks) - len(failed)} of {len(checks)} checks passed")
+    return 1 if failed else 0
 
 
 def cmd_stack(args: argparse.Namespace) -> int:

@@ -127,7 +127,7 @@ class LocalStack:
 
     def deploy(self) -> None:
         result = subprocess.run(
-            [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"],
+            [sys.executable, "-m", "flows", "deploy", "--project-dir", str(PROJECT_DIR)],
             cwd=PROJECT_DIR,
             env={**os.environ, **self.run_env()},
             capture_output=True,

@@ -1,4 +1,6 @@
-"""Entry point of a task attempt's child process: `python -m flows.prefect.child < request.json`.
+"""Entry point of a task attempt's child process: `python -m flows.prefect.child < request`.
+
+The request is a pickled `RunRequest` (parent and child run the same code).
 
 Prints the run report on one line prefixed with FLOWS_REPORT; exits like the `flows` CLI.
 """
@@ -9,6 +11,8 @@ import json
 import logging
 import sys
 
+import cloudpickle
+
 from flows.cli import exit_code_for
 from flows.prefect.tasks import ERROR_PREFIX, REPORT_PREFIX, RunRequest, execute
 from flows.runner import is_terminal, root_cause
@@ -18,7 +22,7 @@ def main() -> int:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stdout, format="%(levelname)s %(name)s: %(message)s"
     )
-    request = RunRequest(**json.loads(sys.stdin.read()))
+    request: RunRequest = cloudpickle.loads(sys.stdin.buffer.read())
     try:
         report = execute(request)
     except Exception as err:

@@ -17,9 +17,10 @@ AUTOMATION_NAME = "dlt-run-failed"
 WEBHOOK_BLOCK_NAME = "dlt-failure-webhook"
 FAILURE_EVENTS = ("prefect.flow-run.Failed", "prefect.flow-run.Crashed")
 WEBHOOK_PAYLOAD = (
-    '{"text": "Flow run {{ flow_run.name }} of {{ deployment.name }} is '
-    '{{ flow_run.state.name }}: {{ flow_run.state.message }}", '
-    '"flow_run_id": "{{ flow_run.id }}", "state": "{{ flow_run.state.name }}"}'
+    '{"text": {{ ("dlt flow run " ~ flow_run.name ~ " of " ~ deployment.name ~ " is " ~ '
+    'flow_run.state.name ~ ": " ~ flow_run.state.message) | tojson }}, '
+    '"flow_run_id": "{{ flow_run.id }}", "deployment": {{ deployment.name | tojson }}, '
+    '"state": "{{ flow_run.state.name }}"}'
 )
 
 

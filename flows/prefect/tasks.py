@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import cloudpickle
 from prefect import Flow, Task, flow, get_run_logger, task
 from prefect.context import TaskRunContext
 from prefect.tasks import exponential_backoff
@@ -61,7 +62,7 @@ def should_retry(task: Any, task_run: Any, state: Any) -> bool:
 
 @dataclass(frozen=True)
 class RunRequest:
-    """Everything an attempt needs; crosses the process boundary as JSON."""
+    """Everything an attempt needs; crosses the process boundary pickled."""
 
     pipeline: str
     target: str  # "module:function" returning a dlt source
@@ -124,16 +125,17 @@ def execute_in_child(request: RunRequest, log: Any) -> dict[str, Any]:
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(json.dumps(asdict(request)))
+    # pickled: task arguments may be dates, decimals, ... (same code on both sides)
+    proc.stdin.write(cloudpickle.dumps(request))
     proc.stdin.close()
     report: dict[str, Any] | None = None
     failure: dict[str, Any] = {}
     tail: list[str] = []
-    for line in proc.stdout:
+    for raw in proc.stdout:
+        line = raw.decode(errors="replace")
         if line.startswith(REPORT_PREFIX):
             report = json.loads(line[len(REPORT_PREFIX) :])
             continue

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dlt
+from dlt.common.exceptions import TerminalValueError
 from dlt.sources import DltResource
 
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
@@ -31,6 +32,8 @@ def event(i: int) -> dict[str, Any]:
 @dlt.source(name="synthetic")
 def synthetic(rows: int = 10_000, batch_size: int = 5_000) -> DltResource:
     """`rows` comes from dlt config: SOURCES__SYNTHETIC__ROWS."""
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+        raise TerminalValueError(f"synthetic: rows must be a non-negative integer, got {rows!r}")
 
     @dlt.resource(name="events", write_disposition="append", primary_key="id")
     def events(

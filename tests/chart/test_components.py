@@ -297,8 +297,7 @@ def test_deploy_flows_hook(default: Rendered) -> None:
     assert deploy["workingDir"] == "/opt/flows"
     assert deploy["command"] == ["/bin/sh", "-ec"]
     assert deploy["args"] == [
-        "flows setup --base-job-template /template/base-job-template.json"
-        " && prefect --no-prompt deploy --all"
+        "flows setup --base-job-template /template/base-job-template.json && flows deploy"
     ]
     mounts = {m["mountPath"]: m["name"] for m in deploy["volumeMounts"]}
     volumes = {

@@ -40,7 +40,10 @@ class Hooks(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        Hooks.received.append(json.loads(body or b"{}"))
+        try:
+            Hooks.received.append(json.loads(body or b"{}"))
+        except ValueError:
+            Hooks.received.append({"invalid_json": body.decode(errors="replace")})
         self.send_response(200)
         self.end_headers()
 
@@ -299,4 +302,45 @@ def test_terminal_error_is_not_retried(stack: LocalStack, client: SyncPrefectCli
     tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
     assert [t.run_count for t in tasks] == [1]
     errors = artifacts(client, run.id)["synthetic-errors"]
-    assert len(errors) == 1 and "not-a-number" in errors[0].data
+    assert len(errors) == 1 and "not-a-number" in errors[0].data and "TerminalValueError" in errors[0].data
+
+
+def _doctor(stack: LocalStack, *args: str, **env: str) -> tuple[int, str]:
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "flows", "doctor", *args],
+        env={**os.environ, **stack.run_env(), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[2],
+    )
+    return result.returncode, result.stdout
+
+
+def test_doctor_passes_against_the_local_stack(stack: LocalStack) -> None:
+    code, out = _doctor(stack)
+    assert code == 0, out
+    assert out.count("[ok  ]") == 6 and "6 of 6 checks passed" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "failing", "says"),
+    [
+        ([], {"PREFECT_API_URL": "http://127.0.0.1:9/api"}, "Prefect API", "unreachable"),
+        ([], {"PREFECT_API_AUTH_STRING": "admin:wrong"}, "Prefect API", "auth string rejected"),
+        (["--pool", "no-such-pool"], {}, "work pool", "'no-such-pool' does not exist"),
+        (["--state-url", "s3://no-such-bucket/state"], {}, "state store", "no-such-bucket"),
+    ],
+)
+def test_doctor_names_the_cause(
+    stack: LocalStack, args: list[str], env: dict[str, str], failing: str, says: str
+) -> None:
+    code, out = _doctor(stack, *args, **env)
+    assert code == 1
+    failed = [line for line in out.splitlines() if line.startswith("[FAIL]")]
+    assert failed[0].startswith(f"[FAIL] {failing}:") and says in failed[0], out
+    assert "fix:" in out
