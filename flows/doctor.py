@@ -234,7 +234,11 @@ def run_doctor(options: DoctorOptions) -> list[Check]:
             ),
             get_client(sync_client=True) as client,
         ):
-            checks += [fn(options, client) for _, fn in client_checks]
+            for name, fn in client_checks:
+                if name == "worker" and not checks[-1].ok:
+                    checks.append(Check(name, False, "not checked: the work pool is missing"))
+                else:
+                    checks.append(fn(options, client))
             checks.append(check_storage(options))
             checks.append(check_version(options, client))
     else:

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what it needs (Python lock, PostgreSQL, SeaweedFS), then
-# lint, types and pytest against real services. Extra arguments go to pytest.
+# The whole test suite: installs what it needs (Python lock, PostgreSQL, SeaweedFS, helm,
+# docker), then lint, types and pytest against real services. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 scripts/install-services.sh
+scripts/install-helm.sh
 .venv/bin/ruff check flows tests
 .venv/bin/ruff format --check flows tests
 .venv/bin/mypy

@@ -70,10 +70,13 @@ class _Step:
 
 
 class PrefectCollector(Collector):
-    def __init__(self, target: RunTarget | None = None, interval: float = 1.0) -> None:
+    def __init__(
+        self, target: RunTarget | None = None, interval: float = 1.0, pipeline_name: str = ""
+    ) -> None:
         self.sink = ArtifactSink(target or RunTarget.from_context())
         self.interval = interval
-        self.pipeline_name = "pipeline"
+        # known before dlt says it (on_start_trace): errors before the pipeline exists need it
+        self.pipeline_name = pipeline_name or "pipeline"
         self.destination = ""
         self.dataset = ""
         self.step = ""

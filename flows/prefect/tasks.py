@@ -13,6 +13,7 @@ backoff and jitter and the new attempt resumes from the state store.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -65,7 +66,9 @@ class RunRequest:
     """Everything an attempt needs; crosses the process boundary pickled."""
 
     pipeline: str
-    target: str  # "module:function" returning a dlt source
+    # returns the dlt source; pickled by reference when importable, else by value (a flow
+    # file that Prefect loaded from a path is not importable by its module name)
+    source: Callable[..., Any]
     args: list[Any] = field(default_factory=list)
     kwargs: dict[str, Any] = field(default_factory=dict)
     full_refresh: bool = False
@@ -76,14 +79,6 @@ class RunRequest:
     attempt: int = 1
 
 
-def _import(target: str) -> Callable[..., Any]:
-    module_name, _, qualname = target.partition(":")
-    obj: Any = __import__(module_name, fromlist=["_"])
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return getattr(obj, "source_fn", obj)  # a @dlt_task object: its source function
-
-
 def execute(request: RunRequest) -> dict[str, Any]:
     """Runs one attempt in this process and returns the run report as a dict."""
     from flows.run import run_pipeline
@@ -92,9 +87,10 @@ def execute(request: RunRequest) -> dict[str, Any]:
         RunTarget(
             UUID(request.flow_run_id) if request.flow_run_id else None,
             UUID(request.task_run_id) if request.task_run_id else None,
-        )
+        ),
+        pipeline_name=request.pipeline,
     )
-    source_fn = _import(request.target)
+    source_fn = request.source
     workdir = tempfile.mkdtemp(prefix=f"flows-{request.pipeline}-")
     try:
         report = run_pipeline(
@@ -167,9 +163,9 @@ def execute_in_child(request: RunRequest, log: Any) -> dict[str, Any]:
             RunTarget(
                 UUID(request.flow_run_id) if request.flow_run_id else None,
                 UUID(request.task_run_id) if request.task_run_id else None,
-            )
+            ),
+            pipeline_name=request.pipeline,
         )
-        collector.pipeline_name = request.pipeline
         collector.on_attempt_failed("run", request.attempt, error)
         collector.close()
     raise error
@@ -190,7 +186,7 @@ def summary(report: Mapping[str, Any], attempt: int) -> dict[str, Any]:
 
 def _run_task(
     pipeline: str,
-    target: str,
+    source: Callable[..., Any],
     args: Iterable[Any],
     kwargs: Mapping[str, Any],
     full_refresh: bool,
@@ -203,7 +199,7 @@ def _run_task(
     assert ctx is not None, "a dlt task runs inside a Prefect task run"
     request = RunRequest(
         pipeline=pipeline,
-        target=target,
+        source=source,
         args=list(args),
         kwargs=dict(kwargs),
         full_refresh=full_refresh,
@@ -252,19 +248,15 @@ def dlt_task(
     """
 
     def decorate(source_fn: Callable[..., Any]) -> Task[..., dict[str, Any]]:
-        target = f"{source_fn.__module__}:{source_fn.__qualname__}"
-
         def body(*args: Any, **kwargs: Any) -> dict[str, Any]:
             return _run_task(
-                pipeline, target, args, kwargs, full_refresh, isolate, state_url, lease_wait
+                pipeline, source_fn, args, kwargs, full_refresh, isolate, state_url, lease_wait
             )
 
         body.__name__ = source_fn.__name__
         body.__doc__ = source_fn.__doc__
-        body.__signature__ = __import__("inspect").signature(source_fn)  # type: ignore[attr-defined]
-        decorated = task(**_task_options(pipeline, task_kwargs))(body)
-        decorated.source_fn = source_fn  # type: ignore[attr-defined]
-        return decorated
+        body.__signature__ = inspect.signature(source_fn)  # type: ignore[attr-defined]
+        return task(**_task_options(pipeline, task_kwargs))(body)
 
     return decorate(fn) if fn is not None else decorate
 
@@ -278,12 +270,11 @@ def make_pipeline_task(
 ) -> Task[..., dict[str, Any]]:
     """A task that runs a registered pipeline; its parameters are the source's options."""
     spec = get_spec(pipeline) if isinstance(pipeline, str) else pipeline
-    target = f"{spec.source.__module__}:{spec.source.__name__}"
     name = f"{spec.name}-full-refresh" if full_refresh else spec.name
 
     def body(source_options: dict[str, Any] | None = None) -> dict[str, Any]:
         return _run_task(
-            spec.name, target, [], source_options or {}, full_refresh, isolate, None, 0.0
+            spec.name, spec.source, [], source_options or {}, full_refresh, isolate, None, 0.0
         )
 
     return task(**_task_options(spec.name, {"name": name, **task_kwargs}))(body)

@@ -79,6 +79,8 @@ class StateSession:
         self.lease.acquire()
         try:
             latest = self.layout.latest_generation()
+            if not latest:
+                self.store.check_bucket()
             target = latest if generation is None else generation
             self.generation = latest
             if target:

@@ -207,8 +207,21 @@ class StateStore:
         if self.exists(path):
             self.call(f"delete {path}", self.fs.rm, path, recursive=True)
 
+    def check_bucket(self) -> None:
+        """Refuses a missing bucket: some S3 servers create one on first write, so a typo in
+        the URL would otherwise scatter state into a new bucket."""
+        if self.is_local:
+            return
+        bucket = self.root.split("/", 1)[0]
+        if not self.call(f"stat bucket {bucket}", self.fs.exists, bucket):
+            raise StateStoreError(
+                f"state store {self.url}: bucket {bucket!r} does not exist (or these "
+                "credentials cannot see it); create it or fix STATE__URL"
+            )
+
     def check_writable(self) -> None:
         """Writes and deletes a probe object: proves the URL, credentials and bucket work."""
+        self.check_bucket()
         probe = self.path(f".probe-{uuid.uuid4().hex}")
         self.write_bytes(probe, b"ok")
         self.remove([probe])

@@ -302,7 +302,11 @@ def test_terminal_error_is_not_retried(stack: LocalStack, client: SyncPrefectCli
     tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
     assert [t.run_count for t in tasks] == [1]
     errors = artifacts(client, run.id)["synthetic-errors"]
-    assert len(errors) == 1 and "not-a-number" in errors[0].data and "TerminalValueError" in errors[0].data
+    assert (
+        len(errors) == 1
+        and "not-a-number" in errors[0].data
+        and "TerminalValueError" in errors[0].data
+    )
 
 
 def _doctor(stack: LocalStack, *args: str, **env: str) -> tuple[int, str]:
