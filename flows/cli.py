@@ -160,9 +160,11 @@ def _has_cause(err: BaseException | None, kind: type[BaseException]) -> bool:
 
 
 def _one_line(err: BaseException) -> str:
-    from flows.runner import root_cause
+    """Our own errors already name the URL and the cause; dlt's wrappers hide theirs."""
+    from flows.runner import cause_chain, root_cause
 
-    cause = root_cause(err)
+    cause = next((e for e in cause_chain(err) if isinstance(e, StateStoreError)), None)
+    cause = cause or root_cause(err)
     text = str(cause).strip().splitlines()
     return f"{type(cause).__name__}: {text[0] if text else ''}"
 
