@@ -163,8 +163,8 @@ def _one_line(err: BaseException) -> str:
     """Our own errors already name the URL and the cause; dlt's wrappers hide theirs."""
     from flows.runner import cause_chain, root_cause
 
-    cause = next((e for e in cause_chain(err) if isinstance(e, StateStoreError)), None)
-    cause = cause or root_cause(err)
+    ours = [e for e in cause_chain(err) if isinstance(e, StateStoreError)]
+    cause = ours[0] if ours else root_cause(err)
     text = str(cause).strip().splitlines()
     return f"{type(cause).__name__}: {text[0] if text else ''}"
 

@@ -50,10 +50,25 @@ def default_state_url() -> str:
     return config_value("state.url") or f"file://{flows_home() / 'state'}"
 
 
-def apply_platform_defaults(defaults: Mapping[str, str] = PLATFORM_DEFAULTS) -> dict[str, str]:
-    """Sets each default as an env var unless dlt config already has a value for it."""
+def apply_platform_defaults(
+    defaults: Mapping[str, str] = PLATFORM_DEFAULTS, adaptive: bool | None = None
+) -> dict[str, str]:
+    """Sets each platform default as an env var unless dlt config already has a value.
+
+    With a container memory limit (and unless FLOWS_ADAPTIVE=false), buffer sizes, file
+    rotation and worker counts are sized to fit it (see sizing.py).
+    """
+    if adaptive is None:
+        adaptive = os.environ.get("FLOWS_ADAPTIVE", "true").lower() not in ("0", "false", "no")
+    wanted = dict(defaults)
+    if adaptive:
+        from flows.resources import container_limits, effective_cpus
+        from flows.sizing import adaptive_settings
+
+        limits = container_limits()
+        wanted.update(adaptive_settings(limits, effective_cpus(limits)))
     applied: dict[str, str] = {}
-    for key, value in defaults.items():
+    for key, value in wanted.items():
         if config_value(key) is None:
             env_key = key.upper().replace(".", "__")
             os.environ[env_key] = value
