@@ -328,6 +328,27 @@ class PrefectCollector(Collector):
                 f"{limits.cpu_throttled_seconds - (step.throttled_at_start if step else 0):.2f} s"
             ),
         }
+        from flows.prefect.records import RunRecord, requests_from_env
+
+        cpu_request, memory_request = requests_from_env()
+        warnings = RunRecord(
+            deployment="",
+            pipeline=self.pipeline_name,
+            flow_run_id="",
+            attempt=0,
+            outcome="",
+            wall_seconds=duration,
+            cpu_seconds=usage.cpu_seconds - (step.cpu_at_start if step else 0),
+            peak_rss_bytes=usage.peak_rss_bytes,
+            memory_limit=limits.memory_limit,
+            cpu_request=cpu_request,
+            memory_request=memory_request,
+            cpu_throttled_seconds=limits.cpu_throttled_seconds
+            - (step.throttled_at_start if step else 0),
+        ).warnings()
+        if warnings:
+            facts["warnings"] = "; ".join(warnings)
+            log.warning("%s %s: %s", self.pipeline_name, kind, "; ".join(warnings))
         table = markdown_table(["table", "rows"], sorted(rows.items()) or [("-", 0)])
         self.sink.create(
             artifact_key(self.pipeline_name, kind, "summary"),

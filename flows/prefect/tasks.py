@@ -16,10 +16,12 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +36,8 @@ from prefect.tasks import exponential_backoff
 from flows.pipelines import PipelineSpec, get_spec
 from flows.prefect.artifacts import RunTarget
 from flows.prefect.collector import PrefectCollector
+from flows.prefect.records import RunRecord, requests_from_env, write_record
+from flows.resources import Usage, container_limits, current_usage
 
 REPORT_PREFIX = "FLOWS_REPORT "
 ERROR_PREFIX = "FLOWS_ERROR "
@@ -210,10 +214,68 @@ def _run_task(
         attempt=ctx.task_run.run_count,
     )
     log.info("running pipeline %s (attempt %d)", pipeline, request.attempt)
-    report = execute_in_child(request, log) if isolate else execute(request)
+    before = _usage_of_children() if isolate else current_usage()
+    throttled_before = container_limits().cpu_throttled_seconds
+    started = time.perf_counter()
+    report: dict[str, Any] | None = None
+    outcome = "failed"
+    try:
+        report = execute_in_child(request, log) if isolate else execute(request)
+        outcome = "completed"
+    except PipelineAttemptError as err:
+        outcome = "killed" if "killed by signal" in str(err) else "failed"
+        raise
+    finally:
+        record = _record(request, report, outcome, before, time.perf_counter() - started, isolate)
+        record.cpu_throttled_seconds -= throttled_before
+        for warning in record.warnings():
+            log.warning("%s: %s", pipeline, warning)
+        try:
+            write_record(record, ctx.task_run.flow_run_id, ctx.task_run.id)
+        except Exception as err:  # a record must never fail the run
+            log.warning("could not write the run record: %s", err)
     result = summary(report, request.attempt)
     log.info("pipeline %s done: %s", pipeline, result)
     return result
+
+
+def _usage_of_children() -> Usage:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return Usage(children.ru_utime + children.ru_stime, children.ru_maxrss * 1024, 0, 0.0)
+
+
+def _record(
+    request: RunRequest,
+    report: Mapping[str, Any] | None,
+    outcome: str,
+    before: Usage,
+    wall: float,
+    isolate: bool,
+) -> RunRecord:
+    """The attempt's resource record: the child's CPU and peak RSS, the container's limits."""
+    from prefect.runtime import deployment, flow_run
+
+    after = _usage_of_children() if isolate else current_usage()
+    limits = container_limits()
+    cpu_request, memory_request = requests_from_env()
+    rows = report["loaded_rows"] if report else {}
+    return RunRecord(
+        deployment=deployment.name or flow_run.flow_name or request.pipeline,
+        pipeline=request.pipeline,
+        flow_run_id=request.flow_run_id or "",
+        attempt=request.attempt,
+        outcome=outcome,
+        wall_seconds=round(wall, 3),
+        cpu_seconds=round(after.cpu_seconds - before.cpu_seconds, 3),
+        peak_rss_bytes=after.peak_rss_bytes,
+        rows=sum(n for t, n in rows.items() if not t.startswith("_dlt")),
+        step_seconds={s["step"]: round(s["seconds"], 3) for s in (report or {}).get("steps", [])},
+        cpu_limit=limits.cpu_limit,
+        memory_limit=limits.memory_limit,
+        cpu_request=cpu_request,
+        memory_request=memory_request,
+        cpu_throttled_seconds=limits.cpu_throttled_seconds,
+    )
 
 
 def _task_options(pipeline: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
