@@ -89,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deploy.set_defaults(func=cmd_deploy)
 
+    tune = sub.add_parser("tune", help="recommend cpu/memory job_variables from run records")
+    tune.add_argument("deployment", help="deployment name (or flow name on the embedded default)")
+    tune.add_argument("--runs", type=int, default=20, help="newest run records to use")
+    tune.add_argument("--apply", action="store_true", help="update the deployment's job_variables")
+    tune.add_argument("--yes", action="store_true", help="apply without asking")
+    tune.set_defaults(func=cmd_tune)
+
     doctor = sub.add_parser("doctor", help="check API, pool, worker, deployments, storage")
     doctor.add_argument("--pool", help="default: FLOWS_WORK_POOL or dlt-k8s")
     doctor.add_argument("--state-url", help="default: STATE__URL")
@@ -241,6 +248,35 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from prefect.client.orchestration import get_client
+
+    from flows.tune import apply, format_recommendation, load, recommend
+
+    with get_client(sync_client=True) as client:
+        deployment, records = load(client, args.deployment, args.runs)
+        current = dict(deployment.job_variables or {}) if deployment else {}
+        rec = recommend(args.deployment, records, current)
+        print(format_recommendation(rec))
+        if not args.apply:
+            return 0
+        if deployment is None:
+            raise ValueError(f"{args.deployment!r} is not a deployment: nothing to apply to")
+        changes = rec.changes()
+        if not changes:
+            print("nothing to change")
+            return 0
+        print("diff:")
+        for key, value in changes.items():
+            print(f"  {key}: {current.get(key) or '-'} -> {value}")
+        if not _confirm(f"update {deployment.name}'s job_variables?", args.yes):
+            print("aborted")
+            return 1
+        apply(client, deployment, rec)
+        print(f"{deployment.name}: job_variables updated")
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from flows.doctor import default_options, run_doctor
 
@@ -293,7 +329,7 @@ def _confirm(question: str, assume_yes: bool) -> bool:
     if assume_yes:
         return True
     if not sys.stdin.isatty():
-        raise StateStoreError(f"{question} needs confirmation: pass --yes")
+        raise ValueError(f"{question} needs confirmation: pass --yes")
     return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
 

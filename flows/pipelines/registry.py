@@ -5,6 +5,7 @@ from __future__ import annotations
 from flows.pipelines.spec import PipelineSpec
 from flows.sources.daily_events import daily_events
 from flows.sources.files import files
+from flows.sources.prefect_history import prefect_history
 from flows.sources.products import products
 from flows.sources.synthetic import synthetic
 
@@ -15,6 +16,7 @@ PIPELINES: dict[str, PipelineSpec] = {
         PipelineSpec("products", products, "shop", "PostgreSQL products, merged on id"),
         PipelineSpec("files", files, "landing", "CSV/JSONL/Parquet files from a bucket"),
         PipelineSpec("daily_events", daily_events, "daily", "date-partitioned events (backfills)"),
+        PipelineSpec("prefect_history", prefect_history, "platform", "Prefect run history"),
     )
 }
 

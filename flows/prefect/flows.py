@@ -14,6 +14,7 @@ synthetic_daily = make_pipeline_flow("synthetic", "synthetic-daily")
 products_daily = make_pipeline_flow("products", "products-daily")
 products_full_refresh = make_pipeline_flow("products", "products-full-refresh", full_refresh=True)
 files_weekly = make_pipeline_flow("files", "files-weekly")
+platform_history = make_pipeline_flow("prefect_history", "platform-history")
 
 
 @dlt_task(pipeline="daily_events")
