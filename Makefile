@@ -7,5 +7,6 @@ bench:  ## ratio benchmarks against plain dlt (1,000,000 rows)
 	scripts/bootstrap.sh && scripts/install-services.sh
 	.venv/bin/python -m tests.benchmarks.bench_state
 	.venv/bin/python -m tests.benchmarks.bench_collector
+	.venv/bin/python -m tests.benchmarks.bench_memory
 lint:
 	.venv/bin/ruff check flows tests && .venv/bin/ruff format --check flows tests && .venv/bin/mypy

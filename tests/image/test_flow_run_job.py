@@ -368,3 +368,34 @@ def _has_events(dsn: str) -> bool:
         cur.execute("SELECT to_regclass('synthetic.events') IS NOT NULL")
         row = cur.fetchone()
         return bool(row and row[0])
+
+
+def test_backfill_job_runs_tasks_defined_in_the_entrypoint_file(
+    deployed: list[kube_docker.Finished],
+    client: SyncPrefectClient,
+    chart: Rendered,
+    node: kube_docker.Node,
+    stack: LocalStack,
+    containers: list[str],
+    tmp_path: Path,
+) -> None:
+    """backfill's task (daily_events_range) is defined in the entrypoint file that Prefect
+    loads by path; each attempt's child process must still get its source function."""
+    dsn = destination(stack, "image_backfill")
+    dep = client.read_deployment_by_name("backfill/backfill")
+    run = client.create_flow_run_from_deployment(
+        dep.id,
+        parameters={
+            "start_date": "2024-01-01",
+            "end_date": "2024-01-06",
+            "chunk_days": 3,
+            "rows_per_day": 10,
+        },
+        job_variables={"state_url": f"s3://{BUCKET}/state-image-backfill", "env": run_env(dsn)},
+    )
+    name = start_job(worker_manifest(chart, node, run.id, containers, tmp_path), node, containers)
+    final = wait_for_run(client, run.id, name)
+    assert final.state is not None and final.state.type == StateType.COMPLETED, final.state
+    with psycopg2.connect(dsn) as con, con.cursor() as cur:
+        cur.execute("SELECT COUNT(*), COUNT(DISTINCT day) FROM daily.daily_events")
+        assert cur.fetchall() == [(60, 6)]

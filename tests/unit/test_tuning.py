@@ -1,0 +1,72 @@
+"""Sizing, quantities and recommendations: the arithmetic behind adaptive settings and tune."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows.prefect.records import RunRecord
+from flows.quantities import cpu_cores, format_cpu, format_memory, memory_bytes
+from flows.resources import ContainerLimits
+from flows.sizing import adaptive_settings
+from flows.tune import TuneError, covers, recommend
+
+MiB = 2**20
+
+
+def record(peak_mib: float, cpu_s: float = 10.0, wall: float = 20.0, **kw: object) -> RunRecord:
+    return RunRecord(
+        deployment="d",
+        pipeline="p",
+        flow_run_id="x",
+        attempt=1,
+        outcome=str(kw.pop("outcome", "completed")),
+        wall_seconds=wall,
+        cpu_seconds=cpu_s,
+        peak_rss_bytes=int(peak_mib * MiB),
+        **kw,
+    )  # type: ignore[arg-type]
+
+
+def test_quantities_round_up_to_kubernetes_steps() -> None:
+    assert format_cpu(0.23) == "250m" and format_cpu(2.0) == "2" and format_cpu(0.001) == "50m"
+    assert format_memory(700e6) == "704Mi" and format_memory(2 * 1024 * MiB) == "2Gi"
+    assert cpu_cores("500m") == 0.5 and memory_bytes("1Gi") == 1024 * MiB
+
+
+def test_adaptive_settings_shrink_with_memory() -> None:
+    small = adaptive_settings(ContainerLimits(2, 1.0, 512 * MiB, 0, 0.0), 1.0)
+    large = adaptive_settings(ContainerLimits(2, 4.0, 16 * 1024 * MiB, 0, 0.0), 4.0)
+    assert int(small["load.workers"]) <= 2 < int(large["load.workers"])
+    assert int(small["data_writer.file_max_items"]) <= int(large["data_writer.file_max_items"])
+    assert adaptive_settings(ContainerLimits(None, None, None, 0, 0.0), 2.0) == {}
+
+
+def test_recommendation_covers_every_observed_peak() -> None:
+    records = [record(p) for p in (300, 320, 310, 900, 305, 330, 315, 298, 340, 325)]
+    rec = recommend("d", records, {"memory_limit": "512Mi", "cpu_request": "2"})
+    assert covers(rec, records)
+    assert memory_bytes(rec.recommended["memory_limit"]) >= 900 * MiB * 1.15
+    assert memory_bytes(rec.recommended["memory_request"]) < memory_bytes(
+        rec.recommended["memory_limit"]
+    )
+    assert rec.changes()["memory_limit"] == rec.recommended["memory_limit"]
+    assert "10 run records" in rec.evidence[0]
+
+
+def test_killed_attempt_pushes_the_limit_above_the_old_one() -> None:
+    records = [record(200), record(480, outcome="killed", memory_limit=512 * MiB)]
+    rec = recommend("d", records, {})
+    assert memory_bytes(rec.recommended["memory_limit"]) >= 768 * MiB
+
+
+def test_no_records_is_a_clear_error() -> None:
+    with pytest.raises(TuneError, match="no run records for 'd' yet"):
+        recommend("d", [], {})
+
+
+def test_record_warnings() -> None:
+    near = record(450, memory_limit=512 * MiB)
+    assert any("88% of the 512 MiB limit" in w for w in near.warnings())
+    idle = record(100, cpu_s=1, wall=100, memory_request=2048 * MiB, cpu_request=2.0)
+    assert len(idle.warnings()) == 2
+    assert record(100, cpu_throttled_seconds=10.0).warnings() == ["CPU throttled for 10.0 s"]
