@@ -348,3 +348,95 @@ def test_doctor_names_the_cause(
     failed = [line for line in out.splitlines() if line.startswith("[FAIL]")]
     assert failed[0].startswith(f"[FAIL] {failing}:") and says in failed[0], out
     assert "fix:" in out
+
+
+def _flows(stack: LocalStack, *args: str, **env: str) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "flows", *args],
+        env={**os.environ, **stack.run_env(), **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).parents[2],
+    )
+
+
+def test_tune_recommends_from_ten_recorded_runs_and_applies(
+    stack: LocalStack, client: SyncPrefectClient
+) -> None:
+    from flows.prefect.records import read_records
+    from flows.quantities import memory_bytes
+
+    runs = [start(client, "files-weekly").id for _ in range(10)]  # limit 1: one after another
+    for run_id in runs:
+        final = wait(client, run_id, timeout=600)
+        assert final.state is not None and final.state.type == StateType.COMPLETED
+    records = read_records(client, "files-weekly", 10)
+    assert len(records) == 10 and {r.flow_run_id for r in records} == {str(r) for r in runs}
+    assert all(r.peak_rss_bytes > 10 * 2**20 and r.cpu_seconds > 0 for r in records)
+
+    shown = _flows(stack, "tune", "files-weekly", "--runs", "10")
+    assert shown.returncode == 0, shown.stderr
+    limit = (
+        next(
+            line.split()[-1]
+            for line in shown.stdout.splitlines()
+            if line.strip().startswith("memory_limit")
+        )
+        .rstrip("*")
+        .strip()
+    )
+    limit = shown.stdout.split("memory_limit")[1].split()[1]
+    assert all(r.peak_rss_bytes < memory_bytes(limit) for r in records)
+    assert "10 run records" in shown.stdout
+
+    applied = _flows(stack, "tune", "files-weekly", "--runs", "10", "--apply", "--yes")
+    assert applied.returncode == 0, applied.stderr
+    assert "memory_limit: 1Gi -> " in applied.stdout
+    job_variables = client.read_deployment_by_name("files-weekly/files-weekly").job_variables
+    assert job_variables["memory_limit"] == limit
+    assert job_variables["image"] == ""  # other variables kept
+
+
+def test_tune_bad_input(stack: LocalStack) -> None:
+    unknown = _flows(stack, "tune", "no-such-deployment")
+    assert unknown.returncode == 1
+    assert "no deployment and no run records named 'no-such-deployment'" in unknown.stderr
+    never_ran = _flows(stack, "tune", "products-full-refresh")
+    assert never_ran.returncode == 1
+    assert "no run records for 'products-full-refresh' yet" in never_ran.stderr
+
+
+def test_history_pipeline_loads_only_new_runs(stack: LocalStack, client: SyncPrefectClient) -> None:
+    def history() -> dict[str, Any]:
+        result = _flows(stack, "run", "prefect_history", "--json")
+        assert result.returncode == 0, result.stderr[-2000:]
+        return dict(json.loads(result.stdout))
+
+    finished = [r for r in client.read_flow_runs(limit=200) if r.end_time is not None]
+    first = history()
+    assert first["loaded_rows"]["prefect_flow_runs"] == len(finished)
+    assert first["loaded_rows"]["prefect_task_runs"] > 0
+    assert first["loaded_rows"]["prefect_artifacts"] > 0
+    second = history()
+    assert second["extracted_rows"].get("prefect_flow_runs", 0) == 0
+    run = wait(
+        client, start(client, "synthetic-daily", parameters={"source_options": {"rows": 1000}}).id
+    )
+    third = history()
+    assert third["extracted_rows"]["prefect_flow_runs"] == 1
+    import duckdb
+
+    with duckdb.connect(str(warehouse(stack, "prefect_history")), read_only=True) as con:
+        assert con.sql(
+            "SELECT COUNT(*), COUNT(DISTINCT id) FROM platform.prefect_flow_runs"
+        ).fetchall() == [(len(finished) + 1, len(finished) + 1)]
+        records = con.sql(
+            "SELECT COUNT(*) FROM platform.prefect_artifacts WHERE "
+            f"key LIKE 'run-record-%' AND flow_run_id = '{run.id}'"
+        ).fetchall()
+        assert records == [(1,)]
