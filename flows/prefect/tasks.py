@@ -125,7 +125,7 @@ def execute_in_child(request: RunRequest, log: Any) -> dict[str, Any]:
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, **_api_env(), "PYTHONUNBUFFERED": "1"},
     )
     assert proc.stdin is not None and proc.stdout is not None
     # pickled: task arguments may be dates, decimals, ... (same code on both sides)
@@ -173,6 +173,19 @@ def execute_in_child(request: RunRequest, log: Any) -> dict[str, Any]:
         collector.on_attempt_failed("run", request.attempt, error)
         collector.close()
     raise error
+
+
+def _api_env() -> dict[str, str]:
+    """The API the child must use: the configured one, or this process's ephemeral server
+    (the embedded default), so the child does not start a second server on the same DB."""
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        return {}
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = next((s for s in SubprocessASGIServer._instances.values() if s.running), None)
+    return {"PREFECT_API_URL": server.api_url} if server else {}
 
 
 def summary(report: Mapping[str, Any], attempt: int) -> dict[str, Any]:
