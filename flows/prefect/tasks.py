@@ -13,6 +13,7 @@ backoff and jitter and the new attempt resumes from the state store.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import os
@@ -70,9 +71,10 @@ class RunRequest:
     """Everything an attempt needs; crosses the process boundary pickled."""
 
     pipeline: str
-    # returns the dlt source; pickled by reference when importable, else by value (a flow
-    # file that Prefect loaded from a path is not importable by its module name)
-    source: Callable[..., Any]
+    # what returns the dlt source: None for the pipeline's registered source, "module:name"
+    # for an importable function, else the function itself, pickled by value (a flow file
+    # that Prefect loaded from a path is not importable by its module name)
+    source: Callable[..., Any] | str | None
     args: list[Any] = field(default_factory=list)
     kwargs: dict[str, Any] = field(default_factory=dict)
     full_refresh: bool = False
@@ -81,6 +83,30 @@ class RunRequest:
     flow_run_id: str | None = None
     task_run_id: str | None = None
     attempt: int = 1
+
+
+def source_reference(fn: Callable[..., Any]) -> Callable[..., Any] | str:
+    """ "module:qualname" when that import finds `fn` again, else `fn` itself."""
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+    try:
+        obj: Any = importlib.import_module(module or "")
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError, ValueError):
+        return fn
+    return f"{module}:{qualname}" if obj is fn else fn
+
+
+def resolve_source(request: RunRequest) -> Callable[..., Any]:
+    if request.source is None:
+        return get_spec(request.pipeline).source
+    if isinstance(request.source, str):
+        module, _, qualname = request.source.partition(":")
+        obj: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        return obj
+    return request.source
 
 
 def execute(request: RunRequest) -> dict[str, Any]:
@@ -94,7 +120,7 @@ def execute(request: RunRequest) -> dict[str, Any]:
         ),
         pipeline_name=request.pipeline,
     )
-    source_fn = request.source
+    source_fn = resolve_source(request)
     workdir = tempfile.mkdtemp(prefix=f"flows-{request.pipeline}-")
     try:
         report = run_pipeline(
@@ -203,7 +229,7 @@ def summary(report: Mapping[str, Any], attempt: int) -> dict[str, Any]:
 
 def _run_task(
     pipeline: str,
-    source: Callable[..., Any],
+    source: Callable[..., Any] | str | None,
     args: Iterable[Any],
     kwargs: Mapping[str, Any],
     full_refresh: bool,
@@ -323,9 +349,11 @@ def dlt_task(
     """
 
     def decorate(source_fn: Callable[..., Any]) -> Task[..., dict[str, Any]]:
+        source = source_reference(source_fn)
+
         def body(*args: Any, **kwargs: Any) -> dict[str, Any]:
             return _run_task(
-                pipeline, source_fn, args, kwargs, full_refresh, isolate, state_url, lease_wait
+                pipeline, source, args, kwargs, full_refresh, isolate, state_url, lease_wait
             )
 
         body.__name__ = source_fn.__name__
@@ -349,7 +377,7 @@ def make_pipeline_task(
 
     def body(source_options: dict[str, Any] | None = None) -> dict[str, Any]:
         return _run_task(
-            spec.name, spec.source, [], source_options or {}, full_refresh, isolate, None, 0.0
+            spec.name, None, [], source_options or {}, full_refresh, isolate, None, 0.0
         )
 
     return task(**_task_options(spec.name, {"name": name, **task_kwargs}))(body)

@@ -246,8 +246,10 @@ def test_chart_deploy_hook_registers_pool_and_deployments_from_the_image(
     assert defaults["image"]["default"] == IMAGE
     assert defaults["storage_secret_name"]["default"] == f"{FULLNAME}-storage"
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    registered = {d.name: d for d in client.read_deployments()}
+    assert sorted(registered) == sorted(entry["name"] for entry in spec["deployments"])
     for entry in spec["deployments"]:
-        dep = client.read_deployment_by_name(f"{entry['name']}/{entry['name']}")
+        dep = registered[entry["name"]]
         assert dep.work_pool_name == pool.name
         assert dep.job_variables["image"] == IMAGE
         assert dep.entrypoint == entry["entrypoint"]
