@@ -1,4 +1,7 @@
-"""The deployable flows; `prefect.yaml` names them as `flows/prefect/flows.py:<name>`."""
+"""The deployable flows; `prefect.yaml` names them as `flows.prefect.flows:<name>`.
+
+Module paths, not file paths: Prefect loads a file entrypoint as a module named after the
+file (`flows`), which would shadow this package."""
 
 from __future__ import annotations
 

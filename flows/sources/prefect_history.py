@@ -8,7 +8,7 @@ Task runs, states and artifacts are read for those flow runs only. Merged on id.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +37,17 @@ def _flow_run_row(run: Any) -> dict[str, Any]:
     }
 
 
+def _paged(read: Callable[..., list[Any]], page_size: int, **filters: Any) -> Iterator[Any]:
+    """Every item of a filtered API read, page by page (the API caps `limit`)."""
+    offset = 0
+    while True:
+        page = read(**filters, limit=page_size, offset=offset)
+        yield from page
+        if len(page) < page_size:
+            return
+        offset += page_size
+
+
 @dlt.source(name="prefect_history")
 def prefect_history(page_size: int = 200) -> list[DltResource]:
     """Reads the API configured for Prefect (PREFECT_API_URL, PREFECT_API_AUTH_STRING)."""
@@ -57,22 +68,23 @@ def prefect_history(page_size: int = 200) -> list[DltResource]:
         ),
     ) -> Iterator[list[dict[str, Any]]]:
         with get_client(sync_client=True) as client:
-            offset = 0
-            while True:
-                page = client.read_flow_runs(
-                    flow_run_filter=FlowRunFilter(
-                        end_time=FlowRunFilterEndTime(after_=end_time.last_value)  # type: ignore[arg-type]
-                    ),
-                    sort=FlowRunSort.END_TIME_DESC,
-                    limit=page_size,
-                    offset=offset,
-                )
-                rows = [_flow_run_row(r) for r in page if r.end_time is not None]
-                if rows:
-                    yield rows
-                if len(page) < page_size:
-                    return
-                offset += page_size
+            runs = _paged(
+                client.read_flow_runs,
+                page_size,
+                flow_run_filter=FlowRunFilter(
+                    end_time=FlowRunFilterEndTime(after_=end_time.last_value)  # type: ignore[arg-type]
+                ),
+                sort=FlowRunSort.END_TIME_DESC,
+            )
+            batch: list[dict[str, Any]] = []
+            for run in runs:
+                if run.end_time is not None:
+                    batch.append(_flow_run_row(run))
+                if len(batch) >= page_size:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
 
     @dlt.transformer(
         data_from=flow_runs, name="prefect_task_runs", primary_key="id", write_disposition="merge"
@@ -80,8 +92,10 @@ def prefect_history(page_size: int = 200) -> list[DltResource]:
     def task_runs(runs: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         ids = [r["id"] for r in runs]
         with get_client(sync_client=True) as client:
-            found = client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=10_000
+            found = _paged(
+                client.read_task_runs,
+                page_size,
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)),
             )
             yield [
                 {
@@ -126,11 +140,12 @@ def prefect_history(page_size: int = 200) -> list[DltResource]:
     )
     def artifacts(runs: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         with get_client(sync_client=True) as client:
-            found = client.read_artifacts(
+            found = _paged(
+                client.read_artifacts,
+                page_size,
                 artifact_filter=ArtifactFilter(
                     flow_run_id=ArtifactFilterFlowRunId(any_=[r["id"] for r in runs])
                 ),
-                limit=10_000,
             )
             yield [
                 {

@@ -166,6 +166,8 @@ def test_deploy_hook_registers_the_deployments(
     ]
     literal_env = {e["name"]: e["value"] for e in hook["env"] if "value" in e}
     literal_env.pop("HOME")
+    assert literal_env["FLOWS_PROJECT_DIR"] == hook["workingDir"] == "/opt/flows"
+    literal_env["FLOWS_PROJECT_DIR"] = str(REPO)  # the image's /opt/flows is this tree
     done = _run(
         hook["command"] + args,
         {**literal_env, **prefect_server.client_env()},
