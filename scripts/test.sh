@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what it needs (Python lock, PostgreSQL, SeaweedFS, helm,
-# docker), then lint, types and pytest against real services. Extra arguments go to pytest.
+# docker and a local base image), then lint, types and pytest against real services.
+# Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 scripts/install-services.sh
 scripts/install-helm.sh
+scripts/install-docker.sh
+scripts/make-base-image.sh
 .venv/bin/ruff check flows tests
 .venv/bin/ruff format --check flows tests
 .venv/bin/mypy
-exec .venv/bin/python -m pytest "$@"
+exec .venv/bin/python -m pytest --durations=15 "$@"
