@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,33 @@ from flows.services.ports import remembered_ports
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 BUCKET = "prefect-dlt"
+
+
+def server_command(port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "prefect",
+        "server",
+        "start",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
+def wait_ready(api_url: str, timeout: float, alive: Callable[[], bool]) -> bool:
+    """Polls /api/ready (503 until the database answers) while the server process lives."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive():
+        try:
+            if httpx.get(f"{api_url}/ready", timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    return False
 
 
 @dataclass
@@ -169,33 +197,10 @@ class LocalStack:
             "PREFECT_SERVER_API_AUTH_STRING": self.auth_string,
             "PREFECT_UI_API_URL": self.api_url,
         }
-        self._spawn(
-            "server",
-            [
-                sys.executable,
-                "-m",
-                "prefect",
-                "server",
-                "start",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.api_port),
-            ],
-            env,
-        )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.api_url}/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if not self._alive("server"):
-                break
-            time.sleep(0.5)
-        log = (self.root / "logs" / "server.log").read_text()[-3000:]
-        raise RuntimeError(f"Prefect server did not become ready:\n{log}")
+        self._spawn("server", server_command(int(self.api_port or 4200)), env)
+        if not wait_ready(self.api_url, 120, lambda: self._alive("server")):
+            log = (self.root / "logs" / "server.log").read_text()[-3000:]
+            raise RuntimeError(f"Prefect server did not become ready:\n{log}")
 
     def _pids(self) -> dict[str, int]:
         path = self.root / "pids.json"

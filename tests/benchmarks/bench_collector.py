@@ -19,9 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from flows.services import free_port
+from flows.stack import server_command, wait_ready
 
 
 def child(rows: int, with_collector: bool, home: str) -> dict[str, Any]:
@@ -94,29 +93,14 @@ def main() -> int:
         "DO_NOT_TRACK": "1",
     }
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "prefect",
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        server_command(port),
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{env['PREFECT_API_URL']}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
+        if not wait_ready(env["PREFECT_API_URL"], 120, lambda: server.poll() is None):
+            raise RuntimeError("the Prefect server did not become ready")
         results = {}
         for rows in (args.small, args.rows):
             for with_collector in (False, True):
