@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import s3fs
+
 from flows.services import Postgres, SeaweedFS
 
 # no telemetry calls from dlt in tests; the network is closed anyway

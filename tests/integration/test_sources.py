@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import s3fs
-from flows.services import Postgres
 
 from flows.run import run_pipeline
+from flows.services import Postgres
 from tests.integration.helpers import duck, exact, run_cli
 
 

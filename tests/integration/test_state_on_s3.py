@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import s3fs
-from flows.services import free_port
 
 from flows.run import run_pipeline
+from flows.services import free_port
 from tests.integration.helpers import exact, run_cli, synthetic_counts
 
 ROWS = 20_000
