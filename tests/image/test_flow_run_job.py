@@ -34,7 +34,12 @@ from tests.chart.chart import FULLNAME, Rendered
 from tests.image import kube_docker
 from tests.image.conftest import IMAGE, REPO, BuiltImage
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
+# one worker builds the image once (pytest-xdist --dist loadgroup)
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.timeout(1200),
+    pytest.mark.xdist_group("image"),
+]
 
 TERMINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
 DEPLOYMENT = "synthetic-daily"

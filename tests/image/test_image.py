@@ -15,7 +15,12 @@ import pytest
 from tests.image import kube_docker
 from tests.image.conftest import EXTRA_CA_NAME, BuiltImage
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
+# one worker builds the image once (pytest-xdist --dist loadgroup)
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.timeout(1200),
+    pytest.mark.xdist_group("image"),
+]
 
 # How the chart runs the platform image (restricted pod security, emptyDir at /tmp).
 LOCKED_DOWN = [

@@ -32,6 +32,9 @@ from flows.services import free_port
 from flows.stack import BUCKET, LocalStack
 from tests.integration.helpers import exact, synthetic_counts
 
+# every test here shares one stack: one pytest-xdist worker runs them all
+pytestmark = pytest.mark.xdist_group("prefect")
+
 TERMINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
 
 

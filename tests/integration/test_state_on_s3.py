@@ -124,7 +124,7 @@ def test_two_concurrent_runs_exactly_one_proceeds(
     env: dict[str, str], bucket: str, tmp_path: Path
 ) -> None:
     state = f"s3://{bucket}/state"
-    env = {**env, "SOURCES__SYNTHETIC__ROWS": "60000"}
+    env = {**env, "SOURCES__SYNTHETIC__ROWS": "60000"}  # long enough to overlap
     procs = [
         subprocess.Popen(
             [
@@ -158,9 +158,10 @@ def test_two_concurrent_runs_exactly_one_proceeds(
 
 
 def test_waiting_run_proceeds_after_the_first(
-    env: dict[str, str], bucket: str, tmp_path: Path
+    env: dict[str, str], bucket: str, s3: s3fs.S3FileSystem, tmp_path: Path
 ) -> None:
     state = f"s3://{bucket}/state"
+    env = {**env, "SOURCES__SYNTHETIC__ROWS": "100000"}  # the first run lasts seconds
     first = subprocess.Popen(
         [
             sys.executable,
@@ -177,7 +178,10 @@ def test_waiting_run_proceeds_after_the_first(
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(4)
+    deadline = time.monotonic() + 60
+    while not s3.exists(f"{bucket}/state/synthetic/lease.json") and time.monotonic() < deadline:
+        s3.invalidate_cache()
+        time.sleep(0.1)  # the first run holds the lease
     second = run_cli(
         [
             "run",
@@ -195,7 +199,7 @@ def test_waiting_run_proceeds_after_the_first(
     assert first.wait(timeout=300) == 0
     assert second.code == 0, second.stderr[-2000:]
     assert second.json()["extracted_rows"].get("events", 0) == 0
-    assert synthetic_counts(tmp_path / "warehouse.duckdb")["events"] == ROWS
+    assert synthetic_counts(tmp_path / "warehouse.duckdb")["events"] == 100_000
 
 
 @pytest.mark.parametrize("generation", [1, 2])
