@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from flows.resources import container_limits, current_usage, effective_cpus
+from flows.resources import container_limits, effective_cpus
 
 
 def write(root: Path, files: dict[str, str]) -> Path:
