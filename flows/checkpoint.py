@@ -54,7 +54,7 @@ class CheckpointCollector(Collector):
         if name == "Jobs" and label is None and inc > 0 and self.step.startswith("Load"):
             self._jobs_since += inc
             if time.monotonic() - self._last >= self.load_interval:
-                self._checkpoint("load-jobs")
+                self._checkpoint("load-jobs", opportunistic=True)
 
     def _start(self, step: str) -> None:
         self.step = step
@@ -83,9 +83,9 @@ class CheckpointCollector(Collector):
 
     # snapshots ------------------------------------------------------------------------------
 
-    def _checkpoint(self, step: str) -> None:
+    def _checkpoint(self, step: str, opportunistic: bool = False) -> None:
         try:
-            self.session.snapshot(step)
+            self.session.snapshot(step, opportunistic)
         except Exception as err:
             log.error("snapshot after %s failed: %s", step, err)
             self.failures.append(err)

@@ -102,10 +102,12 @@ def current_usage() -> Usage:
     cpu = proc.cpu_times()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     peak_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, children.ru_maxrss)
+    rss = proc.memory_info().rss
     return Usage(
         cpu_seconds=cpu.user + cpu.system + children.ru_utime + children.ru_stime,
-        peak_rss_bytes=peak_kb * 1024,
-        rss_bytes=proc.memory_info().rss,
+        # the kernel updates ru_maxrss lazily: a peak below the current RSS is stale
+        peak_rss_bytes=max(peak_kb * 1024, rss),
+        rss_bytes=rss,
         wall_seconds=time.time() - proc.create_time(),
     )
 

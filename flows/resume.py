@@ -138,7 +138,12 @@ def reset_package_jobs(path: Path) -> None:
     for leftover in (PackageStorage.PENDING_TRANSITIONS_FOLDER, PackageStorage.EXCEPTIONS_FOLDER):
         shutil.rmtree(path / leftover, ignore_errors=True)
         (path / leftover).mkdir()
-    (path / PackageStorage.APPLIED_SCHEMA_UPDATES_FILE_NAME).unlink(missing_ok=True)
+    # dlt renames schema_updates.json to applied_schema_updates.json once it initialized the
+    # destination for the package; renaming it back makes the next load create missing
+    # tables and truncate replace tables again
+    applied = path / PackageStorage.APPLIED_SCHEMA_UPDATES_FILE_NAME
+    if applied.exists():
+        os.replace(applied, path / PackageStorage.SCHEMA_UPDATES_FILE_NAME)
 
 
 def _file_rows(path: Path, file_format: str) -> int:

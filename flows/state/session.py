@@ -104,8 +104,12 @@ class StateSession:
             raise
         return self.restored
 
-    def snapshot(self, step: str) -> Manifest | None:
-        """Publishes the working dir as the next generation; None when nothing changed."""
+    def snapshot(self, step: str, opportunistic: bool = False) -> Manifest | None:
+        """Publishes the working dir as the next generation; None when nothing changed.
+
+        `opportunistic` snapshots (during a load, while dlt moves files) are skipped when a
+        file vanishes under them; the step-boundary snapshot that follows is not.
+        """
         started = time.perf_counter()
         self.lease.verify()
         latest = self.layout.latest_generation()
@@ -114,21 +118,29 @@ class StateSession:
                 f"{self.store.url_of(self.pipeline_name)} has generation {latest}, this run "
                 f"wrote {self.generation}: another writer took over, refusing to overwrite"
             )
-        entries, dirs, sources = describe_working_dir(self.working_dir, self._cache)
-        if (entries, dirs) == self._last_listing:
+        try:
+            entries, dirs, sources = describe_working_dir(self.working_dir, self._cache)
+            if (entries, dirs) == self._last_listing:
+                self.stats.skipped += 1
+                return None
+            manifest = Manifest(
+                pipeline_name=self.pipeline_name,
+                generation=self.generation + 1,
+                step=step,
+                owner=self.lease.info.holder if self.lease.info else "",
+                files=entries,
+                dirs=dirs,
+            )
+            staging = self.working_dir.parent / f".snapshot-{self.pipeline_name}"
+            self.stats.bytes_uploaded += publish_snapshot(
+                self.layout, manifest, sources, self._known_blobs, staging
+            )
+        except FileNotFoundError as err:
+            if not opportunistic:
+                raise
+            log.info("snapshot during %s skipped: %s moved while it was read", step, err)
             self.stats.skipped += 1
             return None
-        manifest = Manifest(
-            pipeline_name=self.pipeline_name,
-            generation=self.generation + 1,
-            step=step,
-            owner=self.lease.info.holder if self.lease.info else "",
-            files=entries,
-            dirs=dirs,
-        )
-        self.stats.bytes_uploaded += publish_snapshot(
-            self.layout, manifest, sources, self._known_blobs
-        )
         self.generation = manifest.generation
         self.stats.snapshots += 1
         self.stats.steps.append(step)

@@ -133,14 +133,39 @@ def describe_working_dir(
 
 
 def publish_snapshot(
-    layout: PipelineLayout, manifest: Manifest, sources: dict[str, str], known_blobs: set[str]
+    layout: PipelineLayout,
+    manifest: Manifest,
+    sources: dict[str, str],
+    known_blobs: set[str],
+    staging: Path,
 ) -> int:
-    """Uploads the blobs the store lacks, then the manifest. Returns bytes uploaded."""
+    """Uploads the blobs the store lacks, then the manifest. Returns bytes uploaded.
+
+    The blobs are hard-linked into `staging` first (same filesystem, no copy), so dlt may
+    move or delete its files while the upload runs. A file gone before it was linked
+    raises FileNotFoundError and nothing is published.
+    """
     missing = {d: p for d, p in sources.items() if d not in known_blobs}
-    layout.store.put_files([(local, layout.blob_path(d)) for d, local in missing.items()])
-    known_blobs.update(missing)
-    layout.store.write_bytes(layout.manifest_path(manifest.generation), manifest.to_json())
-    return sum(os.path.getsize(p) for p in missing.values())
+    staging.mkdir(parents=True, exist_ok=True)
+    try:
+        staged: dict[str, str] = {}
+        for digest, path in missing.items():
+            target = staging / digest
+            try:
+                os.link(path, target)
+            except FileExistsError:
+                pass
+            except OSError as err:
+                if isinstance(err, FileNotFoundError):
+                    raise
+                shutil.copyfile(path, target)  # another filesystem
+            staged[digest] = str(target)
+        layout.store.put_files([(local, layout.blob_path(d)) for d, local in staged.items()])
+        known_blobs.update(staged)
+        layout.store.write_bytes(layout.manifest_path(manifest.generation), manifest.to_json())
+        return sum(os.path.getsize(p) for p in staged.values())
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def restore_snapshot(

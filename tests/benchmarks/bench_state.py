@@ -170,8 +170,8 @@ def main() -> int:
         )
 
         # kill in load, then resume on a fresh disk
-        work = base / "resume"
-        work.mkdir()
+        work = base / "resume after kill in load"  # measure() runs in the same folder
+        work.mkdir(parents=True)
         env = {
             **os.environ,
             "DESTINATION__DUCKDB__CREDENTIALS": str(work / "platform.duckdb"),

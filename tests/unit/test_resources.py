@@ -72,8 +72,9 @@ def test_usage_grows_with_allocation() -> None:
         "from flows.resources import current_usage; before = current_usage(); "
         "block = bytearray(64 * 2**20); block[::4096] = b'x' * len(block[::4096]); "
         "after = current_usage(); "
-        "print(after.peak_rss_bytes - before.peak_rss_bytes, after.cpu_seconds > 0)"
+        "print(after.rss_bytes - before.rss_bytes, "
+        "after.peak_rss_bytes >= after.rss_bytes and after.cpu_seconds > 0)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    grown, cpu = out.stdout.split()
-    assert int(grown) >= 32 * 2**20 and cpu == "True"
+    grown, consistent = out.stdout.split()
+    assert int(grown) >= 32 * 2**20 and consistent == "True"
