@@ -103,10 +103,6 @@ class RunReport:
     snapshots: SnapshotStats | None = None
     seconds: float = 0.0
 
-    @property
-    def new_rows(self) -> int:
-        return sum(v for k, v in self.extracted_rows.items() if not k.startswith("_dlt"))
-
 
 class runner:
     """Step-wise execution with resume and in-process retries of the named steps."""
