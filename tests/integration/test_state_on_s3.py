@@ -36,12 +36,15 @@ def env(flows_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     }
 
 
-def _run(
-    env: dict[str, str], state: str, pod: Path, *extra: str
-) -> subprocess.CompletedProcess[str]:
-    args = ["run", "synthetic", "--state-url", state, "--pipelines-dir", str(pod), *extra]
-    return subprocess.run(
-        [sys.executable, "-m", "flows", *args], env=env, capture_output=True, text=True, timeout=300
+def _start(env: dict[str, str], state: str, pod: Path) -> subprocess.Popen[str]:
+    """`flows run synthetic` in the background, for the tests that race two runs."""
+    args = ["run", "synthetic", "--state-url", state, "--pipelines-dir", str(pod)]
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -125,26 +128,7 @@ def test_two_concurrent_runs_exactly_one_proceeds(
 ) -> None:
     state = f"s3://{bucket}/state"
     env = {**env, "SOURCES__SYNTHETIC__ROWS": "60000"}  # long enough to overlap
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "flows",
-                "run",
-                "synthetic",
-                "--state-url",
-                state,
-                "--pipelines-dir",
-                str(tmp_path / f"pod{i}"),
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
+    procs = [_start(env, state, tmp_path / f"pod{i}") for i in range(2)]
     results = [(p.wait(timeout=300), p.stderr.read() if p.stderr else "") for p in procs]
     codes = sorted(code for code, _ in results)
     assert codes == [0, 3], results
@@ -162,22 +146,7 @@ def test_waiting_run_proceeds_after_the_first(
 ) -> None:
     state = f"s3://{bucket}/state"
     env = {**env, "SOURCES__SYNTHETIC__ROWS": "100000"}  # the first run lasts seconds
-    first = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "flows",
-            "run",
-            "synthetic",
-            "--state-url",
-            state,
-            "--pipelines-dir",
-            str(tmp_path / "pod1"),
-        ],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    first = _start(env, state, tmp_path / "pod1")
     deadline = time.monotonic() + 60
     while not s3.exists(f"{bucket}/state/synthetic/lease.json") and time.monotonic() < deadline:
         s3.invalidate_cache()
