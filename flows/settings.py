@@ -29,6 +29,12 @@ PLATFORM_DEFAULTS: Mapping[str, str] = {
     "runtime.dlthub_telemetry": "false",
 }
 
+# Per destination, on top of PLATFORM_DEFAULTS and the adaptive settings. DuckDB runs each
+# load statement on all its own threads and serialises writers, so dlt's 20 concurrent load
+# jobs only multiply memory: 1M synthetic rows peak at 579 MB with 20 workers, 421 MB with 2
+# and 232 MB with 1, in about the same load time (tests/benchmarks/bench_state.py).
+DESTINATION_DEFAULTS: Mapping[str, Mapping[str, str]] = {"duckdb": {"load.workers": "1"}}
+
 
 def config_value(key: str) -> str | None:
     """A dlt config value as text, or None when no provider has it."""
@@ -51,12 +57,15 @@ def default_state_url() -> str:
 
 
 def apply_platform_defaults(
-    defaults: Mapping[str, str] = PLATFORM_DEFAULTS, adaptive: bool | None = None
+    destination: str | None = None,
+    defaults: Mapping[str, str] = PLATFORM_DEFAULTS,
+    adaptive: bool | None = None,
 ) -> dict[str, str]:
     """Sets each platform default as an env var unless dlt config already has a value.
 
     With a container memory limit (and unless FLOWS_ADAPTIVE=false), buffer sizes, file
-    rotation and worker counts are sized to fit it (see sizing.py).
+    rotation and worker counts are sized to fit it (see sizing.py). `destination` (a dlt
+    destination name) adds that destination's DESTINATION_DEFAULTS, which win over both.
     """
     if adaptive is None:
         adaptive = os.environ.get("FLOWS_ADAPTIVE", "true").lower() not in ("0", "false", "no")
@@ -67,6 +76,7 @@ def apply_platform_defaults(
 
         limits = container_limits()
         wanted.update(adaptive_settings(limits, effective_cpus(limits)))
+    wanted.update(DESTINATION_DEFAULTS.get(destination or "", {}))
     applied: dict[str, str] = {}
     for key, value in wanted.items():
         if config_value(key) is None:
