@@ -13,6 +13,7 @@ from typing import Any
 
 from dlt.common.runtime.collector import Collector, NullCollector
 
+from flows.resources import release_memory
 from flows.state import SnapshotFailedError, StateSession
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class CheckpointCollector(Collector):
         self, trace: Any, step: Any, pipeline: Any, step_info: Any, send_state: bool
     ) -> None:
         if step.step in SNAPSHOT_STEPS:
+            release_memory()  # before the upload, so the snapshot does not raise the peak
             self._checkpoint(step.step)
         self.inner.on_end_trace_step(trace, step, pipeline, step_info, send_state)
 

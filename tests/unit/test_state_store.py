@@ -9,6 +9,7 @@ import pytest
 
 from flows.state import CorruptSnapshotError, StateSession, open_store
 from flows.state.snapshot import MANAGED_PATHS, PipelineLayout
+from flows.state.store import MAX_UPLOAD_BATCH, UPLOAD_BUFFER_BYTES, upload_batch_size
 
 
 def make_working_dir(root: Path) -> Path:
@@ -126,3 +127,10 @@ def test_garbage_collection_keeps_newest_generations(tmp_path: Path) -> None:
 
 def test_managed_paths_cover_what_dlt_resumes_from() -> None:
     assert {"state.json", "schemas", "normalize/extracted", "load/normalized"} <= set(MANAGED_PATHS)
+
+
+def test_upload_batches_hold_a_bounded_number_of_bytes() -> None:
+    assert upload_batch_size([1000] * 500) == MAX_UPLOAD_BATCH
+    assert upload_batch_size([2**20, 4 * 2**20]) == UPLOAD_BUFFER_BYTES // (4 * 2**20)
+    assert upload_batch_size([10 * UPLOAD_BUFFER_BYTES]) == 1
+    assert upload_batch_size([]) == MAX_UPLOAD_BATCH
