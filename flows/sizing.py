@@ -3,7 +3,8 @@ cgroup's memory and CPU limits.
 
 Measured here (tests/benchmarks/bench_memory.py): 50,000 synthetic rows into DuckDB with
 dlt's defaults (one file per table, 20 load workers) are OOM-killed under 512 MiB; with
-files rotated at a few thousand rows and 2 load workers the same load peaks near 375 MB.
+files rotated at a few thousand rows and DuckDB's one load worker (settings.py) the same load
+peaks near 246 MiB.
 Explicit dlt config always wins (see settings.apply_platform_defaults).
 """
 
