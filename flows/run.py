@@ -43,7 +43,7 @@ def run_pipeline(
     pipeline's own source (called after the restore, like the pipeline itself).
     """
     spec = get_spec(name)
-    apply_platform_defaults(spec.destination_name())
+    apply_platform_defaults(spec.destination_name(), spec.name)
     pipelines_dir = Path(pipelines_dir or default_pipelines_dir())
     store = open_store(state_url or default_state_url())
     session = StateSession(

@@ -57,30 +57,56 @@ def default_state_url() -> str:
 
 
 def apply_platform_defaults(
-    destination: str | None = None,
-    defaults: Mapping[str, str] = PLATFORM_DEFAULTS,
-    adaptive: bool | None = None,
+    destination: str | None = None, pipeline_name: str | None = None, adaptive: bool | None = None
 ) -> dict[str, str]:
     """Sets each platform default as an env var unless dlt config already has a value.
 
     With a container memory limit (and unless FLOWS_ADAPTIVE=false), buffer sizes, file
     rotation and worker counts are sized to fit it (see sizing.py). `destination` (a dlt
-    destination name) adds that destination's DESTINATION_DEFAULTS, which win over both.
+    destination name) adds its DESTINATION_DEFAULTS, scoped to `pipeline_name` when given
+    (`<PIPELINE>__LOAD__WORKERS`), so that they win over the adaptive values and do not
+    leak into the next pipeline run in the same process. Returns the env vars it set.
     """
     if adaptive is None:
         adaptive = os.environ.get("FLOWS_ADAPTIVE", "true").lower() not in ("0", "false", "no")
-    wanted = dict(defaults)
+    wanted = dict(PLATFORM_DEFAULTS)
     if adaptive:
         from flows.resources import container_limits, effective_cpus
         from flows.sizing import adaptive_settings
 
         limits = container_limits()
         wanted.update(adaptive_settings(limits, effective_cpus(limits)))
-    wanted.update(DESTINATION_DEFAULTS.get(destination or "", {}))
+    per_destination = DESTINATION_DEFAULTS.get(destination or "", {})
+    user_set = {
+        key for key in [*wanted, *per_destination] if _configured_by_user(key, pipeline_name)
+    }
     applied: dict[str, str] = {}
     for key, value in wanted.items():
-        if config_value(key) is None:
-            env_key = key.upper().replace(".", "__")
-            os.environ[env_key] = value
-            applied[env_key] = value
+        if key not in user_set:
+            applied.update(_set_env(key, value))
+    for key, value in per_destination.items():
+        if key not in user_set:
+            applied.update(_set_env(f"{pipeline_name}.{key}" if pipeline_name else key, value))
     return applied
+
+
+# env vars this module set, so that a later call does not take them for user config
+_platform_env: dict[str, str] = {}
+
+
+def _env_key(key: str) -> str:
+    return key.upper().replace(".", "__")
+
+
+def _configured_by_user(key: str, pipeline_name: str | None) -> bool:
+    keys = [key, f"{pipeline_name}.{key}"] if pipeline_name else [key]
+    return any(
+        config_value(k) is not None and _platform_env.get(_env_key(k)) != config_value(k)
+        for k in keys
+    )
+
+
+def _set_env(key: str, value: str) -> dict[str, str]:
+    env_key = _env_key(key)
+    os.environ[env_key] = _platform_env[env_key] = value
+    return {env_key: value}

@@ -46,7 +46,7 @@ def child_plain(workdir: Path, platform_settings: bool) -> dict[str, Any]:
 
     spec = get_spec("synthetic")
     if platform_settings:
-        apply_platform_defaults(spec.destination_name())
+        apply_platform_defaults(spec.destination_name(), spec.name)
     started = time.perf_counter()
     pipeline = dlt.pipeline(
         "synthetic",
