@@ -183,12 +183,17 @@ def test_limit_one_deployment_never_runs_twice_at_once(
     assert seen_running == 1
 
 
-def _child_processes() -> list[psutil.Process]:
+def _child_processes(flow_run_id: str) -> list[psutil.Process]:
+    """The attempt processes of one flow run (other tests run flows on the same machine)."""
     found = []
     for proc in psutil.process_iter(["cmdline"]):
-        cmdline = proc.info.get("cmdline") or []
-        if "flows.prefect.child" in cmdline:
-            found.append(proc)
+        if "flows.prefect.child" not in (proc.info.get("cmdline") or []):
+            continue
+        try:
+            if proc.environ().get("PREFECT__FLOW_RUN_ID") == flow_run_id:
+                found.append(proc)
+        except psutil.NoSuchProcess:
+            continue
     return found
 
 
@@ -206,7 +211,7 @@ def test_run_killed_during_load_is_retried_and_resumes_exactly(
     killed = None
     while time.monotonic() < deadline and killed is None:
         if "synthetic-load-progress" in artifacts(client, run.id):
-            children = _child_processes()
+            children = _child_processes(str(run.id))
             assert len(children) == 1, children
             children[0].send_signal(signal.SIGKILL)
             killed = children[0].pid
