@@ -17,6 +17,7 @@ import json
 import shutil
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -25,7 +26,6 @@ import psycopg2
 import pytest
 import yaml
 from prefect.client.orchestration import SyncPrefectClient, get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.states import Scheduled
 
@@ -33,6 +33,7 @@ from flows.stack import BUCKET, LocalStack
 from tests.chart.chart import FULLNAME, Rendered
 from tests.image import kube_docker
 from tests.image.conftest import IMAGE, REPO, BuiltImage
+from tests.integration.helpers import artifacts
 
 # one worker builds the image once (pytest-xdist --dist loadgroup)
 pytestmark = [
@@ -80,55 +81,63 @@ def worker_pool(chart: Rendered) -> str:
     return str(command[command.index("--pool") + 1])
 
 
-def worker_manifest(
-    chart: Rendered,
-    node: kube_docker.Node,
-    flow_run_id: UUID,
-    containers: list[str],
-    scratch: Path,
-) -> dict[str, Any]:
-    """The Job the chart's worker would create for the flow run, built inside the image
-    in the worker container's setup (its env, user, read-only root, /tmp emptyDir)."""
-    deployment = chart.get("Deployment", f"{FULLNAME}-worker")
-    pod = deployment["spec"]["template"]["spec"]
-    worker = next(c for c in pod["containers"] if c["name"] == "worker")
-    scripts = scratch / "worker-render"
-    scripts.mkdir(mode=0o755, exist_ok=True)
-    shutil.copyfile(Path(__file__).with_name("worker_render.py"), scripts / "worker_render.py")
-    (scripts / "worker_render.py").chmod(0o644)
-    pod_name = unique(f"{FULLNAME}-worker")
-    containers.append(pod_name)
-    result = kube_docker.run(
-        pod_name,
-        kube_docker.docker_run_args(
-            pod,
-            worker,
-            node,
+@dataclass
+class Worker:
+    """The chart's worker on the docker "node": builds a flow run's Job, starts its pod."""
+
+    chart: Rendered
+    node: kube_docker.Node
+    containers: list[str]
+    scratch: Path
+
+    def manifest(self, flow_run_id: UUID) -> dict[str, Any]:
+        """The Job the chart's worker would create for the flow run, built inside the image
+        in the worker container's setup (its env, user, read-only root, /tmp emptyDir)."""
+        deployment = self.chart.get("Deployment", f"{FULLNAME}-worker")
+        pod = deployment["spec"]["template"]["spec"]
+        worker = next(c for c in pod["containers"] if c["name"] == "worker")
+        scripts = self.scratch / "worker-render"
+        scripts.mkdir(mode=0o755, exist_ok=True)
+        shutil.copyfile(Path(__file__).with_name("worker_render.py"), scripts / "worker_render.py")
+        (scripts / "worker_render.py").chmod(0o644)
+        pod_name = unique(f"{FULLNAME}-worker")
+        self.containers.append(pod_name)
+        command = ["python", "/render/worker_render.py", str(flow_run_id), worker_pool(self.chart)]
+        result = kube_docker.run(
             pod_name,
-            command=["python", "/render/worker_render.py", str(flow_run_id), worker_pool(chart)],
-            extra_mounts=[(scripts, "/render")],
-        ),
-        timeout=180,
-    )
-    assert result.code == 0, str(result)
-    for line in result.logs.splitlines():
-        if line.startswith(MANIFEST_PREFIX):
-            manifest: dict[str, Any] = json.loads(line[len(MANIFEST_PREFIX) :])
-            return manifest
-    raise AssertionError(f"no manifest printed:\n{result.logs[-3000:]}")
+            kube_docker.docker_run_args(
+                pod,
+                worker,
+                self.node,
+                pod_name,
+                command=command,
+                extra_mounts=[(scripts, "/render")],
+            ),
+            timeout=180,
+        )
+        assert result.code == 0, str(result)
+        for line in result.logs.splitlines():
+            if line.startswith(MANIFEST_PREFIX):
+                manifest: dict[str, Any] = json.loads(line[len(MANIFEST_PREFIX) :])
+                return manifest
+        raise AssertionError(f"no manifest printed:\n{result.logs[-3000:]}")
 
+    def start(self, manifest: dict[str, Any]) -> str:
+        """Starts the Job's pod container (detached); returns the container name."""
+        pod = manifest["spec"]["template"]["spec"]
+        assert len(pod["containers"]) == 1 and not pod.get("initContainers")
+        # the Job's name, then its pod's suffix, as Kubernetes names them
+        pod_name = f"{manifest['metadata']['generateName']}{uuid.uuid4().hex[:5]}"
+        pod_name = f"{pod_name}-{uuid.uuid4().hex[:5]}"
+        self.containers.append(pod_name)
+        kube_docker.start(
+            pod_name, kube_docker.docker_run_args(pod, pod["containers"][0], self.node, pod_name)
+        )
+        return pod_name
 
-def start_job(manifest: dict[str, Any], node: kube_docker.Node, containers: list[str]) -> str:
-    """Starts the Job's pod container (detached); returns the container name."""
-    pod = manifest["spec"]["template"]["spec"]
-    assert len(pod["containers"]) == 1 and not pod.get("initContainers")
-    pod_name = f"{manifest['metadata']['generateName']}{uuid.uuid4().hex[:5]}"
-    pod_name = f"{pod_name}-{uuid.uuid4().hex[:5]}"
-    containers.append(pod_name)
-    kube_docker.start(
-        pod_name, kube_docker.docker_run_args(pod, pod["containers"][0], node, pod_name)
-    )
-    return pod_name
+    def run(self, flow_run_id: UUID) -> str:
+        """Builds the flow run's Job and starts it; returns the container name."""
+        return self.start(self.manifest(flow_run_id))
 
 
 def container_state(name: str) -> dict[str, Any]:
@@ -160,16 +169,6 @@ def wait_for_run(
         f"flow run {run_id} not finished after {timeout} s:\n"
         f"{kube_docker.logs_of(container)[-4000:]}"
     )
-
-
-def artifacts(client: SyncPrefectClient, run_id: UUID) -> dict[str, list[Any]]:
-    found = client.read_artifacts(
-        artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
-    )
-    by_key: dict[str, list[Any]] = {}
-    for artifact in sorted(found, key=lambda a: a.created):
-        by_key.setdefault(artifact.key, []).append(artifact)
-    return by_key
 
 
 def job_variables(deployment: str) -> dict[str, Any]:
@@ -239,6 +238,13 @@ def deployed(
     return run_pod(pod, node, unique(f"{FULLNAME}-deploy-flows"), containers)
 
 
+@pytest.fixture
+def worker(
+    chart: Rendered, node: kube_docker.Node, containers: list[str], tmp_path: Path
+) -> Worker:
+    return Worker(chart, node, containers, tmp_path)
+
+
 # ---------- tests ----------
 
 
@@ -270,11 +276,8 @@ def test_chart_deploy_hook_registers_pool_and_deployments_from_the_image(
 def test_flow_run_job_runs_to_completion(
     deployed: list[kube_docker.Finished],
     client: SyncPrefectClient,
-    chart: Rendered,
-    node: kube_docker.Node,
     stack: LocalStack,
-    containers: list[str],
-    tmp_path: Path,
+    worker: Worker,
 ) -> None:
     rows = 20_000
     dsn = destination(stack, "image_job")
@@ -284,7 +287,7 @@ def test_flow_run_job_runs_to_completion(
         parameters={"source_options": {"rows": rows}},
         job_variables={"state_url": f"s3://{BUCKET}/state-image-job", "env": run_env(dsn)},
     )
-    manifest = worker_manifest(chart, node, run.id, containers, tmp_path)
+    manifest = worker.manifest(run.id)
 
     # what the worker built, before running it
     pod = manifest["spec"]["template"]["spec"]
@@ -306,7 +309,7 @@ def test_flow_run_job_runs_to_completion(
     assert pod["serviceAccountName"] == f"{FULLNAME}-flow-run"
     assert manifest["spec"]["backoffLimit"] == 0
 
-    name = start_job(manifest, node, containers)
+    name = worker.start(manifest)
     final = wait_for_run(client, run.id, name)
     assert final.state is not None and final.state.type == StateType.COMPLETED, final.state
     logs = kube_docker.logs_of(name)
@@ -324,11 +327,8 @@ def test_flow_run_job_runs_to_completion(
 def test_job_killed_during_load_resumes_in_a_fresh_container(
     deployed: list[kube_docker.Finished],
     client: SyncPrefectClient,
-    chart: Rendered,
-    node: kube_docker.Node,
     stack: LocalStack,
-    containers: list[str],
-    tmp_path: Path,
+    worker: Worker,
 ) -> None:
     rows = 120_000
     dsn = destination(stack, "image_kill")
@@ -341,7 +341,7 @@ def test_job_killed_during_load_resumes_in_a_fresh_container(
             "env": run_env(dsn, DATA_WRITER__FILE_MAX_ITEMS="2000", LOAD__WORKERS="1"),
         },
     )
-    first = start_job(worker_manifest(chart, node, run.id, containers, tmp_path), node, containers)
+    first = worker.run(run.id)
 
     deadline = time.monotonic() + 300
     while "synthetic-load-progress" not in artifacts(client, run.id):
@@ -357,7 +357,7 @@ def test_job_killed_during_load_resumes_in_a_fresh_container(
 
     # what Prefect does to a run whose pod was lost: schedule it again, for a new pod
     client.set_flow_run_state(run.id, Scheduled(), force=True)
-    second = start_job(worker_manifest(chart, node, run.id, containers, tmp_path), node, containers)
+    second = worker.run(run.id)
     final = wait_for_run(client, run.id, second)
     assert final.state is not None and final.state.type == StateType.COMPLETED, final.state
 
@@ -380,11 +380,8 @@ def _has_events(dsn: str) -> bool:
 def test_backfill_job_runs_tasks_defined_in_the_entrypoint_file(
     deployed: list[kube_docker.Finished],
     client: SyncPrefectClient,
-    chart: Rendered,
-    node: kube_docker.Node,
     stack: LocalStack,
-    containers: list[str],
-    tmp_path: Path,
+    worker: Worker,
 ) -> None:
     """backfill's task (daily_events_range) is defined in the entrypoint file that Prefect
     loads by path; each attempt's child process must still get its source function."""
@@ -400,7 +397,7 @@ def test_backfill_job_runs_tasks_defined_in_the_entrypoint_file(
         },
         job_variables={"state_url": f"s3://{BUCKET}/state-image-backfill", "env": run_env(dsn)},
     )
-    name = start_job(worker_manifest(chart, node, run.id, containers, tmp_path), node, containers)
+    name = worker.run(run.id)
     final = wait_for_run(client, run.id, name)
     assert final.state is not None and final.state.type == StateType.COMPLETED, final.state
     with psycopg2.connect(dsn) as con, con.cursor() as cur:

@@ -1,4 +1,5 @@
-"""Helpers shared by the integration tests: run the CLI in a subprocess, read DuckDB."""
+"""Helpers shared by the integration and image tests: run the CLI in a subprocess, read
+DuckDB, read a flow run's artifacts."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import duckdb
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
 KILLER = Path(__file__).with_name("killer.py")
 
@@ -73,3 +77,14 @@ def exact(rows: int) -> dict[str, int]:
         "tags": 2 * rows,
         "orphan_tags": 0,
     }
+
+
+def artifacts(client: SyncPrefectClient, run_id: UUID) -> dict[str, list[Any]]:
+    """A flow run's artifacts by key, oldest first."""
+    found = client.read_artifacts(
+        artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+    )
+    by_key: dict[str, list[Any]] = {}
+    for artifact in sorted(found, key=lambda a: a.created):
+        by_key.setdefault(artifact.key, []).append(artifact)
+    return by_key

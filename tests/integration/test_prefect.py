@@ -19,8 +19,6 @@ import psycopg2
 import pytest
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import (
-    ArtifactFilter,
-    ArtifactFilterFlowRunId,
     FlowRunFilter,
     FlowRunFilterId,
 )
@@ -30,7 +28,7 @@ from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary
 
 from flows.services import free_port
 from flows.stack import BUCKET, LocalStack
-from tests.integration.helpers import exact, synthetic_counts
+from tests.integration.helpers import artifacts, exact, synthetic_counts
 
 # every test here shares one stack: one pytest-xdist worker runs them all
 pytestmark = pytest.mark.xdist_group("prefect")
@@ -98,16 +96,6 @@ def wait(client: SyncPrefectClient, run_id: UUID, timeout: float = 300) -> FlowR
             return run
         time.sleep(0.5)
     raise TimeoutError(f"flow run {run_id} not finished after {timeout} s")
-
-
-def artifacts(client: SyncPrefectClient, run_id: UUID) -> dict[str, list[Any]]:
-    found = client.read_artifacts(
-        artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
-    )
-    by_key: dict[str, list[Any]] = {}
-    for artifact in sorted(found, key=lambda a: a.created):
-        by_key.setdefault(artifact.key, []).append(artifact)
-    return by_key
 
 
 def warehouse(stack: LocalStack, pipeline: str) -> Path:
