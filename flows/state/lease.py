@@ -1,9 +1,13 @@
 """One writer per pipeline: a lease object in the store, renewed by a heartbeat.
 
-Object stores offer no compare-and-swap that every backend supports, so acquisition is
-write-then-confirm: a writer reads the lease, writes its own, waits `settle` seconds and
-reads again; only the writer that still sees itself proceeds. Every snapshot checks the
-lease first, so a zombie that lost it cannot publish a newer generation.
+Where the store has conditional writes (S3's If-Match / If-None-Match, a file lock on a
+local store) the lease is taken and renewed by compare-and-swap: a writer replaces exactly
+the lease it read, or nothing. Elsewhere acquisition is write-then-confirm: a writer reads
+the lease, writes its own, waits `settle` seconds and reads again; only the writer that
+still sees itself proceeds. That leaves a window: a writer whose read and write lie further
+apart than `settle` can overwrite a lease that was already confirmed; a run of two
+processes on SeaweedFS hit it. Every snapshot checks the lease first, so a zombie that lost
+it cannot publish a newer generation.
 
 A lease may be taken over before it expires when its holder is provably gone: the same
 run id (Prefect retrying the same flow run on a new pod) or a dead pid on this host.
@@ -71,6 +75,7 @@ class Lease:
         self.run_id, self.wait, self.poll, self.settle = run_id, wait, poll, settle
         self.token = uuid.uuid4().hex
         self.info: LeaseInfo | None = None
+        self._version: str | None = None  # of the lease object as this holder last wrote it
         self.lost: LeaseLostError | None = None
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
@@ -78,6 +83,12 @@ class Lease:
     def read(self) -> LeaseInfo | None:
         data = self.store.read_bytes(self.path)
         return LeaseInfo.from_json(data) if data else None
+
+    def _read_versioned(self) -> tuple[LeaseInfo | None, str | None]:
+        if not self.store.conditional_writes:
+            return self.read(), None
+        data, version = self.store.read_versioned(self.path)
+        return (LeaseInfo.from_json(data) if data else None), version
 
     def _takeable(self, current: LeaseInfo | None) -> bool:
         if current is None or current.token == self.token or current.expired():
@@ -89,7 +100,7 @@ class Lease:
     def acquire(self) -> LeaseInfo:
         deadline = time.monotonic() + self.wait
         while True:
-            current = self.read()
+            current, version = self._read_versioned()
             if self._takeable(current):
                 mine = LeaseInfo(
                     token=self.token,
@@ -100,14 +111,11 @@ class Lease:
                     expires_at=time.time() + self.ttl,
                     epoch=(current.epoch + 1) if current else 1,
                 )
-                self.store.write_bytes(self.path, mine.to_json())
-                time.sleep(self.settle)
-                confirmed = self.read()
-                if confirmed is not None and confirmed.token == self.token:
-                    self.info = confirmed
+                if self._write(mine, version):
+                    self.info = mine
                     self._start_heartbeat()
-                    return confirmed
-                current = confirmed
+                    return mine
+                current = self.read()
             if time.monotonic() >= deadline:
                 assert current is not None
                 until = time.strftime("%H:%M:%S", time.gmtime(current.expires_at))
@@ -132,11 +140,33 @@ class Lease:
             )
             raise self.lost
 
+    def _write(self, info: LeaseInfo, version: str | None) -> bool:
+        """Writes `info` over the lease at `version`; False when another writer got there."""
+        if self.store.conditional_writes:
+            written = self.store.replace_if(self.path, info.to_json(), version)
+            if written is None:
+                return False
+            self._version = written
+            return True
+        self.store.write_bytes(self.path, info.to_json())
+        time.sleep(self.settle)
+        confirmed = self.read()
+        return confirmed is not None and confirmed.token == self.token
+
     def renew(self) -> None:
         self.verify()
         assert self.info is not None
         renewed = LeaseInfo(**{**asdict(self.info), "expires_at": time.time() + self.ttl})
-        self.store.write_bytes(self.path, renewed.to_json())
+        if not self.store.conditional_writes:
+            self.store.write_bytes(self.path, renewed.to_json())
+        elif not self._write(renewed, self._version):
+            # a retried write may have landed with a version this holder never saw
+            current, version = self._read_versioned()
+            still_mine = current is not None and current.token == self.token
+            if not (still_mine and self._write(renewed, version)):
+                self.verify()  # names the new holder
+                self.lost = LeaseLostError(f"lease on {self.path} changed while it was renewed")
+                raise self.lost
         self.info = renewed
 
     def release(self) -> None:

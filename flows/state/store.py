@@ -7,6 +7,8 @@ fsspec extras). S3 credentials come from dlt-style config (`STATE__CREDENTIALS__
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -115,6 +117,16 @@ def upload_batch_size(sizes: Iterable[int]) -> int:
     return max(1, min(MAX_UPLOAD_BATCH, UPLOAD_BUFFER_BYTES // max(largest, 1)))
 
 
+def _precondition_failed(err: BaseException) -> bool:
+    """An S3 412 (or AWS's 409 for a racing conditional write), as s3fs translated it."""
+    cause = err.__cause__
+    response = getattr(cause, "response", None) or {}
+    code = response.get("Error", {}).get("Code")
+    return code in ("PreconditionFailed", "ConditionalRequestConflict") or (
+        response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412
+    )
+
+
 class StateStore:
     """Paths under one root URL, with retried primitive operations."""
 
@@ -125,9 +137,12 @@ class StateStore:
         self.fs = fs
         self.root = root.rstrip("/")
         self.retry = retry or RetrySettings()
-        self.is_local = "file" in (
-            fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
-        )
+        protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+        self.is_local = "file" in protocols
+        # compare-and-swap for the lease: S3's If-Match / If-None-Match (AWS, SeaweedFS,
+        # MinIO) or a file lock on a local store; other backends fall back to
+        # write-then-confirm (lease.py)
+        self.conditional_writes = self.is_local or "s3" in protocols
 
     def path(self, *parts: str) -> str:
         return "/".join([self.root, *[p.strip("/") for p in parts if p]])
@@ -178,6 +193,57 @@ class StateStore:
             self.call(f"commit {path}", os.replace, tmp, path)
         else:
             self.call(f"write {path}", self.fs.pipe_file, path, data)
+
+    def read_versioned(self, path: str) -> tuple[bytes | None, str | None]:
+        """The object's bytes and the version that `replace_if` compares (None: no object).
+
+        The version is read first: if the object changes before its bytes are read, the
+        version is already stale and `replace_if` refuses, never the other way round.
+        """
+        if self.is_local:
+            data = self.read_bytes(path)
+            return data, None if data is None else hashlib.sha256(data).hexdigest()
+        bucket, key = path.split("/", 1)
+        try:
+            head = self.call(f"stat {path}", self.fs.call_s3, "head_object", Bucket=bucket, Key=key)
+        except FileNotFoundError:
+            return None, None
+        data = self.read_bytes(path)
+        return data, None if data is None else str(head["ETag"])
+
+    def replace_if(self, path: str, data: bytes, version: str | None) -> str | None:
+        """Writes `data` only if the object is still at `version` (None: only if it does not
+        exist). Returns the new version, or None when another writer changed it first."""
+        if not self.conditional_writes:
+            raise StateStoreError(f"state store {self.url} has no conditional writes")
+        if self.is_local:
+            return self._replace_local_if(path, data, version)
+        bucket, key = path.split("/", 1)
+        condition = {"IfMatch": version} if version else {"IfNoneMatch": "*"}
+
+        def put() -> str | None:
+            try:
+                response = self.fs.call_s3(
+                    "put_object", Bucket=bucket, Key=key, Body=data, **condition
+                )
+            except OSError as err:
+                if _precondition_failed(err):
+                    return None
+                raise
+            self.fs.invalidate_cache(path)
+            return str(response["ETag"])
+
+        return self.call(f"write {path} if unchanged", put)
+
+    def _replace_local_if(self, path: str, data: bytes, version: str | None) -> str | None:
+        self.call(f"mkdir for {path}", self.fs.makedirs, self.fs._parent(path), exist_ok=True)
+        with open(f"{path}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+            current = self.read_bytes(path)
+            if (None if current is None else hashlib.sha256(current).hexdigest()) != version:
+                return None
+            self.write_bytes(path, data)
+        return hashlib.sha256(data).hexdigest()
 
     def list_names(self, path: str) -> list[str]:
         """Names directly under a prefix ([] when there is none)."""

@@ -1,5 +1,5 @@
 """Helpers shared by the integration and image tests: run the CLI in a subprocess, read
-DuckDB, read a flow run's artifacts."""
+DuckDB, read a flow run's artifacts, race two lease holders."""
 
 from __future__ import annotations
 
@@ -13,8 +13,12 @@ from typing import Any
 from uuid import UUID
 
 import duckdb
+import pytest
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+from flows.state import LeaseHeldError, StateStore
+from flows.state.lease import Lease
 
 KILLER = Path(__file__).with_name("killer.py")
 
@@ -88,3 +92,21 @@ def artifacts(client: SyncPrefectClient, run_id: UUID) -> dict[str, list[Any]]:
     for artifact in sorted(found, key=lambda a: a.created):
         by_key.setdefault(artifact.key, []).append(artifact)
     return by_key
+
+
+def assert_late_writer_cannot_clobber(store: StateStore, path: str) -> None:
+    """Stages the race two runs once hit on SeaweedFS: A reads a free lease, B takes it,
+    then A's write lands. A must be refused and B must still hold the lease."""
+    late, holder = Lease(store, path, settle=0), Lease(store, path, settle=0)
+    before = late._read_versioned()  # A reads: nobody holds it
+    holder.acquire()  # B takes it meanwhile
+    reads = iter([before])  # A's write is based on what it read before B's
+    real_read = late._read_versioned
+    late._read_versioned = lambda: next(reads, None) or real_read()  # type: ignore[method-assign]
+    try:
+        with pytest.raises(LeaseHeldError, match="is locked by"):
+            late.acquire()
+        holder.verify()
+        assert holder.read() == holder.info
+    finally:
+        holder.release()

@@ -13,7 +13,13 @@ import s3fs
 
 from flows.run import run_pipeline
 from flows.services import free_port
-from tests.integration.helpers import exact, run_cli, synthetic_counts
+from flows.state import open_store
+from tests.integration.helpers import (
+    assert_late_writer_cannot_clobber,
+    exact,
+    run_cli,
+    synthetic_counts,
+)
 
 ROWS = 20_000
 
@@ -139,6 +145,13 @@ def test_two_concurrent_runs_exactly_one_proceeds(
         for k, v in synthetic_counts(tmp_path / "warehouse.duckdb").items()
         if k in exact(60000)
     } == exact(60000)
+
+
+def test_late_writer_cannot_clobber_a_taken_lease(env: dict[str, str], bucket: str) -> None:
+    """The interleaving behind "exactly one proceeds", staged instead of hoped for."""
+    store = open_store(f"s3://{bucket}/state")
+    assert store.conditional_writes
+    assert_late_writer_cannot_clobber(store, store.path("synthetic", "lease.json"))
 
 
 def test_waiting_run_proceeds_after_the_first(

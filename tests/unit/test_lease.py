@@ -11,6 +11,7 @@ import pytest
 
 from flows.state import LeaseHeldError, LeaseLostError, StateSession, open_store
 from flows.state.lease import Lease
+from tests.integration.helpers import assert_late_writer_cannot_clobber
 
 
 def lease(tmp_path: Path, **kw: object) -> Lease:
@@ -80,3 +81,8 @@ def test_zombie_session_cannot_publish_after_takeover(tmp_path: Path) -> None:
             zombie.snapshot("load")
     assert zombie.layout.latest_generation() == 1
     assert zombie.layout.read_manifest(1).files[0].size == 1  # the winner's "b"
+
+
+def test_late_writer_cannot_clobber_a_taken_lease(tmp_path: Path) -> None:
+    store = open_store(f"file://{tmp_path / 'store'}")
+    assert_late_writer_cannot_clobber(store, store.path("p", "lease.json"))
