@@ -1,7 +1,7 @@
 """`flows` command line: run pipelines, inspect and repair their state, run the demo.
 
-Exit codes: 0 success, 1 failure, 2 bad usage, 3 another run holds the lease,
-4 corrupt or foreign snapshot, 5 state store unreachable.
+Exit codes: 0 success, 1 failure, 2 bad input or config, 3 the lease is held or was lost,
+4 corrupt or foreign snapshot, 5 state store unreachable (flows/errors.py).
 """
 
 from __future__ import annotations
@@ -17,18 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from flows import __version__
-from flows.state import (
-    CorruptSnapshotError,
-    LeaseHeldError,
-    StateStoreError,
-    StoreUnreachableError,
-)
-
-EXIT_CODES: list[tuple[type[BaseException], int]] = [
-    (LeaseHeldError, 3),
-    (CorruptSnapshotError, 4),
-    (StoreUnreachableError, 5),
-]
+from flows.errors import exit_code_for, one_line
+from flows.state import LeaseHeldError
 
 
 def _add_state_args(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -147,33 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: interrupted", file=sys.stderr)
         return 130
     except Exception as err:
-        cause = _one_line(err)
-        print(f"error: {cause}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         if args.verbose:
             logging.exception("details")
         return exit_code_for(err)
-
-
-def exit_code_for(err: BaseException) -> int:
-    return next((code for kind, code in EXIT_CODES if _has_cause(err, kind)), 1)
-
-
-def _has_cause(err: BaseException | None, kind: type[BaseException]) -> bool:
-    while err is not None:
-        if isinstance(err, kind):
-            return True
-        err = getattr(err, "exception", None) or err.__cause__
-    return False
-
-
-def _one_line(err: BaseException) -> str:
-    """Our own errors already name the URL and the cause; dlt's wrappers hide theirs."""
-    from flows.runner import cause_chain, root_cause
-
-    ours = [e for e in cause_chain(err) if isinstance(e, StateStoreError)]
-    cause = ours[0] if ours else root_cause(err)
-    text = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {text[0] if text else ''}"
 
 
 # commands -----------------------------------------------------------------------------------

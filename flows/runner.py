@@ -18,47 +18,22 @@ from typing import Any, Protocol, TypeVar
 
 import dlt
 import tenacity
-from dlt.common.exceptions import TerminalException
-from dlt.common.schema.exceptions import DataValidationError
-from dlt.pipeline.exceptions import PipelineStepFailed
 
 from flows.checkpoint import CheckpointCollector
+from flows.errors import is_terminal, root_cause
 from flows.resume import (
     ResumePlan,
     package_dir,
     package_row_counts,
     prepare_normalized_packages,
 )
-from flows.state import StateSession, StateStoreError
+from flows.state import StateSession
 from flows.state.session import SnapshotStats
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 STEPS = ("extract", "normalize", "load")
-
-
-def cause_chain(exc: BaseException) -> list[BaseException]:
-    """The exception and what it wraps: dlt's step and extraction errors hide the real cause."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        if isinstance(current, PipelineStepFailed) and current.exception is not None:
-            current = current.exception
-        else:
-            current = current.__cause__
-    return chain
-
-
-def root_cause(exc: BaseException) -> BaseException:
-    return cause_chain(exc)[-1]
-
-
-def is_terminal(exc: BaseException) -> bool:
-    """Bad config, bad credentials, contract violations and state-store verdicts: no retry."""
-    terminal = (TerminalException, DataValidationError, StateStoreError, ImportError)
-    return any(isinstance(e, terminal) for e in cause_chain(exc))
 
 
 def default_retry_policy() -> tenacity.Retrying:

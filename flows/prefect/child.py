@@ -13,9 +13,8 @@ import sys
 
 import cloudpickle
 
-from flows.cli import exit_code_for
+from flows.errors import exit_code_for, first_platform_error, is_terminal, root_cause
 from flows.prefect.tasks import ERROR_PREFIX, REPORT_PREFIX, RunRequest, execute
-from flows.runner import is_terminal, root_cause
 
 
 def main() -> int:
@@ -26,11 +25,12 @@ def main() -> int:
     try:
         report = execute(request)
     except Exception as err:
-        cause = root_cause(err)
+        cause = first_platform_error(err) or root_cause(err)
         failure = {
             "type": type(cause).__name__,
             "message": str(cause).strip()[:2000],
             "terminal": is_terminal(err),
+            "exit_code": exit_code_for(err),
         }
         print(f"error: {type(cause).__name__}: {cause}", flush=True)
         print(ERROR_PREFIX + json.dumps(failure), flush=True)

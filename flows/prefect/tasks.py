@@ -34,6 +34,7 @@ from prefect import Flow, Task, flow, get_run_logger, task
 from prefect.context import TaskRunContext
 from prefect.tasks import exponential_backoff
 
+from flows.errors import RetryableError, TerminalError, is_terminal
 from flows.pipelines import PipelineSpec, get_spec
 from flows.prefect.artifacts import RunTarget
 from flows.prefect.collector import PrefectCollector
@@ -44,25 +45,25 @@ REPORT_PREFIX = "FLOWS_REPORT "
 ERROR_PREFIX = "FLOWS_ERROR "
 
 
-class PipelineAttemptError(RuntimeError):
+class PipelineAttemptError(RetryableError):
     """An attempt failed in a way another attempt may not (network, lost pod, lease held)."""
 
 
-class TerminalPipelineError(RuntimeError):
+class TerminalPipelineError(TerminalError):
     """An attempt failed in a way no retry can fix (bad config or credentials, contract
     violation, corrupt snapshot): Prefect does not retry it."""
 
+    def __init__(self, message: str, exit_code: int = TerminalError.exit_code) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
 
 def should_retry(task: Any, task_run: Any, state: Any) -> bool:
-    """Prefect's retry condition: everything but terminal errors."""
-    from flows.runner import is_terminal
-
+    """Prefect's retry condition: everything but terminal errors (flows/errors.py)."""
     try:
         error = state.result(raise_on_failure=False)
     except Exception as err:  # the result itself could not be read
         error = err
-    if isinstance(error, TerminalPipelineError):
-        return False
     return not (isinstance(error, BaseException) and is_terminal(error))
 
 
@@ -174,11 +175,13 @@ def execute_in_child(request: RunRequest, log: Any) -> dict[str, Any]:
     if code == 0 and report is not None:
         return report
     if failure:
-        kind = TerminalPipelineError if failure.get("terminal") else PipelineAttemptError
-        raise kind(
+        message = (
             f"pipeline {request.pipeline} attempt {request.attempt} failed: "
             f"{failure.get('type')}: {failure.get('message')}"
         )
+        if failure.get("terminal"):
+            raise TerminalPipelineError(message, int(failure.get("exit_code", 1)))
+        raise PipelineAttemptError(message)
     cause = (
         f"killed by signal {-code}" + (" (OOM kill?)" if code == -9 else "")
         if code < 0

@@ -20,6 +20,7 @@ import fsspec
 import tenacity
 from fsspec import AbstractFileSystem
 
+from flows.errors import PERMANENT_IO_ERRORS, is_transient_io
 from flows.state.errors import StateStoreError, StoreUnreachableError
 
 T = TypeVar("T")
@@ -29,17 +30,6 @@ T = TypeVar("T")
 # of a run. Uploads go in batches that hold at most this many bytes (and at least 1 file).
 UPLOAD_BUFFER_BYTES = 16 * 2**20
 MAX_UPLOAD_BATCH = 16
-
-# Errors that say "the request was understood and refused": retrying cannot help.
-_PERMANENT = (
-    FileNotFoundError,
-    FileExistsError,
-    PermissionError,
-    IsADirectoryError,
-    NotADirectoryError,
-    ValueError,
-    TypeError,
-)
 
 
 @dataclass(frozen=True)
@@ -57,22 +47,6 @@ class RetrySettings:
             initial_wait=float(os.environ.get("STATE__RETRY_INITIAL_WAIT", cls.initial_wait)),
             max_wait=float(os.environ.get("STATE__RETRY_MAX_WAIT", cls.max_wait)),
         )
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for network-level failures worth another try."""
-    if isinstance(exc, _PERMANENT):
-        return False
-    try:
-        from botocore.exceptions import BotoCoreError, NoCredentialsError
-
-        if isinstance(exc, NoCredentialsError):
-            return False
-        if isinstance(exc, BotoCoreError):
-            return True
-    except ImportError:  # pragma: no cover - s3 extra not installed
-        pass
-    return isinstance(exc, OSError | ConnectionError | TimeoutError)
 
 
 def _secret(key: str) -> str | None:
@@ -157,7 +131,7 @@ class StateStore:
             wait=tenacity.wait_exponential_jitter(
                 multiplier=self.retry.initial_wait, max=self.retry.max_wait
             ),
-            retry=tenacity.retry_if_exception(is_transient),
+            retry=tenacity.retry_if_exception(is_transient_io),
             reraise=False,
         )
         try:
@@ -168,7 +142,7 @@ class StateStore:
                 f"state store {self.url} unreachable: {what} failed after "
                 f"{self.retry.attempts} attempts: {type(cause).__name__}: {cause}"
             ) from cause
-        except _PERMANENT as err:
+        except PERMANENT_IO_ERRORS as err:
             if isinstance(err, FileNotFoundError):
                 raise
             raise StateStoreError(
