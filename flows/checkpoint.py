@@ -7,7 +7,6 @@ and raised by the runner after the step (`raise_failures`), never lost.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Any
 
@@ -32,9 +31,9 @@ class CheckpointCollector(Collector):
     ) -> None:
         self.session = session
         self.inner = inner or NullCollector()
-        if load_interval is None:
-            load_interval = float(os.environ.get("STATE__LOAD_SNAPSHOT_INTERVAL", "10"))
-        self.load_interval = load_interval
+        self.load_interval = (
+            session.load_snapshot_interval if load_interval is None else load_interval
+        )
         self.failures: list[BaseException] = []
         self.step = ""
         self._jobs_since = 0
@@ -88,6 +87,9 @@ class CheckpointCollector(Collector):
     def _checkpoint(self, step: str, opportunistic: bool = False) -> None:
         try:
             self.session.snapshot(step, opportunistic)
+            # this snapshot holds everything an earlier, failed one would have: the earlier
+            # failure no longer decides the outcome
+            self.failures.clear()
         except Exception as err:
             log.error("snapshot after %s failed: %s", step, err)
             self.failures.append(err)

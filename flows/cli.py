@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -109,16 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
     state_sub = state.add_subparsers(dest="state_command", required=True)
     show = state_sub.add_parser("show", help="generation, files, pending packages, lease")
     show.add_argument("pipeline")
-    _add_state_args(show, required=True)
+    _add_state_args(show, required=False)
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_state_show)
     for name, helptext, func in (
-        ("unlock", "remove the lease of a dead run", cmd_state_unlock),
+        ("unlock", "revoke the lease (a dead run's, or a corrupt one)", cmd_state_unlock),
         ("drop", "delete every snapshot and the lease of the pipeline", cmd_state_drop),
     ):
         cmd = state_sub.add_parser(name, help=helptext)
         cmd.add_argument("pipeline")
-        _add_state_args(cmd, required=True)
+        _add_state_args(cmd, required=False)
         cmd.add_argument("--yes", action="store_true", help="do not ask for confirmation")
         cmd.set_defaults(func=func)
     return parser
@@ -284,10 +285,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(rows=args.rows)
 
 
+def _state_layout(args: argparse.Namespace) -> Any:
+    from flows.settings import default_state_url
+    from flows.state import open_store
+    from flows.state.config import url_origin
+    from flows.state.snapshot import PipelineLayout
+
+    url = args.state_url or default_state_url()
+    return PipelineLayout(open_store(url, origin=url_origin(args.state_url)), args.pipeline)
+
+
 def cmd_state_show(args: argparse.Namespace) -> int:
     from flows.state.inspect import describe_state, format_state
 
-    info = describe_state(args.state_url, args.pipeline)
+    info = describe_state(_state_layout(args))
     print(json.dumps(info, indent=1, default=str) if args.json else format_state(info))
     return 0
 
@@ -301,34 +312,41 @@ def _confirm(question: str, assume_yes: bool) -> bool:
 
 
 def cmd_state_unlock(args: argparse.Namespace) -> int:
-    from flows.state import open_store
-    from flows.state.snapshot import PipelineLayout
+    """Revokes the lease: a live holder stops at its next renewal, and the next run may take
+    the lease once it has expired. A corrupt lease is replaced by a revoked one."""
+    from flows.state.inspect import lease_status
+    from flows.state.lease import revoke
 
-    layout = PipelineLayout(open_store(args.state_url), args.pipeline)
-    data = layout.store.read_bytes(layout.lease_path)
-    if data is None:
+    layout = _state_layout(args)
+    status = lease_status(layout)
+    if status is None:
         print(f"{args.pipeline}: no lease held")
         return 0
-    holder: dict[str, Any] = json.loads(data)
-    question = (
-        f"remove the lease of {args.pipeline} held by {holder.get('host')} pid {holder.get('pid')}?"
-    )
-    if not _confirm(question, args.yes):
+    if not _confirm(f"revoke the lease of {args.pipeline} ({status})?", args.yes):
         print("aborted")
         return 1
-    layout.store.remove([layout.lease_path])
-    print(f"{args.pipeline}: lease removed")
+    revoked = revoke(layout.store, layout.lease_path, "flows state unlock")
+    if revoked is None:
+        print(f"{args.pipeline}: the lease was released meanwhile")
+        return 0
+    until = time.strftime("%H:%M:%S UTC", time.gmtime(revoked.expires_at))
+    print(
+        f"{args.pipeline}: lease revoked; a live holder stops at its next renewal, and the "
+        f"next run takes over from {until}"
+    )
     return 0
 
 
 def cmd_state_drop(args: argparse.Namespace) -> int:
-    from flows.state import open_store
-    from flows.state.snapshot import PipelineLayout
+    from flows.state.inspect import lease_status
 
-    layout = PipelineLayout(open_store(args.state_url), args.pipeline)
-    if layout.store.read_bytes(layout.lease_path) is not None:
+    layout = _state_layout(args)
+    status = lease_status(layout)
+    if status is not None and status.startswith("held"):
         raise LeaseHeldError(
-            f"{args.pipeline} is locked by a run: `flows state unlock` it first", holder={}
+            f"{args.pipeline} is locked by a live run ({status}): wait for it, or "
+            "`flows state unlock` it first",
+            holder={},
         )
     generations = layout.generations()
     question = (

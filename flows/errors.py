@@ -12,7 +12,9 @@ Exit codes (the `flows` CLI and a task attempt's child process):
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from typing import Any
 
 from dlt.common.exceptions import TerminalException, TransientException
 from dlt.common.schema.exceptions import DataValidationError
@@ -120,7 +122,33 @@ def exit_code_for(exc: BaseException) -> int:
 
 
 def one_line(exc: BaseException) -> str:
-    """`Type: first line` of the cause worth showing: our own error if any, else the root."""
-    cause = first_platform_error(exc) or root_cause(exc)
+    """`Type: first line` of the cause worth showing: our own error, else a dlt config error
+    (naming the setting it came from), else the root cause."""
+    from dlt.common.configuration.exceptions import (
+        ConfigurationException,
+        ConfigValueCannotBeCoercedException,
+    )
+
+    cause: BaseException | None = first_platform_error(exc)
+    if cause is None:
+        cause = next((e for e in cause_chain(exc) if isinstance(e, ConfigurationException)), None)
+        if isinstance(cause, ConfigValueCannotBeCoercedException):
+            return f"{type(cause).__name__}: {describe_bad_value(cause)}"
+    cause = cause or root_cause(exc)
     text = str(cause).strip().splitlines()
     return f"{type(cause).__name__}: {text[0] if text else ''}"
+
+
+def describe_bad_value(err: Any) -> str:
+    """A config value that did not parse, with the env var that held it when there is one
+    (dlt's own message names only the field)."""
+    field, value = str(err.field_name), err.field_value
+    hint = getattr(err.hint, "__name__", str(err.hint))
+    suffix = "__" + field.upper()
+    origins = sorted(
+        key
+        for key, v in os.environ.items()
+        if (key.endswith(suffix) or key == field.upper()) and v == str(value)
+    )
+    where = f"{', '.join(origins)}" if origins else f"`{field}` in .dlt/config.toml or secrets.toml"
+    return f"{where} = {value!r} is not a valid {hint} (setting `{field}`)"

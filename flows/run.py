@@ -15,6 +15,7 @@ from flows.pipelines import get_spec
 from flows.runner import RunListener, RunReport, runner
 from flows.settings import apply_platform_defaults, default_pipelines_dir, default_state_url
 from flows.state import StateSession, open_store
+from flows.state.config import url_origin
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ def run_pipeline(
     pipelines_dir: Path | None = None,
     run_id: str | None = None,
     wait: float = 0.0,
-    lease_ttl: float = 120.0,
+    lease_ttl: float | None = None,
     full_refresh: bool = False,
     source_options: Mapping[str, Any] | None = None,
     source_factory: Callable[[], DltSource] | None = None,
@@ -45,7 +46,7 @@ def run_pipeline(
     spec = get_spec(name)
     apply_platform_defaults(spec.destination_name(), spec.name)
     pipelines_dir = Path(pipelines_dir or default_pipelines_dir())
-    store = open_store(state_url or default_state_url())
+    store = open_store(state_url or default_state_url(), origin=url_origin(state_url))
     session = StateSession(
         store, spec.name, pipelines_dir, run_id=run_id, wait=wait, lease_ttl=lease_ttl
     )

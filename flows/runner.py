@@ -19,6 +19,7 @@ from typing import Any, Protocol, TypeVar
 import dlt
 import tenacity
 
+from flows import fencing
 from flows.checkpoint import CheckpointCollector
 from flows.errors import is_terminal, root_cause
 from flows.resume import (
@@ -117,6 +118,10 @@ class runner:
         report.extracted_rows = extracted_rows(info)
         self._normalize(report)
         self._load(report)
+        if self.session is not None:
+            # a step-boundary snapshot that failed is retried here: the run is not done until
+            # its state is durable (nothing is sent when nothing changed)
+            self.session.snapshot("final")
         report.snapshots = self.session.stats if self.session else None
         report.seconds = time.perf_counter() - started
         return report
@@ -161,7 +166,16 @@ class runner:
 
         if not self.pipeline.list_normalized_load_packages():
             return
-        info = self._step(report, "load", load)
+        if self.session is not None:
+            lease = self.session.lease
+
+            def fenced_load() -> Any:
+                with fencing.guard(self.pipeline, lease):
+                    return load()
+
+            info = self._step(report, "load", fenced_load)
+        else:
+            info = self._step(report, "load", load)
         for package in info.load_packages if info is not None else []:
             report.loaded_packages.append(package.load_id)
             for table, count in rows.get(package.load_id, {}).items():

@@ -47,6 +47,12 @@ class LeaseHeldError(StateStoreError, RetryableError):
         self.holder = holder
 
 
+class LeaseCorruptError(StateStoreError, RetryableError):
+    """The lease object cannot be read: nobody can prove they hold it until it is unlocked."""
+
+    exit_code = EXIT_LEASE
+
+
 class LeaseLostError(StateStoreError, RetryableError):
     """This run no longer owns the lease (revoked, expired, taken over): it must not write."""
 

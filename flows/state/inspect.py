@@ -5,20 +5,36 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flows.state.lease import LeaseInfo
+from flows.state.errors import LeaseCorruptError
+from flows.state.lease import read_lease
 from flows.state.snapshot import PipelineLayout
-from flows.state.store import open_store
 
 
-def describe_state(state_url: str, pipeline_name: str) -> dict[str, Any]:
-    layout = PipelineLayout(open_store(state_url), pipeline_name)
+def lease_status(layout: PipelineLayout) -> str | None:
+    """None (free), "held by ...", "revoked ...", "expired ..." or "corrupt: ..."."""
+    try:
+        lease = read_lease(layout.store, layout.lease_path)
+    except LeaseCorruptError as err:
+        return f"corrupt: {err}"
+    if lease is None:
+        return None
+    left = lease.expires_at - time.time()
+    when = f"epoch {lease.epoch}, expires in {left:.0f} s"
+    if lease.expired():
+        return f"expired (held by {lease.holder}, epoch {lease.epoch})"
+    if lease.revoked_by:
+        return f"revoked by {lease.revoked_by} (held by {lease.holder}, {when})"
+    return f"held by {lease.holder} ({when})"
+
+
+def describe_state(layout: PipelineLayout) -> dict[str, Any]:
     generations = layout.generations()
     info: dict[str, Any] = {
-        "pipeline": pipeline_name,
-        "url": layout.store.url_of(pipeline_name),
+        "pipeline": layout.pipeline_name,
+        "url": layout.store.url_of(layout.pipeline_name),
         "generations": generations,
         "generation": generations[-1] if generations else 0,
-        "lease": None,
+        "lease": lease_status(layout),
     }
     if generations:
         manifest = layout.read_manifest(generations[-1])
@@ -31,15 +47,6 @@ def describe_state(state_url: str, pipeline_name: str) -> dict[str, Any]:
             pending_extracted=manifest.load_ids("normalize/extracted"),
             pending_normalized=manifest.load_ids("load/normalized"),
         )
-    raw = layout.store.read_bytes(layout.lease_path)
-    if raw is not None:
-        lease = LeaseInfo.from_json(raw)
-        info["lease"] = {
-            "holder": lease.holder,
-            "epoch": lease.epoch,
-            "expires_in_s": round(lease.expires_at - time.time(), 1),
-            "expired": lease.expired(),
-        }
     return info
 
 
@@ -55,10 +62,5 @@ def format_state(info: dict[str, Any]) -> str:
             f"  pending extracted packages: {info['pending_extracted'] or 'none'}",
             f"  pending normalized packages: {info['pending_normalized'] or 'none'}",
         ]
-    lease = info["lease"]
-    if lease is None:
-        lines.append("  lease: free")
-    else:
-        state = "expired" if lease["expired"] else f"expires in {lease['expires_in_s']} s"
-        lines.append(f"  lease: held by {lease['holder']} (epoch {lease['epoch']}, {state})")
+    lines.append(f"  lease: {info['lease'] or 'free'}")
     return "\n".join(lines)

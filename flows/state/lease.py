@@ -1,32 +1,60 @@
-"""One writer per pipeline: a lease object in the store, renewed by a heartbeat.
+"""One writer per pipeline: a lease object in the store, renewed by a heartbeat, self-fenced.
 
-Where the store has conditional writes (S3's If-Match / If-None-Match, a file lock on a
-local store) the lease is taken and renewed by compare-and-swap: a writer replaces exactly
-the lease it read, or nothing. Elsewhere acquisition is write-then-confirm: a writer reads
-the lease, writes its own, waits `settle` seconds and reads again; only the writer that
-still sees itself proceeds. That leaves a window: a writer whose read and write lie further
-apart than `settle` can overwrite a lease that was already confirmed; a run of two
-processes on SeaweedFS hit it. Every snapshot checks the lease first, so a zombie that lost
-it cannot publish a newer generation.
+The protocol (README, "Fencing"):
 
-A lease may be taken over before it expires when its holder is provably gone: the same
-run id (Prefect retrying the same flow run on a new pod) or a dead pid on this host.
+- **Taking.** Where the store has conditional writes (S3's If-Match / If-None-Match, a file
+  lock on a local store) the lease is taken and renewed by compare-and-swap: a writer
+  replaces exactly the lease object it read, or nothing. Elsewhere a writer writes, waits
+  `settle` seconds and reads again (a window the README states).
+- **Renewing.** The holder renews every `ttl / 8`. Each renewal sets `expires_at` to the
+  time the renewal *started* plus `ttl`.
+- **Self-fencing.** The holder may write (snapshots, the destination) only until `ttl * 3/4`
+  after the start of its last confirmed renewal. A watchdog thread that never touches the
+  network enforces that deadline; the `on_fenced` callback then stops the writer (during a
+  load the process exits at once, see flows/fencing.py). A renewal that finds the lease
+  revoked or taken fences at once.
+- **Taking over.** Before it expires, a lease is taken over only when its holder is provably
+  gone: a dead pid on this host. Any other holder, the same run id included (an earlier
+  attempt of one flow run may still be alive on a pod being evicted), is first *revoked*
+  (the record is marked, so its next renewal fails and it fences itself) and then waited
+  out until `expires_at`. A holder therefore stops at least `ttl / 4` before anyone else may
+  write, which covers clock skew between machines and a commit already in flight.
+- **Unlocking** (`flows state unlock`) revokes too: a live holder stops, and the next run
+  proceeds once the old lease has expired.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 
 import psutil
 
-from flows.state.errors import LeaseHeldError, LeaseLostError, StateStoreError
-from flows.state.store import StateStore
+from flows.state.errors import (
+    LeaseCorruptError,
+    LeaseHeldError,
+    LeaseLostError,
+    StateStoreError,
+    StoreUnreachableError,
+)
+from flows.state.store import RetrySettings, StateStore
+
+log = logging.getLogger(__name__)
+
+RENEW_FRACTION = 1 / 8  # of the TTL between renewals
+FENCE_FRACTION = 3 / 4  # of the TTL after a renewal started: the holder stops writing
+PROGRESS_EVERY = 5.0  # seconds between "waiting for the lease" messages
+
+
+def _utc(ts: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(ts)) + " UTC"
 
 
 @dataclass(frozen=True)
@@ -38,6 +66,7 @@ class LeaseInfo:
     acquired_at: float
     expires_at: float
     epoch: int
+    revoked_by: str | None = None
 
     @property
     def holder(self) -> str:
@@ -51,11 +80,58 @@ class LeaseInfo:
         return json.dumps(asdict(self), sort_keys=True).encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> LeaseInfo:
+    def from_json(cls, data: bytes, where: str = "lease") -> LeaseInfo:
         try:
             return cls(**json.loads(data))
         except (ValueError, TypeError) as err:
-            raise StateStoreError(f"lease object is not readable: {err}") from err
+            raise LeaseCorruptError(
+                f"lease object {where} is corrupt ({type(err).__name__}: {err}); "
+                "`flows state unlock --yes` replaces it"
+            ) from err
+
+
+def read_lease(store: StateStore, path: str) -> LeaseInfo | None:
+    data = store.read_bytes(path)
+    return LeaseInfo.from_json(data, store.url_for(path)) if data is not None else None
+
+
+def revoke(store: StateStore, path: str, by: str) -> LeaseInfo | None:
+    """Marks the lease revoked so that its holder fences itself at its next renewal; a corrupt
+    lease is replaced by a revoked one that expires one default TTL from now.
+
+    Nobody may take the lease before it expires: revoking never makes it free at once.
+    """
+    for _ in range(10):
+        data, version = _read_raw(store, path)
+        if data is None:
+            return None
+        try:
+            current = LeaseInfo.from_json(data)
+            revoked = replace(current, revoked_by=by)
+        except LeaseCorruptError:
+            revoked = LeaseInfo("corrupt", "?", 0, None, 0.0, time.time() + 120.0, 0, by)
+        if _write(store, path, revoked, version):
+            return revoked
+    raise LeaseHeldError(f"lease {store.url_for(path)} kept changing; try again", holder={})
+
+
+def _read_raw(store: StateStore, path: str) -> tuple[bytes | None, str | None]:
+    if not store.conditional_writes:
+        return store.read_bytes(path), None
+    return store.read_versioned(path)
+
+
+def _write(
+    store: StateStore, path: str, info: LeaseInfo, version: str | None, settle: float = 0.5
+) -> str | None:
+    """Writes `info` over the lease at `version`; the new version, or None when another writer
+    got there first. Without conditional writes: write, wait `settle`, read back."""
+    if store.conditional_writes:
+        return store.replace_if(path, info.to_json(), version)
+    store.write_bytes(path, info.to_json())
+    time.sleep(settle)
+    confirmed = store.read_bytes(path)
+    return "confirmed" if confirmed == info.to_json() else None
 
 
 class Lease:
@@ -70,127 +146,225 @@ class Lease:
         wait: float = 0.0,
         poll: float = 2.0,
         settle: float = 0.5,
+        say: Callable[[str], None] | None = None,
     ) -> None:
         self.store, self.path, self.ttl = store, path, ttl
         self.run_id, self.wait, self.poll, self.settle = run_id, wait, poll, settle
+        self.say = say or log.warning
         self.token = uuid.uuid4().hex
         self.info: LeaseInfo | None = None
         self._version: str | None = None  # of the lease object as this holder last wrote it
-        self.lost: LeaseLostError | None = None
+        self.lost: StateStoreError | None = None
+        # called once, from the watchdog or heartbeat thread, when this holder must stop
+        self.on_fenced: Callable[[StateStoreError], None] | None = None
+        self._valid_until = 0.0  # monotonic: the self-fence deadline
         self._stop = threading.Event()
-        self._heartbeat: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._fence_lock = threading.Lock()
+        self._last_renew_error: BaseException | None = None
+        # the heartbeat gives up on one renewal well before the deadline
+        self._beat_store = store.with_retry(
+            RetrySettings(
+                attempts=3,
+                initial_wait=min(1.0, ttl / 40),
+                max_wait=min(4.0, ttl / 16),
+                window=ttl * RENEW_FRACTION,
+            )
+        )
+
+    @property
+    def url(self) -> str:
+        return self.store.url_for(self.path)
 
     def read(self) -> LeaseInfo | None:
-        data = self.store.read_bytes(self.path)
-        return LeaseInfo.from_json(data) if data else None
+        return read_lease(self.store, self.path)
 
     def _read_versioned(self) -> tuple[LeaseInfo | None, str | None]:
-        if not self.store.conditional_writes:
-            return self.read(), None
-        data, version = self.store.read_versioned(self.path)
-        return (LeaseInfo.from_json(data) if data else None), version
+        data, version = _read_raw(self.store, self.path)
+        return (LeaseInfo.from_json(data, self.url) if data is not None else None), version
 
-    def _takeable(self, current: LeaseInfo | None) -> bool:
-        if current is None or current.token == self.token or current.expired():
+    # taking ---------------------------------------------------------------------------------
+
+    def _gone(self, current: LeaseInfo) -> bool:
+        """True when the holder provably cannot write any more."""
+        if current.token == self.token or current.expired():
             return True
-        if self.run_id and current.run_id == self.run_id:
-            return True  # an earlier attempt of the same run: it failed or its pod is gone
         return current.host == socket.gethostname() and not psutil.pid_exists(current.pid)
 
     def acquire(self) -> LeaseInfo:
         deadline = time.monotonic() + self.wait
+        next_message = 0.0
         while True:
             current, version = self._read_versioned()
-            if self._takeable(current):
-                mine = LeaseInfo(
-                    token=self.token,
-                    host=socket.gethostname(),
-                    pid=os.getpid(),
-                    run_id=self.run_id,
-                    acquired_at=time.time(),
-                    expires_at=time.time() + self.ttl,
-                    epoch=(current.epoch + 1) if current else 1,
+            if current is None or self._gone(current):
+                if self._take(current, version):
+                    assert self.info is not None
+                    return self.info
+                continue  # another writer changed it: judge again
+            if self.run_id and current.run_id == self.run_id and not current.revoked_by:
+                # an earlier attempt of this run, maybe alive on a pod being replaced: make
+                # it fence itself, then wait until its lease has run out
+                revoke(self.store, self.path, f"run {self.run_id} attempt on {self._me()}")
+                self.say(
+                    f"lease of {current.holder} (an earlier attempt of this run) revoked; "
+                    f"it stops at its next renewal, waiting until {_utc(current.expires_at)}"
                 )
-                if self._write(mine, version):
-                    self.info = mine
-                    self._start_heartbeat()
-                    return mine
-                current = self.read()
+                next_message = time.monotonic() + PROGRESS_EVERY
+                continue
+            if current.revoked_by:
+                # revoked leases are waited out whatever `wait` says: they end by themselves
+                deadline = max(deadline, time.monotonic() + current.expires_at - time.time())
             if time.monotonic() >= deadline:
-                assert current is not None
-                until = time.strftime("%H:%M:%S", time.gmtime(current.expires_at))
                 raise LeaseHeldError(
                     f"pipeline state at {self.store.url} is locked by {current.holder} "
-                    f"(lease epoch {current.epoch}, expires {until} UTC); another run of this "
-                    "pipeline is in progress. Wait for it, pass --wait, or `flows state unlock` "
-                    "if it is dead.",
+                    f"(lease epoch {current.epoch}, expires {_utc(current.expires_at)}); another "
+                    "run of this pipeline is in progress. Wait for it, pass --wait, or `flows "
+                    "state unlock` if it is dead.",
                     holder=asdict(current),
                 )
-            time.sleep(min(self.poll, max(0.0, deadline - time.monotonic())))
+            if time.monotonic() >= next_message:
+                state = f", revoked by {current.revoked_by}" if current.revoked_by else ""
+                self.say(
+                    f"waiting for the lease on {self.url}: held by {current.holder}{state}, "
+                    f"expires {_utc(current.expires_at)}, giving up at "
+                    f"{_utc(time.time() + deadline - time.monotonic())}"
+                )
+                next_message = time.monotonic() + PROGRESS_EVERY
+            time.sleep(max(0.05, min(self.poll, deadline - time.monotonic())))
 
-    def verify(self) -> None:
-        """Raises `LeaseLostError` unless the store still shows this lease."""
+    def _me(self) -> str:
+        return f"{socket.gethostname()} pid {os.getpid()}"
+
+    def _take(self, current: LeaseInfo | None, version: str | None) -> bool:
+        started = time.monotonic()
+        mine = LeaseInfo(
+            token=self.token,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            run_id=self.run_id,
+            acquired_at=time.time(),
+            expires_at=time.time() + self.ttl,
+            epoch=(current.epoch + 1) if current else 1,
+        )
+        written = _write(self.store, self.path, mine, version, self.settle)
+        if written is None:
+            return False
+        self.info, self._version, self.lost = mine, written, None
+        self._valid_until = started + self.ttl * FENCE_FRACTION
+        self._start_threads()
+        return True
+
+    # holding --------------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raises unless this holder is still inside its self-fence deadline (no I/O)."""
         if self.lost:
             raise self.lost
-        current = self.read()
-        if current is None or current.token != self.token:
-            holder = current.holder if current else "nobody"
-            self.lost = LeaseLostError(
-                f"lease on {self.path} lost to {holder}: this run must not write state any more"
-            )
+        if self.info is None:
+            raise LeaseLostError(f"lease {self.url} is not held by this run")
+        if time.monotonic() >= self._valid_until:
+            self._fence(self._deadline_error())
+            assert self.lost is not None
             raise self.lost
 
-    def _write(self, info: LeaseInfo, version: str | None) -> bool:
-        """Writes `info` over the lease at `version`; False when another writer got there."""
-        if self.store.conditional_writes:
-            written = self.store.replace_if(self.path, info.to_json(), version)
-            if written is None:
-                return False
-            self._version = written
-            return True
-        self.store.write_bytes(self.path, info.to_json())
-        time.sleep(self.settle)
-        confirmed = self.read()
-        return confirmed is not None and confirmed.token == self.token
+    def _deadline_error(self) -> StateStoreError:
+        """Why the deadline passed: an unreachable store (exit 5) or a lost lease (exit 3)."""
+        cause = self._last_renew_error
+        what = f"lease {self.url} not renewed for {self.ttl * FENCE_FRACTION:.0f} s"
+        if isinstance(cause, StoreUnreachableError):
+            return StoreUnreachableError(
+                f"{what} ({cause}): this run stops writing before anyone else may take it"
+            )
+        return LeaseLostError(f"{what}: this run stops writing before anyone else may take it")
 
-    def renew(self) -> None:
-        self.verify()
+    def verify(self) -> None:
+        """Raises unless the store still shows this lease, unrevoked, within its deadline."""
+        self.check()
+        current = self.read()
+        if current is None or current.token != self.token or current.revoked_by:
+            if current is None:
+                why = "was removed"
+            elif current.token != self.token:
+                why = f"was taken by {current.holder}"
+            else:
+                why = f"was revoked by {current.revoked_by}"
+            self._fence(LeaseLostError(f"lease {self.url} {why}: this run must not write"))
+            assert self.lost is not None
+            raise self.lost
+
+    def renew(self, store: StateStore | None = None) -> None:
+        store = store or self.store
+        self.check()
         assert self.info is not None
-        renewed = LeaseInfo(**{**asdict(self.info), "expires_at": time.time() + self.ttl})
-        if not self.store.conditional_writes:
-            self.store.write_bytes(self.path, renewed.to_json())
-        elif not self._write(renewed, self._version):
+        started = time.monotonic()
+        renewed = replace(self.info, expires_at=time.time() + self.ttl)
+        written = _write(store, self.path, renewed, self._version, self.settle)
+        if written is None and store.conditional_writes:
             # a retried write may have landed with a version this holder never saw
-            current, version = self._read_versioned()
-            still_mine = current is not None and current.token == self.token
-            if not (still_mine and self._write(renewed, version)):
-                self.verify()  # names the new holder
-                self.lost = LeaseLostError(f"lease on {self.path} changed while it was renewed")
+            data, version = _read_raw(store, self.path)
+            current = LeaseInfo.from_json(data, self.url) if data is not None else None
+            if current is not None and current.token == self.token and not current.revoked_by:
+                written = _write(store, self.path, renewed, version, self.settle)
+        if written is None:
+            self.verify()  # names who took or revoked it
+            self._fence(LeaseLostError(f"lease {self.url} changed while it was renewed"))
+            assert self.lost is not None
+            raise self.lost
+        with self._fence_lock:
+            if self.lost:  # fenced while the renewal was in flight: stays fenced
                 raise self.lost
-        self.info = renewed
+            self.info, self._version = renewed, written
+            self._valid_until = started + self.ttl * FENCE_FRACTION
+
+    def _fence(self, error: StateStoreError) -> None:
+        with self._fence_lock:
+            if self.lost:
+                return
+            self.lost = error
+        log.error("%s", error)
+        if self.on_fenced is not None:
+            self.on_fenced(error)
 
     def release(self) -> None:
         self._stop.set()
-        if self._heartbeat:
-            self._heartbeat.join()
-        current = self.read()
-        if current is not None and current.token == self.token:
-            self.store.remove([self.path])
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join()
+        self._threads = []
+        if self.info is not None and not self.lost:
+            try:
+                current = self.read()
+            except LeaseCorruptError:
+                current = None
+            if current is not None and current.token == self.token:
+                self.store.remove([self.path])
         self.info = None
 
-    def _start_heartbeat(self) -> None:
+    def _start_threads(self) -> None:
         self._stop.clear()
-        self._heartbeat = threading.Thread(target=self._beat, name="flows-lease", daemon=True)
-        self._heartbeat.start()
+        for target, name in ((self._beat, "flows-lease"), (self._watch, "flows-lease-watchdog")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def _beat(self) -> None:
-        while not self._stop.wait(self.ttl / 3):
+        last_error: BaseException | None = None
+        while not self._stop.wait(self.ttl * RENEW_FRACTION) and not self.lost:
             try:
-                self.renew()
+                self.renew(self._beat_store)
+                last_error = None
             except LeaseLostError:
                 return
-            except StateStoreError:
-                continue  # transient trouble: the next beat tries again before expiry
+            except StateStoreError as err:  # transient: the next beat tries again
+                if last_error is None:
+                    log.warning("lease renewal failed, retrying: %s", err)
+                last_error = self._last_renew_error = err
+
+    def _watch(self) -> None:
+        while not self._stop.wait(min(1.0, self.ttl / 40)) and not self.lost:
+            if time.monotonic() >= self._valid_until:
+                self._fence(self._deadline_error())
+                return
 
     def __enter__(self) -> Lease:
         self.acquire()

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flows.state.config import state_config
 from flows.state.errors import LeaseLostError
 from flows.state.lease import Lease
 from flows.state.manifest import FileEntry, Manifest
@@ -49,11 +50,15 @@ class StateSession:
         pipelines_dir: Path,
         *,
         run_id: str | None = None,
-        lease_ttl: float = 120.0,
+        lease_ttl: float | None = None,
         wait: float = 0.0,
-        keep_generations: int = 3,
+        keep_generations: int | None = None,
         lease_settle: float = 0.5,
     ) -> None:
+        config = state_config()
+        lease_ttl = lease_ttl or config.lease_ttl
+        keep_generations = keep_generations or config.keep_generations
+        self.load_snapshot_interval = config.load_snapshot_interval
         self.store = store
         self.layout = PipelineLayout(store, pipeline_name)
         self.pipeline_name = pipeline_name
@@ -75,12 +80,14 @@ class StateSession:
         self._last_listing: tuple[list[FileEntry], list[str]] | None = None
 
     def open(self, generation: int | None = None) -> Manifest | None:
-        """Takes the lease and restores a snapshot (the newest unless `generation` is given)."""
+        """Takes the lease and restores a snapshot (the newest unless `generation` is given).
+
+        The bucket is checked first: nothing is written to a store that is not there.
+        """
+        self.store.check_bucket()
         self.lease.acquire()
         try:
             latest = self.layout.latest_generation()
-            if not latest:
-                self.store.check_bucket()
             target = latest if generation is None else generation
             self.generation = latest
             if target:
@@ -133,7 +140,7 @@ class StateSession:
             )
             staging = self.working_dir.parent / f".snapshot-{self.pipeline_name}"
             self.stats.bytes_uploaded += publish_snapshot(
-                self.layout, manifest, sources, self._known_blobs, staging
+                self.layout, manifest, sources, self._known_blobs, staging, self.lease.check
             )
         except FileNotFoundError as err:
             if not opportunistic:

@@ -12,10 +12,11 @@ import hashlib
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flows.state.errors import CorruptSnapshotError
+from flows.state.errors import CorruptSnapshotError, LeaseLostError
 from flows.state.manifest import FileEntry, Manifest
 from flows.state.store import StateStore
 
@@ -138,12 +139,16 @@ def publish_snapshot(
     sources: dict[str, str],
     known_blobs: set[str],
     staging: Path,
+    before_commit: Callable[[], None] = lambda: None,
 ) -> int:
     """Uploads the blobs the store lacks, then the manifest. Returns bytes uploaded.
 
     The blobs are hard-linked into `staging` first (same filesystem, no copy), so dlt may
     move or delete its files while the upload runs. A file gone before it was linked
-    raises FileNotFoundError and nothing is published.
+    raises FileNotFoundError and nothing is published. `before_commit` runs right before
+    the manifest is written (the lease's deadline check). Where the store has conditional
+    writes, a manifest is created only if its generation does not exist yet, so two writers
+    can never publish the same generation.
     """
     missing = {d: p for d, p in sources.items() if d not in known_blobs}
     staging.mkdir(parents=True, exist_ok=True)
@@ -162,7 +167,15 @@ def publish_snapshot(
             staged[digest] = str(target)
         layout.store.put_files([(local, layout.blob_path(d)) for d, local in staged.items()])
         known_blobs.update(staged)
-        layout.store.write_bytes(layout.manifest_path(manifest.generation), manifest.to_json())
+        before_commit()
+        path = layout.manifest_path(manifest.generation)
+        if not layout.store.conditional_writes:
+            layout.store.write_bytes(path, manifest.to_json())
+        elif layout.store.replace_if(path, manifest.to_json(), None) is None:
+            raise LeaseLostError(
+                f"{layout.store.url_of(layout.pipeline_name)} already has generation "
+                f"{manifest.generation}: another writer published it, refusing to overwrite"
+            )
         return sum(os.path.getsize(p) for p in staged.values())
     finally:
         shutil.rmtree(staging, ignore_errors=True)

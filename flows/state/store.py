@@ -21,7 +21,7 @@ import tenacity
 from fsspec import AbstractFileSystem
 
 from flows.errors import PERMANENT_IO_ERRORS, is_transient_io
-from flows.state.errors import StateStoreError, StoreUnreachableError
+from flows.state.errors import StateConfigError, StateStoreError, StoreUnreachableError
 
 T = TypeVar("T")
 
@@ -34,19 +34,36 @@ MAX_UPLOAD_BATCH = 16
 
 @dataclass(frozen=True)
 class RetrySettings:
-    """How hard the store tries before it reports the store as unreachable."""
+    """How long the store keeps trying before it reports the store as unreachable: calls are
+    retried with exponential backoff and jitter for up to `window` seconds (and at most
+    `attempts` tries, when set), so an outage shorter than the window only delays a run."""
 
-    attempts: int = 5
+    attempts: int | None = None
     initial_wait: float = 0.5
     max_wait: float = 8.0
+    window: float = 60.0
 
     @classmethod
-    def from_env(cls) -> RetrySettings:
+    def from_config(cls) -> RetrySettings:
+        from flows.state.config import state_config
+
+        config = state_config()
         return cls(
-            attempts=int(os.environ.get("STATE__RETRY_ATTEMPTS", cls.attempts)),
-            initial_wait=float(os.environ.get("STATE__RETRY_INITIAL_WAIT", cls.initial_wait)),
-            max_wait=float(os.environ.get("STATE__RETRY_MAX_WAIT", cls.max_wait)),
+            attempts=config.retry_attempts,
+            initial_wait=config.retry_initial_wait,
+            max_wait=config.retry_max_wait,
+            window=config.retry_window,
         )
+
+    def stop(self) -> tenacity.stop.stop_base:
+        stop: tenacity.stop.stop_base = tenacity.stop_after_delay(self.window)
+        if self.attempts:
+            stop = stop | tenacity.stop_after_attempt(self.attempts)
+        return stop
+
+    def describe(self) -> str:
+        tries = f", at most {self.attempts} tries" if self.attempts else ""
+        return f"retried for {self.window:g} s{tries}"
 
 
 def _secret(key: str) -> str | None:
@@ -112,14 +129,23 @@ class StateStore:
         self.root = root.rstrip("/")
         self.retry = retry or RetrySettings()
         protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+        self._protocols = protocols
         self.is_local = "file" in protocols
         # compare-and-swap for the lease: S3's If-Match / If-None-Match (AWS, SeaweedFS,
         # MinIO) or a file lock on a local store; other backends fall back to
         # write-then-confirm (lease.py)
         self.conditional_writes = self.is_local or "s3" in protocols
 
+    def with_retry(self, retry: RetrySettings) -> StateStore:
+        """The same store with other retry settings (the lease heartbeat gives up sooner)."""
+        return StateStore(self.url, self.fs, self.root, retry)
+
     def path(self, *parts: str) -> str:
         return "/".join([self.root, *[p.strip("/") for p in parts if p]])
+
+    def url_for(self, path: str) -> str:
+        """The URL of a full store path (as `path()` returns it)."""
+        return self.url_of(path[len(self.root) :] if path.startswith(self.root) else path)
 
     def url_of(self, *parts: str) -> str:
         return "/".join([self.url.rstrip("/"), *[p.strip("/") for p in parts if p]])
@@ -127,7 +153,7 @@ class StateStore:
     def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Runs one store operation with backoff; a final failure names the URL and the cause."""
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.retry.attempts),
+            stop=self.retry.stop(),
             wait=tenacity.wait_exponential_jitter(
                 multiplier=self.retry.initial_wait, max=self.retry.max_wait
             ),
@@ -139,8 +165,8 @@ class StateStore:
         except tenacity.RetryError as err:
             cause = err.last_attempt.exception()
             raise StoreUnreachableError(
-                f"state store {self.url} unreachable: {what} failed after "
-                f"{self.retry.attempts} attempts: {type(cause).__name__}: {cause}"
+                f"state store {self.url} unreachable: {what} failed "
+                f"({self.retry.describe()}): {type(cause).__name__}: {cause}"
             ) from cause
         except PERMANENT_IO_ERRORS as err:
             if isinstance(err, FileNotFoundError):
@@ -266,16 +292,24 @@ class StateStore:
             self.call(f"delete {path}", self.fs.rm, path, recursive=True)
 
     def check_bucket(self) -> None:
-        """Refuses a missing bucket: some S3 servers create one on first write, so a typo in
-        the URL would otherwise scatter state into a new bucket."""
-        if self.is_local:
+        """Refuses a missing bucket before anything is written: some S3 servers create one on
+        first write, so a typo in the URL would otherwise scatter state into a new bucket."""
+        if self.is_local or "memory" in self._protocols:
             return
         bucket = self.root.split("/", 1)[0]
-        if not self.call(f"stat bucket {bucket}", self.fs.exists, bucket):
-            raise StateStoreError(
-                f"state store {self.url}: bucket {bucket!r} does not exist (or these "
-                "credentials cannot see it); create it or fix STATE__URL"
-            )
+        try:
+            if "s3" in self._protocols:
+                self.call(f"stat bucket {bucket}", self.fs.call_s3, "head_bucket", Bucket=bucket)
+                return
+            if self.call(f"stat bucket {bucket}", self.fs.exists, bucket):
+                return
+        except FileNotFoundError:
+            pass
+        raise StateConfigError(
+            f"state store {self.url}: bucket {bucket!r} does not exist (or these credentials "
+            "cannot see it); create it or fix the state URL (--state-url or STATE__URL). "
+            "Nothing was written."
+        )
 
     def check_writable(self) -> None:
         """Writes and deletes a probe object: proves the URL, credentials and bucket work."""
@@ -285,22 +319,57 @@ class StateStore:
         self.remove([probe])
 
 
-def open_store(url: str, retry: RetrySettings | None = None) -> StateStore:
-    """Opens the store behind a URL such as `file:///data/state` or `s3://bucket/prefix`."""
+# Schemes whose objects outlive the process, with the fsspec protocol that serves them.
+DURABLE_SCHEMES = {
+    "file": "file",
+    "s3": "s3",
+    "s3a": "s3",
+    "gs": "gs",
+    "gcs": "gs",
+    "az": "az",
+    "abfs": "abfs",
+    "abfss": "abfs",
+}
+EPHEMERAL_SCHEMES = {"memory": "memory"}
+
+
+def open_store(
+    url: str, retry: RetrySettings | None = None, origin: str = "STATE__URL"
+) -> StateStore:
+    """Opens the store behind a URL such as `file:///data/state` or `s3://bucket/prefix`.
+
+    Refuses, naming `origin` (where the URL came from), a scheme that is not durable object
+    storage: `memory://` only with STATE__ALLOW_EPHEMERAL=true (tests).
+    """
     parsed = urlparse(url)
-    scheme = parsed.scheme or "file"
-    retry = retry or RetrySettings.from_env()
+    scheme = (parsed.scheme or "file").lower()
+    if scheme in EPHEMERAL_SCHEMES:
+        from flows.state.config import state_config
+
+        if not state_config().allow_ephemeral:
+            raise StateConfigError(
+                f"state store URL {url!r} ({origin}) keeps nothing beyond this process; use "
+                "s3://, gs://, az:// or file://, or set STATE__ALLOW_EPHEMERAL=true in tests"
+            )
+    elif scheme not in DURABLE_SCHEMES:
+        raise StateConfigError(
+            f"state store URL {url!r} ({origin}): scheme {scheme}:// is not supported; use "
+            f"one of {', '.join(s + '://' for s in ('s3', 'gs', 'az', 'file'))}"
+        )
+    retry = retry or RetrySettings.from_config()
     if scheme == "file":
         root = os.path.abspath(parsed.path if parsed.scheme else url)
         return StateStore(f"file://{root}", fsspec.filesystem("file"), root, retry)
     if not parsed.netloc:
-        raise StateStoreError(f"state store URL {url!r} names no bucket")
+        raise StateConfigError(f"state store URL {url!r} ({origin}) names no bucket")
     options = s3_storage_options() if scheme in ("s3", "s3a") else {}
+    protocol = {**DURABLE_SCHEMES, **EPHEMERAL_SCHEMES}[scheme]
     try:
-        fs = fsspec.filesystem("s3" if scheme == "s3a" else scheme, **options)
-    except (ImportError, ValueError) as err:
-        raise StateStoreError(
-            f"state store {url}: no filesystem for {scheme}:// ({err}); install its fsspec extra"
+        fs = fsspec.filesystem(protocol, **options)
+    except (ImportError, ValueError, TypeError) as err:
+        raise StateConfigError(
+            f"state store {url} ({origin}): no filesystem for {scheme}:// ({err}); install "
+            "its fsspec extra (gcsfs, adlfs)"
         ) from err
     root = f"{parsed.netloc}{parsed.path}".rstrip("/")
     return StateStore(url.rstrip("/"), fs, root, retry)
