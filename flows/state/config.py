@@ -27,13 +27,13 @@ class StateStoreConfiguration(BaseConfiguration):
     retry_window: float = 60.0
     """Seconds a store call is retried before the store counts as unreachable (exit 5)."""
     retry_attempts: int | None = None
-    """Upper bound on tries per call within the window (none by default)."""
+    """Upper bound on tries per call within the window (none by default; 0: none)."""
     retry_initial_wait: float = 0.5
     retry_max_wait: float = 8.0
     lease_ttl: float = 120.0
     """Seconds a lease lives without renewal; the holder stops writing at 3/4 of it."""
     load_snapshot_interval: float = 10.0
-    """Seconds between snapshots during a long load."""
+    """Seconds between snapshots during a long load (0: after every job)."""
     keep_generations: int = 3
     """Snapshots kept after a good run."""
 
@@ -54,9 +54,11 @@ def state_config(**explicit: Any) -> StateStoreConfiguration:
     for key, value in explicit.items():
         if value is not None:
             setattr(config, key, value)
-    for field in ("retry_window", "lease_ttl", "load_snapshot_interval"):
+    for field in ("retry_window", "lease_ttl"):
         if getattr(config, field) <= 0:
             raise StateConfigError(f"{setting_name(field)} must be positive")
+    if config.load_snapshot_interval < 0:
+        raise StateConfigError(f"{setting_name('load_snapshot_interval')} must be 0 or more")
     if config.keep_generations < 1:
         raise StateConfigError(f"{setting_name('keep_generations')} must be at least 1")
     return config

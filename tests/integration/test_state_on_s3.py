@@ -122,7 +122,7 @@ def test_unreachable_store_is_retried_then_reported(env: dict[str, str], tmp_pat
     )
     assert result.code == 5, result.stderr
     line = result.stderr.strip().splitlines()[-1]
-    assert "s3://nowhere/state unreachable" in line and "after 3 attempts" in line
+    assert "s3://nowhere/state unreachable" in line and "at most 3 tries" in line
     assert time.monotonic() - started < 120
     assert not (tmp_path / "home" / "warehouse").exists() or not any(
         (tmp_path / "home" / "warehouse").iterdir()
