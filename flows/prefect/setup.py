@@ -14,6 +14,7 @@ from uuid import UUID
 from flows.work_pool import base_job_template
 
 AUTOMATION_NAME = "dlt-run-failed"
+RERUN_AUTOMATION_NAME = "dlt-rerun-crashed"
 WEBHOOK_BLOCK_NAME = "dlt-failure-webhook"
 FAILURE_EVENTS = ("prefect.flow-run.Failed", "prefect.flow-run.Crashed")
 WEBHOOK_PAYLOAD = (
@@ -71,7 +72,57 @@ def run_setup(options: SetupOptions) -> list[str]:
             client.create_concurrency_limit(tag=tag, concurrency_limit=limit)
             done.append(f"tag concurrency limit {tag!r} = {limit}")
         done.append(_apply_automation(client, options))
+        done.append(_apply_crash_rerun(client))
     return done
+
+
+def _dlt_flow_runs(events: set[str]) -> Any:
+    """A trigger on flow runs of deployments tagged `dlt`."""
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    return EventTrigger(
+        expect=events,
+        match={"prefect.resource.id": "prefect.flow-run.*"},
+        match_related={"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.dlt"},
+        posture=Posture.Reactive,
+        threshold=1,
+    )
+
+
+def _upsert_automation(client: Any, automation: Any) -> str:
+    existing = client.read_automations_by_name(automation.name)
+    if existing:
+        client.update_automation(existing[0].id, automation)
+        for extra in existing[1:]:
+            client.delete_automation(extra.id)
+        return "updated"
+    client.create_automation(automation)
+    return "created"
+
+
+def _apply_crash_rerun(client: Any) -> str:
+    """A Crashed run (its pod OOM-killed as a whole, evicted, its node lost) is not retried
+    by Prefect: this automation schedules it again. The rerun keeps its flow run id, so it
+    takes over the lease of the dead attempt and resumes from the state store; reruns are
+    bounded and backed off by the dlt task itself (flows/prefect/reruns.py)."""
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import AutomationCore
+
+    automation = AutomationCore(
+        name=RERUN_AUTOMATION_NAME,
+        description="Rerun a crashed flow run of a deployment tagged dlt (it resumes)",
+        trigger=_dlt_flow_runs({"prefect.flow-run.Crashed"}),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.SCHEDULED,
+                name="AwaitingRetry",
+                message="rerun after a crash (automation dlt-rerun-crashed)",
+                force=True,
+            )
+        ],
+    )
+    return f"crash rerun automation {_upsert_automation(client, automation)}"
 
 
 def _apply_pool(client: Any, options: SetupOptions, template: dict[str, Any]) -> str:
@@ -106,7 +157,7 @@ def _apply_pool(client: Any, options: SetupOptions, template: dict[str, Any]) ->
 
 def _apply_automation(client: Any, options: SetupOptions) -> str:
     from prefect.events.actions import CallWebhook, SendNotification
-    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+    from prefect.events.schemas.automations import AutomationCore
 
     action: CallWebhook | SendNotification
     if options.alert_webhook_url:
@@ -135,23 +186,7 @@ def _apply_automation(client: Any, options: SetupOptions) -> str:
     automation = AutomationCore(
         name=AUTOMATION_NAME,
         description="Alert when a flow run of a deployment tagged dlt fails or crashes",
-        trigger=EventTrigger(
-            expect=set(FAILURE_EVENTS),
-            match={"prefect.resource.id": "prefect.flow-run.*"},
-            match_related={
-                "prefect.resource.role": "tag",
-                "prefect.resource.id": "prefect.tag.dlt",
-            },
-            posture=Posture.Reactive,
-            threshold=1,
-        ),
+        trigger=_dlt_flow_runs(set(FAILURE_EVENTS)),
         actions=[action],
     )
-    existing = client.read_automations_by_name(AUTOMATION_NAME)
-    if existing:
-        client.update_automation(existing[0].id, automation)
-        for extra in existing[1:]:
-            client.delete_automation(extra.id)
-        return f"failure alert updated: {target}"
-    client.create_automation(automation)
-    return f"failure alert created: {target}"
+    return f"failure alert {_upsert_automation(client, automation)}: {target}"

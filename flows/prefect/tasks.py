@@ -39,6 +39,7 @@ from flows.pipelines import PipelineSpec, get_spec
 from flows.prefect.artifacts import RunTarget
 from flows.prefect.collector import PrefectCollector
 from flows.prefect.records import RunRecord, requests_from_env, write_record
+from flows.prefect.reruns import before_attempt
 from flows.resources import Usage, container_limits, current_usage
 
 REPORT_PREFIX = "FLOWS_REPORT "
@@ -255,6 +256,9 @@ def _run_task(
         task_run_id=str(ctx.task_run.id),
         attempt=ctx.task_run.run_count,
     )
+    from prefect.runtime import flow_run
+
+    before_attempt(ctx.task_run.flow_run_id, flow_run.run_count, log)
     log.info("running pipeline %s (attempt %d)", pipeline, request.attempt)
     before = _usage_of_children() if isolate else current_usage()
     throttled_before = container_limits().cpu_throttled_seconds

@@ -43,11 +43,17 @@ def _pause() -> None:
     time.sleep(SECONDS)
 
 
-def update(self: checkpoint.CheckpointCollector, name: str, inc: int = 1, *args: Any) -> None:
-    total = args[0] if args else None
-    inc_total = args[1] if len(args) > 1 else None
-    _original_update(self, name, inc, *args)
-    if name != "Jobs" or not self.step.startswith("Load") or (len(args) > 3 and args[3]):
+def update(
+    self: checkpoint.CheckpointCollector,
+    name: str,
+    inc: int = 1,
+    total: Any = None,
+    inc_total: Any = None,
+    message: Any = None,
+    label: Any = None,
+) -> None:
+    _original_update(self, name, inc, total, inc_total, message, label)
+    if name != "Jobs" or not self.step.startswith("Load") or label is not None:
         return
     if total is not None:
         _jobs["total"] = total

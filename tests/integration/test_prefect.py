@@ -220,6 +220,66 @@ def test_run_killed_during_load_is_retried_and_resumes_exactly(
     assert counts["loads"] == counts["distinct_loads"]
 
 
+def _flow_run_processes(flow_run_id: str) -> list[psutil.Process]:
+    """Every process of one flow run: the engine the worker started and its attempt child."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("PREFECT__FLOW_RUN_ID") == flow_run_id:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def test_crashed_run_is_rerun_by_the_automation_and_resumes_exactly(
+    stack: LocalStack, client: SyncPrefectClient
+) -> None:
+    rows = 210_000  # 150,000 loaded by the tests above: 60,000 new ones
+    run = start(
+        client,
+        "synthetic-daily",
+        parameters={"source_options": {"rows": rows}},
+        job_variables={
+            "env": {
+                "DATA_WRITER__FILE_MAX_ITEMS": "2000",
+                "LOAD__WORKERS": "1",
+                "FLOWS_CRASH_RERUN_BACKOFF": "1",
+            }
+        },
+    )
+    deadline = time.monotonic() + 300
+    killed: list[int] = []
+    while time.monotonic() < deadline and not killed:
+        if "synthetic-load-progress" in artifacts(client, run.id):
+            # the whole flow run at once, as when its pod is OOM-killed or its node is lost
+            processes = _flow_run_processes(str(run.id))
+            assert len(processes) >= 2, processes
+            for proc in processes:
+                proc.send_signal(signal.SIGKILL)
+                killed.append(proc.pid)
+        time.sleep(0.1)
+    assert killed, "the run never reached load"
+    states: list[Any] = []
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline:
+        states = sorted(client.read_flow_run_states(run.id), key=lambda s: s.timestamp)
+        if states[-1].type in (StateType.COMPLETED, StateType.FAILED):
+            break
+        time.sleep(0.5)
+    kinds = [s.type for s in states]
+    assert StateType.CRASHED in kinds, kinds
+    crashed = kinds.index(StateType.CRASHED)
+    assert StateType.SCHEDULED in kinds[crashed:], kinds  # the automation's rerun
+    assert kinds[-1] == StateType.COMPLETED, states[-1]
+    assert client.read_flow_run(run.id).run_count == 2
+    counts = synthetic_counts(warehouse(stack, "synthetic"))
+    assert {k: counts[k] for k in exact(rows)} == exact(rows)
+    assert counts["loads"] == counts["distinct_loads"]
+    report = artifacts(client, run.id)["synthetic-report"][-1].data
+    assert "| **rows extracted (this attempt)** | 0 |" in report  # it resumed
+
+
 @pytest.mark.parametrize(
     ("job_variables", "named"),
     [

@@ -1,0 +1,88 @@
+"""Reruns of crashed flow runs: bounded, backed off, and saying why the last attempt died.
+
+`flows setup` installs an automation that sets a Crashed flow run of a `dlt` deployment back
+to Scheduled (Prefect itself never retries a Crashed run). The rerun keeps its flow run id,
+so its dlt tasks take over the dead attempt's lease and resume from the state store. What
+the automation cannot do, the first dlt task of the rerun does here:
+
+- names the crash cause from the run's state history (the worker's message: the exit
+  signal, OOMKilled, Evicted) in the log and the run report;
+- backs off before it starts: `FLOWS_CRASH_RERUN_BACKOFF` seconds (default 5) doubled per
+  crash, with jitter, at most 300 s;
+- refuses, terminally, a run that crashed more than `FLOWS_CRASH_RERUNS` times (default 3),
+  so that a run which always dies (too little memory) ends Failed instead of looping.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from flows.errors import ConfigError, TerminalError
+
+_checked: set[tuple[str, int]] = set()  # (flow run id, run count) already handled
+
+
+@dataclass(frozen=True)
+class CrashHistory:
+    crashes: int
+    last_cause: str
+
+
+class TooManyCrashesError(TerminalError):
+    """The flow run crashed more often than the rerun bound allows."""
+
+
+def _int_setting(name: str, default: int) -> int:
+    raw = os.environ.get(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} = {raw!r} is not an integer") from None
+    if value < 0:
+        raise ConfigError(f"{name} = {value} must be 0 or more")
+    return value
+
+
+def crash_history(client: Any, flow_run_id: UUID) -> CrashHistory:
+    from prefect.client.schemas.objects import StateType
+
+    states = sorted(client.read_flow_run_states(flow_run_id), key=lambda s: s.timestamp)
+    crashed = [s for s in states if s.type == StateType.CRASHED]
+    cause = (crashed[-1].message or "no message") if crashed else ""
+    return CrashHistory(len(crashed), cause)
+
+
+def before_attempt(flow_run_id: UUID | None, run_count: int, log: Any) -> CrashHistory | None:
+    """On the first dlt task of a rerun after a crash: log the cause, back off, or refuse."""
+    if flow_run_id is None or run_count <= 1 or (str(flow_run_id), run_count) in _checked:
+        return None
+    _checked.add((str(flow_run_id), run_count))
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        history = crash_history(client, flow_run_id)
+    if not history.crashes:
+        return None
+    limit = _int_setting("FLOWS_CRASH_RERUNS", 3)
+    if history.crashes > limit:
+        raise TooManyCrashesError(
+            f"flow run {flow_run_id} crashed {history.crashes} times (FLOWS_CRASH_RERUNS = "
+            f"{limit}); last cause: {history.last_cause}"
+        )
+    base = _int_setting("FLOWS_CRASH_RERUN_BACKOFF", 5)
+    delay = min(300.0, base * 2 ** (history.crashes - 1)) * random.uniform(0.5, 1.5)
+    log.warning(
+        "rerun %d of %d after a crash; the last attempt died: %s. Resuming from the state "
+        "store in %.0f s",
+        history.crashes,
+        limit,
+        history.last_cause,
+        delay,
+    )
+    time.sleep(delay)
+    return history
