@@ -325,7 +325,10 @@ def cmd_state_unlock(args: argparse.Namespace) -> int:
     if not _confirm(f"revoke the lease of {args.pipeline} ({status})?", args.yes):
         print("aborted")
         return 1
-    revoked = revoke(layout.store, layout.lease_path, "flows state unlock")
+    from flows.state.config import state_config
+
+    ttl = state_config().lease_ttl
+    revoked = revoke(layout.store, layout.lease_path, "flows state unlock", ttl)
     if revoked is None:
         print(f"{args.pipeline}: the lease was released meanwhile")
         return 0

@@ -19,11 +19,11 @@ def lease_status(layout: PipelineLayout) -> str | None:
     if lease is None:
         return None
     left = lease.expires_at - time.time()
-    when = f"epoch {lease.epoch}, expires in {left:.0f} s"
-    if lease.expired():
-        return f"expired (held by {lease.holder}, epoch {lease.epoch})"
+    when = f"epoch {lease.epoch}, " + ("expired" if left <= 0 else f"expires in {left:.0f} s")
     if lease.revoked_by:
         return f"revoked by {lease.revoked_by} (held by {lease.holder}, {when})"
+    if lease.expired():
+        return f"expired (held by {lease.holder}, {when})"
     return f"held by {lease.holder} ({when})"
 
 

@@ -95,9 +95,10 @@ def read_lease(store: StateStore, path: str) -> LeaseInfo | None:
     return LeaseInfo.from_json(data, store.url_for(path)) if data is not None else None
 
 
-def revoke(store: StateStore, path: str, by: str) -> LeaseInfo | None:
+def revoke(store: StateStore, path: str, by: str, ttl: float = 120.0) -> LeaseInfo | None:
     """Marks the lease revoked so that its holder fences itself at its next renewal; a corrupt
-    lease is replaced by a revoked one that expires one default TTL from now.
+    lease is replaced by a revoked one that expires `ttl` from now (its writer, if alive,
+    fences itself within that time: its renewal cannot match what it finds).
 
     Nobody may take the lease before it expires: revoking never makes it free at once.
     """
@@ -109,7 +110,7 @@ def revoke(store: StateStore, path: str, by: str) -> LeaseInfo | None:
             current = LeaseInfo.from_json(data)
             revoked = replace(current, revoked_by=by)
         except LeaseCorruptError:
-            revoked = LeaseInfo("corrupt", "?", 0, None, 0.0, time.time() + 120.0, 0, by)
+            revoked = LeaseInfo("corrupt", "?", 0, None, 0.0, time.time() + ttl, 0, by)
         if _write(store, path, revoked, version):
             return revoked
     raise LeaseHeldError(f"lease {store.url_for(path)} kept changing; try again", holder={})
