@@ -80,6 +80,8 @@ def rendered(release: dict[str, Any]) -> Rendered:
         args += ["--set", f"{key}={'example.registry/prefect-dlt' if 'repo' in key else 'e2e1'}"]
     for key, value in release.get("setValues", {}).items():
         args += ["--set", f"{key}={value}"]
+    # skaffold installs on a cluster, where the chart reads its generated Secrets back
+    args += ["--set", "generatedSecrets.allowEphemeral=true"]
     return Rendered("skaffold", load_manifests(run_helm(*args)))
 
 
