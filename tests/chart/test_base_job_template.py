@@ -93,7 +93,7 @@ def test_flow_runs_stay_in_the_release_namespace(rendered: Rendered) -> None:
     variables = _template(rendered)["variables"]
     assert variables["properties"]["namespace"]["enum"] == ["pipelines"]
     jsonschema.validate({"namespace": "pipelines"}, variables)
-    with pytest.raises(jsonschema.ValidationError, match="namespace|pipelines"):
+    with pytest.raises(jsonschema.ValidationError, match=r"namespace|pipelines"):
         jsonschema.validate({"namespace": "default"}, variables)
 
 
@@ -112,9 +112,7 @@ def test_defaults_follow_values(rendered_sets: dict[str, Rendered]) -> None:
     assert existing["storage_secret_name"] == "my-s3-credentials"
     private = _defaults(_template(rendered_sets["private-registry"]))
     assert private["image_pull_secrets"] == [{"name": "regcred"}]
-    assert private["image"] == (
-        "registry.internal.example/data/prefect-dlt@sha256:" + "1" * 64
-    )
+    assert private["image"] == ("registry.internal.example/data/prefect-dlt@sha256:" + "1" * 64)
     tainted = _defaults(_template(rendered_sets["tainted-nodes"]))
     assert tainted["node_selector"] == {"pool": "data"}
     assert tainted["tolerations"][0]["key"] == "dedicated"

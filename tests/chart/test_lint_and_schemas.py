@@ -6,7 +6,14 @@ import copy
 
 import pytest
 
-from tests.chart.chart import BASE_VALUES, CHART, KUBERNETES_VERSIONS, Rendered, run_helm, schema_errors
+from tests.chart.chart import (
+    BASE_VALUES,
+    CHART,
+    KUBERNETES_VERSIONS,
+    Rendered,
+    run_helm,
+    schema_errors,
+)
 from tests.chart.conftest import NO_BASE, VALUE_SETS
 
 

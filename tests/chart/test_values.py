@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from flows.quantities import QUANTITY_PATTERN
 from tests.chart.chart import CHART, HelmError, helm_template
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
@@ -149,8 +150,8 @@ def test_schema_is_draft_07_and_closes_every_object() -> None:
 def test_every_resources_block_uses_the_quantity_patterns() -> None:
     definitions = SCHEMA["definitions"]
     for kind in ("cpu", "memory"):
-        assert definitions["cpuMemory"]["properties"][kind] == {"$ref": f"#/definitions/{kind}"}
-        assert definitions[kind]["pattern"]
+        assert definitions["cpuMemory"]["properties"][kind] == {"$ref": "#/definitions/quantity"}
+    assert definitions["quantity"]["pattern"] == QUANTITY_PATTERN
     assert definitions["resources"]["properties"] == {
         "requests": {"$ref": "#/definitions/cpuMemory"},
         "limits": {"$ref": "#/definitions/cpuMemory"},
