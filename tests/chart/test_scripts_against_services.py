@@ -88,7 +88,8 @@ def prefect_server(
     running = PrefectServer(f"http://127.0.0.1:{port}/api", home)
     try:
         wait = _container(default, "Deployment", "rel-prefect-dlt-worker", "wait-for-server")
-        done = _run(wait["command"], {**running.client_env(), "WAIT_SECONDS": "90"})
+        command = [*wait["command"][:-1], "90"]  # --timeout 90
+        done = _run(command, running.client_env())
         if done.returncode != 0:
             pytest.fail(
                 f"server not ready: {done.stdout}{done.stderr}\n{(home / 'server.log').read_text()}"
@@ -135,18 +136,70 @@ def test_work_pool_sync_then_helm_test(
     assert pool["base_job_template"] == json.loads(template_json)
 
     test_pod = default.get("Pod", "rel-prefect-dlt-test-connection")["spec"]["containers"][0]
-    pool_env = {"WORK_POOL": "dlt-k8s"}
-    passed = _run(test_pod["command"], {**env, **pool_env})
+    passed = _run(test_pod["command"], env)
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert "work pool 'dlt-k8s'" in passed.stdout
 
-    wrong_auth = _run(test_pod["command"], {**prefect_server.client_env("admin:wrong"), **pool_env})
+    wrong_auth = _run(test_pod["command"], prefect_server.client_env("admin:wrong"))
     assert wrong_auth.returncode != 0
     assert "rejected the auth string" in wrong_auth.stderr
 
-    missing = _run(test_pod["command"], {**env, "WORK_POOL": "no-such-pool"})
+    missing = _run([*test_pod["command"][:-1], "no-such-pool"], env)
     assert missing.returncode != 0
     assert "not found" in missing.stderr
+
+
+def test_worker_start_leaves_the_pool_as_setup_made_it(
+    prefect_server: PrefectServer, default: Rendered, tmp_path: Path
+) -> None:
+    """Defect: the init container ran `prefect work-pool create --overwrite`, which cleared
+    the concurrency limit and unpaused the pool on every worker restart. `flows setup` owns
+    the pool's settings; the worker's start-up commands change the template at most."""
+    pool = "dlt-owned"
+    template_file = tmp_path / "base-job-template.json"
+    template = json.loads(
+        default.get("ConfigMap", "rel-prefect-dlt-base-job-template")["data"][
+            "base-job-template.json"
+        ]
+    )
+    template_file.write_text(json.dumps(template))
+    env = prefect_server.client_env()
+    setup = _run(
+        [
+            "flows",
+            "setup",
+            "--pool",
+            pool,
+            "--pool-concurrency",
+            "3",
+            "--base-job-template",
+            str(template_file),
+        ],
+        env,
+    )
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    paused = _run(["prefect", "work-pool", "pause", pool], env)
+    assert paused.returncode == 0, paused.stdout + paused.stderr
+    before = _api_get(prefect_server, f"/work_pools/{pool}").json()
+    assert (before["concurrency_limit"], before["status"]) == (3, "PAUSED")
+
+    # a new chart version changed the template: the worker rolls and re-syncs
+    template["variables"]["properties"]["cpu_request"]["default"] = "750m"
+    template_file.write_text(json.dumps(template))
+    worker = next(pod_specs(default.get("Deployment", "rel-prefect-dlt-worker")))[1]
+    for init in worker["initContainers"]:
+        command = [str(template_file) if a.startswith("/template/") else a for a in init["command"]]
+        command = [pool if a == "dlt-k8s" else a for a in command]
+        if command[-2:] == ["--timeout", "600"]:
+            command[-1] = "30"
+        for _restart in range(2):
+            done = _run(command, env)
+            assert done.returncode == 0, f"{init['name']}: {done.stdout}{done.stderr}"
+
+    after = _api_get(prefect_server, f"/work_pools/{pool}").json()
+    assert after["concurrency_limit"] == 3, "the limit flows setup set survives"
+    assert after["status"] == "PAUSED", "a paused pool stays paused"
+    assert after["base_job_template"] == template, "the template is synced"
 
 
 def test_deploy_hook_registers_the_deployments(
@@ -161,8 +214,11 @@ def test_deploy_hook_registers_the_deployments(
         ]
     )
     hook = _container(default, "Job", "rel-prefect-dlt-deploy-flows", "deploy-flows")
-    args = [
-        arg.replace("/template/base-job-template.json", str(template_file)) for arg in hook["args"]
+    args = [  # the image's /opt/flows is this tree
+        arg.replace("/template/base-job-template.json", str(template_file)).replace(
+            "/opt/flows", str(REPO)
+        )
+        for arg in hook["args"]
     ]
     literal_env = {e["name"]: e["value"] for e in hook["env"] if "value" in e}
     literal_env.pop("HOME")
@@ -190,23 +246,20 @@ def test_deploy_hook_registers_the_deployments(
 def test_bucket_hook_creates_the_bucket_once(seaweed: SeaweedFS, default: Rendered) -> None:
     hook = _container(default, "Job", "rel-prefect-dlt-create-bucket", "create-bucket")
     bucket = "chart-hook-bucket"
-    env = {**seaweed.env(), "BUCKET": bucket, "HOME": "/tmp"}
-    first = _run(hook["command"], env)
+    env = {**seaweed.env(), "HOME": "/tmp"}
+    command = [bucket if a == "prefect-dlt" else a for a in hook["command"]]
+    first = _run(command, env)
     assert first.returncode == 0, first.stderr
     assert f"bucket {bucket}: created" in first.stdout
-    again = _run(hook["command"], env)
+    again = _run(command, env)
     assert again.returncode == 0, again.stderr
     assert f"bucket {bucket}: exists" in again.stdout
 
 
 def test_bucket_hook_gives_up_on_bad_credentials(seaweed: SeaweedFS, default: Rendered) -> None:
     hook = _container(default, "Job", "rel-prefect-dlt-create-bucket", "create-bucket")
-    env = {
-        **seaweed.env(),
-        "AWS_SECRET_ACCESS_KEY": "wrong",
-        "BUCKET": "never-made",
-        "WAIT_SECONDS": "0",
-    }
-    done = _run(hook["command"], env)
+    env = {**seaweed.env(), "AWS_SECRET_ACCESS_KEY": "wrong"}
+    command = [*hook["command"][:2], "never-made", "--timeout", "0"]
+    done = _run(command, env)
     assert done.returncode != 0
-    assert "store not ready in time" in done.stderr
+    assert "not ready after 0 s" in done.stderr
