@@ -228,7 +228,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     records the flows version it was made from (`flows doctor` compares it)."""
     import subprocess
 
+    from flows.deploy_check import check_project
+
     project = args.project_dir or Path(os.environ.get("FLOWS_PROJECT_DIR", "."))
+    check_project(project)  # a request above its limit fails here, not at Job creation
     env = {
         **os.environ,
         "FLOWS_VERSION": __version__,

@@ -104,6 +104,13 @@ def check_pod_resources(env: Mapping[str, str] | None = None) -> None:
     Kubernetes never starts such a pod, but a process pool (the local stack) does, with the
     same job variables: the run fails there as it would on the cluster.
     """
+    from flows.resources import container_limits
+
     env = os.environ if env is None else env
     given = {key: env[name] for key, name in POD_RESOURCE_ENV.items() if env.get(name)}
+    cgroup = container_limits()  # what the kernel enforces, when the env does not say
+    if "cpu_limit" not in given and cgroup.cpu_limit:
+        given["cpu_limit"] = f"{cgroup.cpu_limit:g}"
+    if "memory_limit" not in given and cgroup.memory_limit:
+        given["memory_limit"] = str(cgroup.memory_limit)
     check_requests_within_limits(given, {}, where="flow-run pod")
