@@ -263,3 +263,45 @@ def test_bucket_hook_gives_up_on_bad_credentials(seaweed: SeaweedFS, default: Re
     done = _run(command, env)
     assert done.returncode != 0
     assert "not ready after 0 s" in done.stderr
+
+
+def test_tune_apply_refuses_a_request_above_the_pools_default_limit(
+    prefect_server: PrefectServer,
+    default: Rendered,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`flows tune --apply` writes job_variables the server would accept (each quantity is
+    valid) but Kubernetes would not: the request is above the pool's default limit."""
+    from prefect.client.orchestration import get_client
+
+    from flows.errors import ConfigError
+    from flows.tune import Recommendation, apply
+
+    for key, value in prefect_server.client_env().items():
+        monkeypatch.setenv(key, value)
+    template_file = tmp_path / "base-job-template.json"
+    template_file.write_text(
+        default.get("ConfigMap", "rel-prefect-dlt-base-job-template")["data"][
+            "base-job-template.json"
+        ]
+    )
+    pool = "dlt-tune"
+    setup = _run(
+        ["flows", "setup", "--pool", pool, "--base-job-template", str(template_file)],
+        prefect_server.client_env(),
+    )
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    with get_client(sync_client=True) as client:
+        flow_id = client.create_flow_from_name("tune-check")
+        deployment_id = client.create_deployment(
+            flow_id=flow_id, name="tune-check", work_pool_name=pool, job_variables={}
+        )
+        deployment = client.read_deployment(deployment_id)
+        too_big = Recommendation("tune-check", {}, {"memory_request": "3Gi"}, [])
+        with pytest.raises(ConfigError, match=r"memory_request 3Gi is above memory_limit 2Gi"):
+            apply(client, deployment, too_big)
+        assert client.read_deployment(deployment_id).job_variables == {}, "nothing written"
+        fits = Recommendation("tune-check", {}, {"memory_request": "1536Mi"}, [])
+        apply(client, deployment, fits)
+        assert client.read_deployment(deployment_id).job_variables == {"memory_request": "1536Mi"}
