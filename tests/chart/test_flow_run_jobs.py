@@ -34,6 +34,16 @@ PLACEHOLDER = re.compile(r"{{\s*\$(\w+)\s*}}")
 Jobs = dict[str, dict[str, dict[str, Any]]]  # value set -> deployment -> Job
 
 
+class _NoClient:
+    """Stands in for a PrefectClient that must not be called."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the template asked the API for {name}")
+
+
+NO_CLIENT: Any = _NoClient()
+
+
 def _deployments(image: str) -> dict[str, dict[str, Any]]:
     """job_variables of each deployment of prefect.yaml, its env placeholders filled."""
     values = {"FLOWS_IMAGE": image, "FLOWS_WORK_POOL": "dlt-k8s"}
@@ -50,8 +60,10 @@ async def _build(template: dict[str, Any], job_variables: dict[str, Any]) -> dic
     from prefect.client.schemas.objects import FlowRun
     from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
 
+    # The template has no block or variable references, so the client is never asked:
+    # NO_CLIENT keeps Prefect from starting its ephemeral server for nothing.
     configuration = await KubernetesWorkerJobConfiguration.from_template_and_values(
-        template, job_variables
+        template, job_variables, client=NO_CLIENT
     )
     configuration.prepare_for_flow_run(FlowRun(flow_id=uuid.uuid4(), name="test-run"))
     return configuration.job_manifest

@@ -135,6 +135,20 @@ OPEN_OBJECTS = {
     "#/properties/global",
     "#/definitions/affinity/properties/nodeAffinity/properties/"
     "requiredDuringSchedulingIgnoredDuringExecution",
+    # Kubernetes objects passed through whole (the rendered pods are validated strictly
+    # against the Kubernetes schemas): an EnvVarSource and the allowed volume sources
+    "#/definitions/envVar/properties/valueFrom",
+    *(
+        f"#/definitions/volume/properties/{kind}"
+        for kind in (
+            "configMap",
+            "secret",
+            "emptyDir",
+            "persistentVolumeClaim",
+            "projected",
+            "downwardAPI",
+        )
+    ),
 }
 
 
@@ -195,6 +209,7 @@ def test_every_value_is_documented() -> None:
 # Values handed to Kubernetes whole (toYaml): their inner keys are Kubernetes', not ours.
 WHOLE_VALUES = {"resources", "nodeSelector", "tolerations", "affinity", "annotations"}
 WHOLE_VALUES |= {"namespaceSelector", "extraEnv", "command", "args", "imagePullSecrets"}
+WHOLE_VALUES |= {"startup", "liveness", "readiness", "podSelector", "podAnnotations", "podLabels"}
 
 
 def test_every_value_is_read_by_a_template() -> None:

@@ -137,6 +137,15 @@ seccompProfile:
 {{- end }}
 {{- end -}}
 
+{{/* Timings of a probe from its values block (only the keys that are set). */}}
+{{- define "prefect-dlt.probeTimings" -}}
+{{- $out := dict -}}
+{{- range $key := list "initialDelaySeconds" "periodSeconds" "timeoutSeconds" "failureThreshold" -}}
+{{- if hasKey $ $key }}{{ $_ := set $out $key (int (index $ $key)) }}{{ end -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end -}}
+
 {{/* ---------- secrets ---------- */}}
 
 {{/*
