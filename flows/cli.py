@@ -143,6 +143,8 @@ def _add_chart_commands(sub: Any) -> None:
     bucket.add_argument("bucket")
     bucket.add_argument("--timeout", type=float, default=float(os.environ.get("WAIT_SECONDS", 120)))
     bucket.set_defaults(func=cmd_hook)
+    migrate = sub.add_parser("server-migrate", help="HA server: migrate the database once")
+    migrate.set_defaults(func=cmd_server_migrate)
     check = sub.add_parser("check-release", help="helm test: server ready, auth, work pool")
     check.add_argument("--pool", default=os.environ.get("FLOWS_WORK_POOL", "dlt-k8s"))
     check.set_defaults(func=cmd_hook)
@@ -322,6 +324,14 @@ def cmd_work_pool_sync(args: argparse.Namespace) -> int:
     from flows.hooks import sync_work_pool
 
     print(sync_work_pool(args.pool, args.base_job_template))
+    return 0
+
+
+def cmd_server_migrate(args: argparse.Namespace) -> int:
+    from flows.server_migrate import migrate
+
+    for line in migrate():
+        print(line)
     return 0
 
 

@@ -75,6 +75,18 @@ appVersion. No default repository: nobody can pull an image the chart would inve
 {{- include "prefect-dlt.imageRef" (dict "image" (dict "repository" $repository "tag" (default .Chart.AppVersion .Values.image.tag) "digest" .Values.image.digest)) -}}
 {{- end -}}
 
+{{/*
+The server's image: prefecthq/prefect, or with server.ha.enabled the platform image, which
+has prefect-redis (pinned in requirements.lock) for messaging and cache on Redis.
+*/}}
+{{- define "prefect-dlt.serverImage" -}}
+{{- if .Values.server.ha.enabled -}}
+{{- include "prefect-dlt.platformImage" . -}}
+{{- else -}}
+{{- include "prefect-dlt.imageRef" (dict "image" .Values.server.image) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The image of the deploy hook: the user's project image, or the platform image. */}}
 {{- define "prefect-dlt.projectImage" -}}
 {{- with .Values.deployFlows.image.repository -}}
@@ -293,4 +305,67 @@ Call with (dict "ctx" $ "resources" <resources block> "timeout" <seconds>).
   volumeMounts:
     - name: tmp
       mountPath: /tmp
+{{- end -}}
+
+{{/* ---------- HA server ---------- */}}
+
+{{- define "prefect-dlt.redisName" -}}{{ include "prefect-dlt.fullname" . }}-redis{{- end -}}
+
+{{/*
+env of every HA server process (API replicas, services, migrations): PostgreSQL, and
+messaging, cache, event ordering, concurrency leases and background tasks on Redis
+(prefect-redis). Migrations and block registration run once, in the migration Job.
+*/}}
+{{- define "prefect-dlt.serverEnv" -}}
+- name: HOME
+  value: /home/prefect
+- name: PREFECT_SERVER_ANALYTICS_ENABLED
+  value: "false"
+- name: PREFECT_SERVER_DATABASE_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "prefect-dlt.databasePasswordSecretName" . }}
+      key: password
+- name: PREFECT_SERVER_DATABASE_CONNECTION_URL
+  {{- if .Values.server.ha.enabled }}
+  # no password in it (a placeholder): a literal, so the pre-install migration Job needs no
+  # Secret of the release
+  value: {{ include "prefect-dlt.databaseUrl" . | quote }}
+  {{- else }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "prefect-dlt.databaseSecretName" . }}
+      key: connection-url
+  {{- end }}
+{{- if .Values.server.ha.enabled }}
+- name: PREFECT_SERVER_DATABASE_MIGRATE_ON_START
+  value: "false"
+- name: PREFECT_SERVER_REGISTER_BLOCKS_ON_START
+  value: "false"
+- name: PREFECT_MESSAGING_BROKER
+  value: prefect_redis.messaging
+- name: PREFECT_MESSAGING_CACHE
+  value: prefect_redis.messaging
+- name: PREFECT_SERVER_EVENTS_CAUSAL_ORDERING
+  value: prefect_redis.ordering
+- name: PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE
+  value: prefect_redis.lease_storage
+{{- if .Values.redis.bundled.enabled }}
+- name: PREFECT_REDIS_MESSAGING_URL
+  value: {{ printf "redis://%s:6379/0" (include "prefect-dlt.serviceHost" (dict "ctx" . "service" (include "prefect-dlt.redisName" .))) | quote }}
+- name: PREFECT_SERVER_DOCKET_URL
+  value: {{ printf "redis://%s:6379/1" (include "prefect-dlt.serviceHost" (dict "ctx" . "service" (include "prefect-dlt.redisName" .))) | quote }}
+{{- else }}
+- name: PREFECT_REDIS_MESSAGING_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "redis.external.existingSecret is required with server.ha.enabled and redis.bundled.enabled=false" .Values.redis.external.existingSecret }}
+      key: url
+- name: PREFECT_SERVER_DOCKET_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.external.existingSecret }}
+      key: docket-url
+{{- end }}
+{{- end }}
 {{- end -}}

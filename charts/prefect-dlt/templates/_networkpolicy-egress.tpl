@@ -63,9 +63,17 @@ spec:
 {{- $peers := list }}{{ range . }}{{ $peers = append $peers (dict "ipBlock" (dict "cidr" .)) }}{{ end -}}
 {{- $_ := set $kubeApi "to" $peers -}}
 {{- end -}}
-{{- include "prefect-dlt.egressPolicy" (dict "ctx" . "name" "server" "components" (list "server") "rules" (list $database)) }}
+{{- $serverRules := list $database -}}
+{{- if .Values.server.ha.enabled -}}
+{{- $redis := dict "ports" (list (dict "protocol" "TCP" "port" 6379)) -}}
+{{- if .Values.redis.bundled.enabled -}}
+{{- $_ := set $redis "to" (include "prefect-dlt.toComponent" (dict "ctx" . "component" "redis") | fromYamlArray) -}}
+{{- end -}}
+{{- $serverRules = append $serverRules $redis -}}
+{{- end -}}
+{{- include "prefect-dlt.egressPolicy" (dict "ctx" . "name" "server" "components" (list "server" "server-services" "migrate") "rules" $serverRules) }}
 {{- include "prefect-dlt.egressPolicy" (dict "ctx" . "name" "worker" "components" (list "worker") "rules" (list $toServer $kubeApi)) }}
 {{- include "prefect-dlt.egressPolicy" (dict "ctx" . "name" "hooks" "components" (list "deploy-flows" "create-bucket" "test") "rules" (list $toServer $stateStore)) }}
 {{- include "prefect-dlt.egressPolicy" (dict "ctx" . "name" "flow-run" "components" (list "flow-run") "rules" (concat (list $toServer $stateStore) $eg.flowRuns)) }}
-{{- include "prefect-dlt.egressPolicy" (dict "ctx" . "name" "data" "components" (list "postgresql" "storage") "rules" (list)) }}
+{{- include "prefect-dlt.egressPolicy" (dict "ctx" . "name" "data" "components" (list "postgresql" "storage" "redis") "rules" (list)) }}
 {{- end -}}
