@@ -66,7 +66,10 @@ class Processes:
         return proc
 
     def log(self, name: str) -> str:
-        return (self.root / f"{name}.log").read_text(errors="replace")[-4000:]
+        text = (self.root / f"{name}.log").read_text(errors="replace")
+        return "\n".join(line for line in text.splitlines() if "event_persister" not in line)[
+            -6000:
+        ]
 
     def kill(self, name: str) -> None:
         proc = self.running.pop(name)
