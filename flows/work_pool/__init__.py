@@ -1,15 +1,22 @@
-"""The Kubernetes work pool's base job template: one file, read by `flows setup` and the chart."""
+"""The Kubernetes work pool's base job template, built from code (flows/work_pool/template.py).
+
+`flows setup` applies it; the Helm chart embeds the same JSON (charts/prefect-dlt/files/,
+written by `python -m flows.work_pool > FILE` and checked by a test).
+"""
 
 from __future__ import annotations
 
 import json
-from importlib import resources
 from typing import Any
-
-TEMPLATE_NAME = "base-job-template.json"
 
 
 def base_job_template() -> dict[str, Any]:
-    """The template as a dict (the same bytes the Helm chart embeds)."""
-    text = resources.files(__package__).joinpath(TEMPLATE_NAME).read_text()
-    return dict(json.loads(text))
+    """The template as a dict."""
+    from flows.work_pool.template import build
+
+    return build()
+
+
+def template_json() -> str:
+    """The template as the chart stores it: indented, keys in model order, newline at the end."""
+    return json.dumps(base_job_template(), indent=2) + "\n"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "prefect-dlt"
 VALUES_DIR = Path(__file__).resolve().parent / "values"
+# added in front of every render unless base=False (what an install on a cluster has)
+BASE_VALUES = Path(__file__).resolve().parent / "base-values.yaml"
 RELEASE = "rel"
 NAMESPACE = "pipelines"
 FULLNAME = f"{RELEASE}-prefect-dlt"
@@ -59,9 +62,10 @@ def helm_template(
     set_values: Sequence[str] = (),
     chart: Path = CHART,
     show_only: Sequence[str] = (),
+    base: bool = True,
 ) -> str:
     args = ["template", RELEASE, str(chart), "--namespace", NAMESPACE]
-    for path in values_files:
+    for path in [BASE_VALUES] * base + list(values_files):
         args += ["--values", str(path)]
     for item in set_values:
         args += ["--set", item]
@@ -78,8 +82,17 @@ def render(
     values_files: Sequence[Path] = (),
     set_values: Sequence[str] = (),
     chart: Path = CHART,
+    values: dict[str, Any] | None = None,
+    base: bool = True,
 ) -> list[Manifest]:
-    return load_manifests(helm_template(values_files, set_values, chart))
+    """The chart's objects; `values` (a dict) is written to a file given after the others."""
+    if values is None:
+        return load_manifests(helm_template(values_files, set_values, chart, base=base))
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as extra:
+        yaml.safe_dump(values, extra)
+        extra.flush()
+        files = [*values_files, Path(extra.name)]
+        return load_manifests(helm_template(files, set_values, chart, base=base))
 
 
 @dataclass(frozen=True)

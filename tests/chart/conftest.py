@@ -8,12 +8,15 @@ import pytest
 
 from tests.chart.chart import CHART, VALUES_DIR, Rendered, helm_binary, render
 
-# name -> values files; "default" is the chart's values.yaml alone.
+# name -> values files; "default" is the chart's values.yaml (plus tests/chart/base-values.yaml,
+# like every set but the GitOps one, which must render with no cluster and nothing ephemeral).
 VALUE_SETS: dict[str, list[Path]] = {
     "default": [],
     **{path.stem: [path] for path in sorted(VALUES_DIR.glob("*.yaml"))},
     "production-example": [CHART / "values-production.yaml"],
 }
+
+NO_BASE = {"gitops-secrets"}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -27,7 +30,10 @@ def helm() -> Path:
 
 @pytest.fixture(scope="session")
 def rendered_sets(helm: Path) -> dict[str, Rendered]:
-    return {name: Rendered(name, render(files)) for name, files in VALUE_SETS.items()}
+    return {
+        name: Rendered(name, render(files, base=name not in NO_BASE))
+        for name, files in VALUE_SETS.items()
+    }
 
 
 @pytest.fixture(scope="session")

@@ -7,13 +7,16 @@ import base64
 import pytest
 
 from tests.chart.chart import (
+    BASE_VALUES,
     CHART,
+    NAMESPACE,
     Rendered,
     containers,
     env_of,
     helm_template,
     load_manifests,
     pod_specs,
+    render,
     run_helm,
 )
 
@@ -134,7 +137,7 @@ def test_postgresql(default: Rendered) -> None:
     assert claim["metadata"]["name"] == "data"
     assert claim["spec"]["resources"]["requests"]["storage"] == "8Gi"
     postgres = _container(default, "StatefulSet", "rel-prefect-dlt-postgresql", "postgresql")
-    assert postgres["image"] == "postgres:16-alpine"
+    assert postgres["image"] == "postgres:16.10-alpine3.22", "a patch release, not a floating tag"
     env = env_of(postgres)
     assert _secret_ref(env["POSTGRES_PASSWORD"]) == ("rel-prefect-dlt-database", "password")
     assert env["PGDATA"]["value"].startswith("/var/lib/postgresql/data/")
@@ -201,6 +204,8 @@ def test_bundled_storage(default: Rendered) -> None:
         data["AWS_ENDPOINT_URL"]
         == "http://rel-prefect-dlt-storage.pipelines.svc.cluster.local:8333"
     )
+    bucket = _container(default, "Job", "rel-prefect-dlt-create-bucket", "create-bucket")
+    assert bucket["command"][:3] == ["flows", "create-bucket", "prefect-dlt"]
     store = _container(default, "StatefulSet", "rel-prefect-dlt-storage", "seaweedfs")
     assert store["image"] == "chrislusf/seaweedfs:4.48"
     assert store["command"][:2] == ["weed", "server"]
@@ -218,7 +223,6 @@ def test_bundled_storage(default: Rendered) -> None:
     assert annotations["helm.sh/hook"] == "post-install,post-upgrade"
     bucket = _container(default, "Job", "rel-prefect-dlt-create-bucket", "create-bucket")
     assert bucket["image"] == "prefect-dlt:0.1.0"
-    assert env_of(bucket)["BUCKET"]["value"] == "prefect-dlt"
     assert bucket["envFrom"] == [{"secretRef": {"name": "rel-prefect-dlt-storage"}}]
 
 
@@ -277,7 +281,7 @@ def test_platform_image_values() -> None:
     pod = manifests[0]["spec"]["template"]["spec"]
     assert {c["image"] for c in containers(pod)} == {"reg.example/flows:1.2.3"}
     assert pod["containers"][0]["command"][6] == "etl"
-    assert pod["initContainers"][1]["command"][3] == "etl"
+    assert pod["initContainers"][1]["command"][4] == "etl"
 
 
 # ---------- flow deployments hook ----------
@@ -297,7 +301,8 @@ def test_deploy_flows_hook(default: Rendered) -> None:
     assert deploy["workingDir"] == "/opt/flows"
     assert deploy["command"] == ["/bin/sh", "-ec"]
     assert deploy["args"] == [
-        "flows setup --base-job-template /template/base-job-template.json && flows deploy"
+        "flows setup --base-job-template /template/base-job-template.json"
+        " && flows deploy --project-dir /opt/flows"
     ]
     mounts = {m["mountPath"]: m["name"] for m in deploy["volumeMounts"]}
     volumes = {
@@ -315,6 +320,52 @@ def test_deploy_flows_hook(default: Rendered) -> None:
     )
     init = _pod(default, "Job", "rel-prefect-dlt-deploy-flows")["initContainers"]
     assert [c["name"] for c in init] == ["wait-for-server"]
+
+
+def test_deploy_hook_of_a_user_project() -> None:
+    """Your image and prefect.yaml folder; the platform's examples only when asked."""
+    values = {"deployFlows": {"image": {"repository": "reg.example/acme-flows", "tag": "7"}}}
+    values["deployFlows"]["projectDir"] = "/srv/acme"
+    for examples, expected in ((True, " && flows deploy --project-dir /opt/flows"), (False, "")):
+        values["deployFlows"]["registerExamples"] = examples
+        found = Rendered("project", render(values=values))
+        deploy = _container(found, "Job", "rel-prefect-dlt-deploy-flows", "deploy-flows")
+        assert deploy["image"] == "reg.example/acme-flows:7"
+        assert deploy["workingDir"] == "/srv/acme"
+        assert env_of(deploy)["FLOWS_PROJECT_DIR"]["value"] == "/srv/acme"
+        assert deploy["args"] == [
+            "flows setup --base-job-template /template/base-job-template.json"
+            " && flows deploy --project-dir /srv/acme" + expected
+        ]
+
+
+def test_hooks_finish_within_helms_timeout(rendered: Rendered) -> None:
+    """Helm waits 300 s for a hook by default; a hook that waits 600 s for the server made
+    Helm fail with "timed out" and no pod to look at."""
+    for job in rendered.all("Job"):
+        deadline = job["spec"]["activeDeadlineSeconds"]
+        assert deadline < 300, job["metadata"]["name"]
+        pod = job["spec"]["template"]["spec"]
+        for container in containers(pod):
+            if "--timeout" in container.get("command", []):
+                wait = float(container["command"][container["command"].index("--timeout") + 1])
+                assert wait < deadline, (job["metadata"]["name"], container["name"])
+
+
+def test_notes_say_what_to_do_when_a_hook_times_out() -> None:
+    notes = run_helm(
+        "install",
+        "rel",
+        str(CHART),
+        "--dry-run=client",
+        "--namespace",
+        NAMESPACE,
+        "--values",
+        str(BASE_VALUES),
+    )
+    assert "timed out" in notes
+    assert "kubectl --namespace pipelines logs job/rel-prefect-dlt-deploy-flows" in notes
+    assert "--timeout" in notes
 
 
 def test_deploy_flows_command_is_overridable() -> None:
@@ -350,7 +401,7 @@ def _policy(rendered: Rendered, name: str) -> dict:
 
 
 def test_network_policies(default: Rendered) -> None:
-    assert len(default.all("NetworkPolicy")) == 3
+    assert len(default.all("NetworkPolicy")) == 4
     postgres = _policy(default, "rel-prefect-dlt-postgresql")
     assert postgres["policyTypes"] == ["Ingress"]
     assert postgres["ingress"] == [
@@ -397,10 +448,79 @@ def test_network_policy_selects_the_pods(default: Rendered) -> None:
 def test_network_policies_toggle(rendered_sets: dict[str, Rendered]) -> None:
     assert rendered_sets["no-network-policies"].all("NetworkPolicy") == []
     server = _policy(rendered_sets["ingress"], "rel-prefect-dlt-server")
-    assert server["ingress"][0]["from"] == [
+    assert server["ingress"][0]["from"][:2] == [
         {"podSelector": {}},
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
     ]
+
+
+def test_ingress_controller_reaches_the_server() -> None:
+    """With the Ingress on, its controller (another namespace) is let in by default."""
+    found = Rendered("ing", render(values={"server": {"ingress": {"enabled": True}}}))
+    sources = _policy(found, "rel-prefect-dlt-server")["ingress"][0]["from"]
+    assert {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
+    } in sources
+    custom = {
+        "server": {"ingress": {"enabled": True}},
+        "networkPolicy": {
+            "ingressController": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "edge"}},
+                "podSelector": {"matchLabels": {"app": "traefik"}},
+            }
+        },
+    }
+    sources = _policy(Rendered("ing", render(values=custom)), "rel-prefect-dlt-server")
+    assert {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "edge"}},
+        "podSelector": {"matchLabels": {"app": "traefik"}},
+    } in sources["ingress"][0]["from"]
+
+
+@pytest.mark.parametrize("service_type", ["NodePort", "LoadBalancer"])
+def test_node_port_and_load_balancer_traffic_reaches_the_server(service_type: str) -> None:
+    values = {"server": {"service": {"type": service_type}}}
+    sources = _policy(Rendered("np", render(values=values)), "rel-prefect-dlt-server")
+    assert {"ipBlock": {"cidr": "0.0.0.0/0"}} in sources["ingress"][0]["from"]
+    default_sources = _policy(Rendered("ci", render()), "rel-prefect-dlt-server")
+    assert {"ipBlock": {"cidr": "0.0.0.0/0"}} not in default_sources["ingress"][0]["from"]
+
+
+def test_worker_and_flow_run_pods_take_no_ingress(default: Rendered) -> None:
+    policy = _policy(default, "rel-prefect-dlt-no-ingress")
+    assert policy["ingress"] == [] and policy["policyTypes"] == ["Ingress"]
+    components = {e["key"]: e["values"] for e in policy["podSelector"]["matchExpressions"]}[
+        "app.kubernetes.io/component"
+    ]
+    assert {"worker", "flow-run"} <= set(components)
+    worker = default.get("Deployment", "rel-prefect-dlt-worker")
+    labels = worker["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/component"] in components
+
+
+def test_egress_policies_are_opt_in(rendered_sets: dict[str, Rendered]) -> None:
+    assert not [
+        p
+        for p in rendered_sets["default"].all("NetworkPolicy")
+        if "Egress" in p["spec"]["policyTypes"]
+    ]
+    production = rendered_sets["production-example"]
+    flow_run = _policy(production, "rel-prefect-dlt-egress-flow-run")
+    rules = flow_run["egress"]
+    assert {"protocol": "UDP", "port": 53} in rules[0]["ports"], "DNS first"
+    assert any({"protocol": "TCP", "port": 4200} in r["ports"] for r in rules), "Prefect API"
+    assert any({"protocol": "TCP", "port": 443} in r["ports"] for r in rules), "state bucket"
+    assert {
+        "to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
+        "ports": [{"protocol": "TCP", "port": 5432}],
+    } in rules
+    worker = _policy(production, "rel-prefect-dlt-egress-worker")["egress"]
+    assert {
+        "to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}],
+        "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}],
+    } in worker, "the Kubernetes API"
+    server = _policy(production, "rel-prefect-dlt-egress-server")["egress"]
+    assert any({"protocol": "TCP", "port": 5432} in r["ports"] for r in server), "database"
 
 
 def test_ingress(rendered_sets: dict[str, Rendered]) -> None:
@@ -422,18 +542,18 @@ def test_helm_test_pod(rendered: Rendered) -> None:
     assert [p["metadata"]["name"] for p in pods] == ["rel-prefect-dlt-test-connection"]
     pod = pods[0]
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    # Helm 3 deletes a hook-succeeded test pod before `helm test --logs` reads it
+    assert "hook-succeeded" not in pod["metadata"]["annotations"]["helm.sh/hook-delete-policy"]
     container = pod["spec"]["containers"][0]
-    assert container["command"][:2] == ["python", "-c"]
-    script = container["command"][2]
-    assert "/ready" in script and "/work_pools/" in script
+    assert container["command"] == ["flows", "check-release", "--pool", "dlt-k8s"]
     env = env_of(container)
     assert env["PREFECT_API_URL"]["value"] == API_URL
-    assert "WORK_POOL" in env
 
 
 @pytest.mark.parametrize("name", ["flows", "a-very-long-release-name-that-goes-on-and-on-and-on"])
 def test_names_fit(name: str) -> None:
-    for manifest in load_manifests(run_helm("template", name, str(CHART))):
+    args = ["template", name, str(CHART), "--values", str(BASE_VALUES)]
+    for manifest in load_manifests(run_helm(*args)):
         meta_name = manifest["metadata"]["name"]
         limit = 52 if manifest["kind"] == "StatefulSet" else 63
         assert len(meta_name) <= limit, meta_name

@@ -6,14 +6,22 @@ import copy
 
 import pytest
 
-from tests.chart.chart import CHART, KUBERNETES_VERSIONS, Rendered, run_helm, schema_errors
-from tests.chart.conftest import VALUE_SETS
+from tests.chart.chart import (
+    BASE_VALUES,
+    CHART,
+    KUBERNETES_VERSIONS,
+    Rendered,
+    run_helm,
+    schema_errors,
+)
+from tests.chart.conftest import NO_BASE, VALUE_SETS
 
 
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
 def test_helm_lint_strict(value_set: str) -> None:
     args = ["lint", "--strict", str(CHART)]
-    for path in VALUE_SETS[value_set]:
+    base = [] if value_set in NO_BASE else [BASE_VALUES]
+    for path in [*base, *VALUE_SETS[value_set]]:
         args += ["--values", str(path)]
     out = run_helm(*args)
     assert "0 chart(s) failed" in out, out

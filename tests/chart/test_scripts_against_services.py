@@ -88,7 +88,8 @@ def prefect_server(
     running = PrefectServer(f"http://127.0.0.1:{port}/api", home)
     try:
         wait = _container(default, "Deployment", "rel-prefect-dlt-worker", "wait-for-server")
-        done = _run(wait["command"], {**running.client_env(), "WAIT_SECONDS": "90"})
+        command = [*wait["command"][:-1], "90"]  # --timeout 90
+        done = _run(command, running.client_env())
         if done.returncode != 0:
             pytest.fail(
                 f"server not ready: {done.stdout}{done.stderr}\n{(home / 'server.log').read_text()}"
@@ -135,18 +136,70 @@ def test_work_pool_sync_then_helm_test(
     assert pool["base_job_template"] == json.loads(template_json)
 
     test_pod = default.get("Pod", "rel-prefect-dlt-test-connection")["spec"]["containers"][0]
-    pool_env = {"WORK_POOL": "dlt-k8s"}
-    passed = _run(test_pod["command"], {**env, **pool_env})
+    passed = _run(test_pod["command"], env)
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert "work pool 'dlt-k8s'" in passed.stdout
 
-    wrong_auth = _run(test_pod["command"], {**prefect_server.client_env("admin:wrong"), **pool_env})
+    wrong_auth = _run(test_pod["command"], prefect_server.client_env("admin:wrong"))
     assert wrong_auth.returncode != 0
     assert "rejected the auth string" in wrong_auth.stderr
 
-    missing = _run(test_pod["command"], {**env, "WORK_POOL": "no-such-pool"})
+    missing = _run([*test_pod["command"][:-1], "no-such-pool"], env)
     assert missing.returncode != 0
     assert "not found" in missing.stderr
+
+
+def test_worker_start_leaves_the_pool_as_setup_made_it(
+    prefect_server: PrefectServer, default: Rendered, tmp_path: Path
+) -> None:
+    """Defect: the init container ran `prefect work-pool create --overwrite`, which cleared
+    the concurrency limit and unpaused the pool on every worker restart. `flows setup` owns
+    the pool's settings; the worker's start-up commands change the template at most."""
+    pool = "dlt-owned"
+    template_file = tmp_path / "base-job-template.json"
+    template = json.loads(
+        default.get("ConfigMap", "rel-prefect-dlt-base-job-template")["data"][
+            "base-job-template.json"
+        ]
+    )
+    template_file.write_text(json.dumps(template))
+    env = prefect_server.client_env()
+    setup = _run(
+        [
+            "flows",
+            "setup",
+            "--pool",
+            pool,
+            "--pool-concurrency",
+            "3",
+            "--base-job-template",
+            str(template_file),
+        ],
+        env,
+    )
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    paused = _run(["prefect", "work-pool", "pause", pool], env)
+    assert paused.returncode == 0, paused.stdout + paused.stderr
+    before = _api_get(prefect_server, f"/work_pools/{pool}").json()
+    assert (before["concurrency_limit"], before["status"]) == (3, "PAUSED")
+
+    # a new chart version changed the template: the worker rolls and re-syncs
+    template["variables"]["properties"]["cpu_request"]["default"] = "750m"
+    template_file.write_text(json.dumps(template))
+    worker = next(pod_specs(default.get("Deployment", "rel-prefect-dlt-worker")))[1]
+    for init in worker["initContainers"]:
+        command = [str(template_file) if a.startswith("/template/") else a for a in init["command"]]
+        command = [pool if a == "dlt-k8s" else a for a in command]
+        if command[-2:] == ["--timeout", "600"]:
+            command[-1] = "30"
+        for _restart in range(2):
+            done = _run(command, env)
+            assert done.returncode == 0, f"{init['name']}: {done.stdout}{done.stderr}"
+
+    after = _api_get(prefect_server, f"/work_pools/{pool}").json()
+    assert after["concurrency_limit"] == 3, "the limit flows setup set survives"
+    assert after["status"] == "PAUSED", "a paused pool stays paused"
+    assert after["base_job_template"] == template, "the template is synced"
 
 
 def test_deploy_hook_registers_the_deployments(
@@ -161,8 +214,11 @@ def test_deploy_hook_registers_the_deployments(
         ]
     )
     hook = _container(default, "Job", "rel-prefect-dlt-deploy-flows", "deploy-flows")
-    args = [
-        arg.replace("/template/base-job-template.json", str(template_file)) for arg in hook["args"]
+    args = [  # the image's /opt/flows is this tree
+        arg.replace("/template/base-job-template.json", str(template_file)).replace(
+            "/opt/flows", str(REPO)
+        )
+        for arg in hook["args"]
     ]
     literal_env = {e["name"]: e["value"] for e in hook["env"] if "value" in e}
     literal_env.pop("HOME")
@@ -190,23 +246,62 @@ def test_deploy_hook_registers_the_deployments(
 def test_bucket_hook_creates_the_bucket_once(seaweed: SeaweedFS, default: Rendered) -> None:
     hook = _container(default, "Job", "rel-prefect-dlt-create-bucket", "create-bucket")
     bucket = "chart-hook-bucket"
-    env = {**seaweed.env(), "BUCKET": bucket, "HOME": "/tmp"}
-    first = _run(hook["command"], env)
+    env = {**seaweed.env(), "HOME": "/tmp"}
+    command = [bucket if a == "prefect-dlt" else a for a in hook["command"]]
+    first = _run(command, env)
     assert first.returncode == 0, first.stderr
     assert f"bucket {bucket}: created" in first.stdout
-    again = _run(hook["command"], env)
+    again = _run(command, env)
     assert again.returncode == 0, again.stderr
     assert f"bucket {bucket}: exists" in again.stdout
 
 
 def test_bucket_hook_gives_up_on_bad_credentials(seaweed: SeaweedFS, default: Rendered) -> None:
     hook = _container(default, "Job", "rel-prefect-dlt-create-bucket", "create-bucket")
-    env = {
-        **seaweed.env(),
-        "AWS_SECRET_ACCESS_KEY": "wrong",
-        "BUCKET": "never-made",
-        "WAIT_SECONDS": "0",
-    }
-    done = _run(hook["command"], env)
+    env = {**seaweed.env(), "AWS_SECRET_ACCESS_KEY": "wrong"}
+    command = [*hook["command"][:2], "never-made", "--timeout", "0"]
+    done = _run(command, env)
     assert done.returncode != 0
-    assert "store not ready in time" in done.stderr
+    assert "not ready after 0 s" in done.stderr
+
+
+def test_tune_apply_refuses_a_request_above_the_pools_default_limit(
+    prefect_server: PrefectServer,
+    default: Rendered,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`flows tune --apply` writes job_variables the server would accept (each quantity is
+    valid) but Kubernetes would not: the request is above the pool's default limit."""
+    from prefect.client.orchestration import get_client
+
+    from flows.errors import ConfigError
+    from flows.tune import Recommendation, apply
+
+    for key, value in prefect_server.client_env().items():
+        monkeypatch.setenv(key, value)
+    template_file = tmp_path / "base-job-template.json"
+    template_file.write_text(
+        default.get("ConfigMap", "rel-prefect-dlt-base-job-template")["data"][
+            "base-job-template.json"
+        ]
+    )
+    pool = "dlt-tune"
+    setup = _run(
+        ["flows", "setup", "--pool", pool, "--base-job-template", str(template_file)],
+        prefect_server.client_env(),
+    )
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    with get_client(sync_client=True) as client:
+        flow_id = client.create_flow_from_name("tune-check")
+        deployment_id = client.create_deployment(
+            flow_id=flow_id, name="tune-check", work_pool_name=pool, job_variables={}
+        )
+        deployment = client.read_deployment(deployment_id)
+        too_big = Recommendation("tune-check", {}, {"memory_request": "3Gi"}, [])
+        with pytest.raises(ConfigError, match=r"memory_request 3Gi is above memory_limit 2Gi"):
+            apply(client, deployment, too_big)
+        assert client.read_deployment(deployment_id).job_variables == {}, "nothing written"
+        fits = Recommendation("tune-check", {}, {"memory_request": "1536Mi"}, [])
+        apply(client, deployment, fits)
+        assert client.read_deployment(deployment_id).job_variables == {"memory_request": "1536Mi"}

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from flows.quantities import QUANTITY_PATTERN
 from tests.chart.chart import CHART, HelmError, helm_template
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
@@ -134,6 +135,20 @@ OPEN_OBJECTS = {
     "#/properties/global",
     "#/definitions/affinity/properties/nodeAffinity/properties/"
     "requiredDuringSchedulingIgnoredDuringExecution",
+    # Kubernetes objects passed through whole (the rendered pods are validated strictly
+    # against the Kubernetes schemas): an EnvVarSource and the allowed volume sources
+    "#/definitions/envVar/properties/valueFrom",
+    *(
+        f"#/definitions/volume/properties/{kind}"
+        for kind in (
+            "configMap",
+            "secret",
+            "emptyDir",
+            "persistentVolumeClaim",
+            "projected",
+            "downwardAPI",
+        )
+    ),
 }
 
 
@@ -149,8 +164,8 @@ def test_schema_is_draft_07_and_closes_every_object() -> None:
 def test_every_resources_block_uses_the_quantity_patterns() -> None:
     definitions = SCHEMA["definitions"]
     for kind in ("cpu", "memory"):
-        assert definitions["cpuMemory"]["properties"][kind] == {"$ref": f"#/definitions/{kind}"}
-        assert definitions[kind]["pattern"]
+        assert definitions["cpuMemory"]["properties"][kind] == {"$ref": "#/definitions/quantity"}
+    assert definitions["quantity"]["pattern"] == QUANTITY_PATTERN
     assert definitions["resources"]["properties"] == {
         "requests": {"$ref": "#/definitions/cpuMemory"},
         "limits": {"$ref": "#/definitions/cpuMemory"},
@@ -164,7 +179,7 @@ def test_every_resources_block_uses_the_quantity_patterns() -> None:
         return ("resources" in node) + sum(in_values(v) for v in node.values())
 
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    assert in_values(values) == len(in_schema) == 7
+    assert in_values(values) == len(in_schema) == 9
 
 
 def test_every_value_is_documented() -> None:
@@ -194,6 +209,7 @@ def test_every_value_is_documented() -> None:
 # Values handed to Kubernetes whole (toYaml): their inner keys are Kubernetes', not ours.
 WHOLE_VALUES = {"resources", "nodeSelector", "tolerations", "affinity", "annotations"}
 WHOLE_VALUES |= {"namespaceSelector", "extraEnv", "command", "args", "imagePullSecrets"}
+WHOLE_VALUES |= {"startup", "liveness", "readiness", "podSelector", "podAnnotations", "podLabels"}
 
 
 def test_every_value_is_read_by_a_template() -> None:

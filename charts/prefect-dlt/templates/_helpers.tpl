@@ -54,14 +54,58 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* ---------- images ---------- */}}
 
-{{/* "repository:tag" of an image block; call with (dict "image" .Values.server.image). */}}
+{{/*
+"repository:tag", or "repository@digest" when the block has a digest (pinned: a tag can be
+moved, a digest cannot); call with (dict "image" .Values.server.image).
+*/}}
 {{- define "prefect-dlt.imageRef" -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" .image.repository .image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" .image.repository (toString .image.tag) -}}
 {{- end -}}
+{{- end -}}
 
-{{/* The platform image; its tag defaults to the chart's appVersion. */}}
+{{/*
+The platform image (worker, hooks, test pod, flow runs); its tag defaults to the chart's
+appVersion. No default repository: nobody can pull an image the chart would invent.
+*/}}
 {{- define "prefect-dlt.platformImage" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag | toString) -}}
+{{- $repository := required "image.repository is required: build the platform image (docker build -f docker/Dockerfile -t REGISTRY/prefect-dlt:0.1.0 . && docker push REGISTRY/prefect-dlt:0.1.0), then --set image.repository=REGISTRY/prefect-dlt (on kind: kind load docker-image prefect-dlt:0.1.0 and --set image.repository=prefect-dlt)" .Values.image.repository -}}
+{{- include "prefect-dlt.imageRef" (dict "image" (dict "repository" $repository "tag" (default .Chart.AppVersion .Values.image.tag) "digest" .Values.image.digest)) -}}
+{{- end -}}
+
+{{/*
+The server's image: prefecthq/prefect, or with server.ha.enabled the platform image, which
+has prefect-redis (pinned in requirements.lock) for messaging and cache on Redis.
+*/}}
+{{- define "prefect-dlt.serverImage" -}}
+{{- if .Values.server.ha.enabled -}}
+{{- include "prefect-dlt.platformImage" . -}}
+{{- else -}}
+{{- include "prefect-dlt.imageRef" (dict "image" .Values.server.image) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The image of the deploy hook: the user's project image, or the platform image. */}}
+{{- define "prefect-dlt.projectImage" -}}
+{{- with .Values.deployFlows.image.repository -}}
+{{- include "prefect-dlt.imageRef" (dict "image" (dict "repository" . "tag" (default $.Chart.AppVersion $.Values.deployFlows.image.tag) "digest" $.Values.deployFlows.image.digest)) -}}
+{{- else -}}
+{{- include "prefect-dlt.platformImage" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Pod placement: nodeSelector, tolerations, affinity, priorityClassName of a block; call with
+(dict "block" .Values.worker "indent" 6).
+*/}}
+{{- define "prefect-dlt.placement" -}}
+{{- $out := dict -}}
+{{- range $key := list "nodeSelector" "tolerations" "affinity" "priorityClassName" -}}
+{{- with index $.block $key }}{{ $_ := set $out $key . }}{{ end -}}
+{{- end -}}
+{{- with $out }}{{ toYaml . | nindent $.indent }}{{ end -}}
 {{- end -}}
 
 {{/* imagePullSecrets of a pod spec, if any; call with (dict "ctx" $ "indent" 6). */}}
@@ -105,15 +149,31 @@ seccompProfile:
 {{- end }}
 {{- end -}}
 
+{{/* Timings of a probe from its values block (only the keys that are set). */}}
+{{- define "prefect-dlt.probeTimings" -}}
+{{- $out := dict -}}
+{{- range $key := list "initialDelaySeconds" "periodSeconds" "timeoutSeconds" "failureThreshold" -}}
+{{- if hasKey $ $key }}{{ $_ := set $out $key (int (index $ $key)) }}{{ end -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end -}}
+
 {{/* ---------- secrets ---------- */}}
 
 {{/*
 The value of a key of a Secret the chart generates, kept across upgrades: the live Secret's
 value when the release already has one (lookup), otherwise "<prefix><random>".
 Call with (dict "ctx" $ "secret" "<name>" "key" "<key>" "length" 32 ["prefix" "admin:"]).
-`helm template` has no cluster, so it generates a new value on every render.
+Without a cluster (helm template, --dry-run=client, Argo CD, Flux's post-renderers) lookup
+finds nothing and a new value would replace the live one on every render, so the render
+fails instead, unless generatedSecrets.allowEphemeral says the values are throwaway. A
+list of the namespace's Secrets is an object even when the namespace is new; without a
+cluster it is empty.
 */}}
 {{- define "prefect-dlt.generatedSecretValue" -}}
+{{- if not (or .ctx.Values.generatedSecrets.allowEphemeral (lookup "v1" "Secret" .ctx.Release.Namespace "")) -}}
+{{- fail (printf "Secret %s: the chart generates %s, but this render cannot read the live Secret (helm template, --dry-run, GitOps): every render would change it and the server would lose its database. Create the Secrets yourself and set auth.existingSecret, postgresql.auth.existingSecret (or externalDatabase.existingSecret) and storage.existingSecret (chart README, GitOps), or --set generatedSecrets.allowEphemeral=true for a throwaway render." .secret .key) -}}
+{{- end -}}
 {{- $live := lookup "v1" "Secret" .ctx.Release.Namespace .secret -}}
 {{- $data := dig "data" (dict) $live -}}
 {{- if hasKey $data .key -}}
@@ -146,8 +206,13 @@ Call with (dict "ctx" $ "secret" "<name>" "key" "<key>" "length" 32 ["prefix" "a
 
 {{/* ---------- connections ---------- */}}
 
+{{/* "<service>.<namespace>.svc.<clusterDomain>"; call with (dict "ctx" $ "service" "<name>"). */}}
+{{- define "prefect-dlt.serviceHost" -}}
+{{- printf "%s.%s.svc.%s" .service .ctx.Release.Namespace .ctx.Values.clusterDomain -}}
+{{- end -}}
+
 {{- define "prefect-dlt.serverUrl" -}}
-{{- printf "http://%s.%s.svc.cluster.local:%d" (include "prefect-dlt.serverName" .) .Release.Namespace (int .Values.server.service.port) -}}
+{{- printf "http://%s:%d" (include "prefect-dlt.serviceHost" (dict "ctx" . "service" (include "prefect-dlt.serverName" .))) (int .Values.server.service.port) -}}
 {{- end -}}
 
 {{/* PREFECT_API_URL of every client in the cluster. */}}
@@ -173,11 +238,23 @@ ${PREFECT_SERVER_DATABASE_PASSWORD} with that setting when it reads the URL.
 {{- define "prefect-dlt.databaseUrl" -}}
 {{- $v := .Values -}}
 {{- if $v.postgresql.enabled -}}
-{{- printf "postgresql+asyncpg://%s:${PREFECT_SERVER_DATABASE_PASSWORD}@%s.%s.svc.cluster.local:5432/%s" $v.postgresql.auth.username (include "prefect-dlt.postgresqlName" .) .Release.Namespace $v.postgresql.auth.database -}}
+{{- printf "postgresql+asyncpg://%s:${PREFECT_SERVER_DATABASE_PASSWORD}@%s:5432/%s" $v.postgresql.auth.username (include "prefect-dlt.databaseHost" .) $v.postgresql.auth.database -}}
 {{- else -}}
 {{- $host := required "externalDatabase.host is required when postgresql.enabled is false" $v.externalDatabase.host -}}
 {{- printf "postgresql+asyncpg://%s:${PREFECT_SERVER_DATABASE_PASSWORD}@%s:%d/%s" $v.externalDatabase.user $host (int $v.externalDatabase.port) $v.externalDatabase.database -}}
 {{- end -}}
+{{- end -}}
+
+{{/* Host and port of the server's PostgreSQL. */}}
+{{- define "prefect-dlt.databaseHost" -}}
+{{- if .Values.postgresql.enabled -}}
+{{- include "prefect-dlt.serviceHost" (dict "ctx" . "service" (include "prefect-dlt.postgresqlName" .)) -}}
+{{- else -}}
+{{- required "externalDatabase.host is required when postgresql.enabled is false" .Values.externalDatabase.host -}}
+{{- end -}}
+{{- end -}}
+{{- define "prefect-dlt.databasePort" -}}
+{{- ternary 5432 (int .Values.externalDatabase.port) .Values.postgresql.enabled -}}
 {{- end -}}
 
 {{/* The bucket of the state store. */}}
@@ -211,17 +288,13 @@ ${PREFECT_SERVER_DATABASE_PASSWORD} with that setting when it reads the URL.
 
 {{/*
 Init container of a platform-image pod that waits until the server answers /api/ready.
-Call with (dict "ctx" $ "resources" <resources block>).
+Call with (dict "ctx" $ "resources" <resources block> "timeout" <seconds>).
 */}}
 {{- define "prefect-dlt.waitForServerContainer" -}}
 - name: wait-for-server
   image: {{ include "prefect-dlt.platformImage" .ctx | quote }}
   imagePullPolicy: {{ .ctx.Values.image.pullPolicy }}
-  command:
-    - python
-    - -c
-    - |
-      {{- .ctx.Files.Get "files/scripts/wait_for_server.py" | nindent 6 }}
+  command: ["flows", "wait-for-server", "--timeout", {{ .timeout | quote }}]
   env:
     {{- include "prefect-dlt.apiClientEnv" .ctx | nindent 4 }}
     - name: HOME
@@ -232,4 +305,67 @@ Call with (dict "ctx" $ "resources" <resources block>).
   volumeMounts:
     - name: tmp
       mountPath: /tmp
+{{- end -}}
+
+{{/* ---------- HA server ---------- */}}
+
+{{- define "prefect-dlt.redisName" -}}{{ include "prefect-dlt.fullname" . }}-redis{{- end -}}
+
+{{/*
+env of every HA server process (API replicas, services, migrations): PostgreSQL, and
+messaging, cache, event ordering, concurrency leases and background tasks on Redis
+(prefect-redis). Migrations and block registration run once, in the migration Job.
+*/}}
+{{- define "prefect-dlt.serverEnv" -}}
+- name: HOME
+  value: /home/prefect
+- name: PREFECT_SERVER_ANALYTICS_ENABLED
+  value: "false"
+- name: PREFECT_SERVER_DATABASE_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "prefect-dlt.databasePasswordSecretName" . }}
+      key: password
+- name: PREFECT_SERVER_DATABASE_CONNECTION_URL
+  {{- if .Values.server.ha.enabled }}
+  # no password in it (a placeholder): a literal, so the pre-install migration Job needs no
+  # Secret of the release
+  value: {{ include "prefect-dlt.databaseUrl" . | quote }}
+  {{- else }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "prefect-dlt.databaseSecretName" . }}
+      key: connection-url
+  {{- end }}
+{{- if .Values.server.ha.enabled }}
+- name: PREFECT_SERVER_DATABASE_MIGRATE_ON_START
+  value: "false"
+- name: PREFECT_SERVER_REGISTER_BLOCKS_ON_START
+  value: "false"
+- name: PREFECT_MESSAGING_BROKER
+  value: prefect_redis.messaging
+- name: PREFECT_MESSAGING_CACHE
+  value: prefect_redis.messaging
+- name: PREFECT_SERVER_EVENTS_CAUSAL_ORDERING
+  value: prefect_redis.ordering
+- name: PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE
+  value: prefect_redis.lease_storage
+{{- if .Values.redis.bundled.enabled }}
+- name: PREFECT_REDIS_MESSAGING_URL
+  value: {{ printf "redis://%s:6379/0" (include "prefect-dlt.serviceHost" (dict "ctx" . "service" (include "prefect-dlt.redisName" .))) | quote }}
+- name: PREFECT_SERVER_DOCKET_URL
+  value: {{ printf "redis://%s:6379/1" (include "prefect-dlt.serviceHost" (dict "ctx" . "service" (include "prefect-dlt.redisName" .))) | quote }}
+{{- else }}
+- name: PREFECT_REDIS_MESSAGING_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "redis.external.existingSecret is required with server.ha.enabled and redis.bundled.enabled=false" .Values.redis.external.existingSecret }}
+      key: url
+- name: PREFECT_SERVER_DOCKET_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.external.existingSecret }}
+      key: docket-url
+{{- end }}
+{{- end }}
 {{- end -}}
