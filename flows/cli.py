@@ -37,7 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a pipeline, resuming whatever a dead run left")
-    run.add_argument("pipeline")
+    run.add_argument(
+        "pipeline", help="a declared pipeline, or module:function (a dlt source) to run ad hoc"
+    )
+    run.add_argument("--name", help="ad hoc: pipeline name (default: the function's name)")
+    run.add_argument("--dataset", help="ad hoc: dataset name (default: the pipeline name)")
+    run.add_argument("--destination", help="ad hoc: dlt destination (default: duckdb)")
     _add_state_args(run, required=False)
     run.add_argument("--pipelines-dir", type=Path, help="local working dirs (default: temp-free)")
     run.add_argument("--run-id", help="id shared by all attempts of one logical run")
@@ -153,7 +158,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flows.run import run_pipeline
 
     report = run_pipeline(
-        args.pipeline,
+        _pipeline_to_run(args),
         state_url=args.state_url,
         pipelines_dir=args.pipelines_dir,
         run_id=args.run_id,
@@ -168,11 +173,39 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_pipelines(args: argparse.Namespace) -> int:
-    from flows.pipelines import PIPELINES
+def _pipeline_to_run(args: argparse.Namespace) -> Any:
+    """A declared name, or an ad hoc spec for `module:function`."""
+    from flows.errors import ConfigError
+    from flows.pipelines import PipelineSpec
 
-    for spec in PIPELINES.values():
-        print(f"{spec.name:12} dataset {spec.dataset_name:10} {spec.description}")
+    if ":" not in args.pipeline:
+        if args.name or args.dataset or args.destination:
+            raise ConfigError(
+                f"--name, --dataset and --destination are for module:function, not the "
+                f"declared pipeline {args.pipeline!r} (set them in its declaration)"
+            )
+        return args.pipeline
+    function = args.pipeline.partition(":")[2].split(".")[-1]
+    return PipelineSpec(
+        name=args.name or function,
+        source=args.pipeline,
+        dataset_name=args.dataset or "",
+        destination=args.destination,
+        declared_in="the command line",
+    )
+
+
+def cmd_pipelines(args: argparse.Namespace) -> int:
+    from flows.pipelines import discover
+
+    catalog = discover()
+    if not catalog.pipelines:
+        print(f"no pipelines declared (looked in {catalog.where()})")
+    for spec in sorted(catalog.pipelines.values(), key=lambda s: s.name):
+        print(
+            f"{spec.name:16} dataset {spec.dataset:12} {spec.source_name}  "
+            f"[{spec.declared_in}]{'  ' + spec.description if spec.description else ''}"
+        )
     return 0
 
 
