@@ -85,7 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.set_defaults(func=cmd_deploy)
 
     tune = sub.add_parser("tune", help="recommend cpu/memory job_variables from run records")
-    tune.add_argument("deployment", help="deployment name (or flow name on the embedded default)")
+    tune.add_argument(
+        "deployment",
+        help="FLOW/DEPLOYMENT, a deployment name, or a flow name on the embedded default",
+    )
     tune.add_argument("--runs", type=int, default=20, help="newest run records to use")
     tune.add_argument("--apply", action="store_true", help="update the deployment's job_variables")
     tune.add_argument("--yes", action="store_true", help="apply without asking")

@@ -39,12 +39,12 @@ from prefect import Flow, Task, flow, get_run_logger, task
 from prefect.context import TaskRunContext
 from prefect.tasks import exponential_backoff
 
-from flows.errors import RetryableError, TerminalError, is_terminal
+from flows.errors import EXIT_CONFIG, RetryableError, TerminalError, exit_code_for, is_terminal
 from flows.pipelines import PipelineSpec, get_spec
 from flows.pipelines.spec import import_reference
 from flows.prefect.artifacts import RunTarget
 from flows.prefect.collector import PrefectCollector
-from flows.prefect.records import RunRecord, requests_from_env, write_record
+from flows.prefect.records import CONFIG_ERROR, RunRecord, requests_from_env, write_record
 from flows.resources import Usage, container_limits, current_usage
 
 REPORT_PREFIX = "FLOWS_REPORT "
@@ -281,6 +281,9 @@ def _run_task(
         outcome = "completed"
     except PipelineAttemptError as err:
         outcome = "killed" if "killed by signal" in str(err) else "failed"
+        raise
+    except Exception as err:
+        outcome = CONFIG_ERROR if exit_code_for(err) == EXIT_CONFIG else "failed"
         raise
     finally:
         record = _record(request, report, outcome, before, time.perf_counter() - started, isolate)
