@@ -298,19 +298,22 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_stack(args: argparse.Namespace) -> int:
     from flows.settings import flows_home
-    from flows.stack import LocalStack
+    from flows.stack import LocalStack, find_running, remember
 
+    if args.action == "env":
+        stack = find_running(args.dir, flows_home() / "stack")
+        for key, value in stack.run_env().items():
+            print(f"export {key}={value!r}")
+        return 0
     stack = LocalStack(args.dir or flows_home() / "stack", api_port=args.port)
     if args.action == "up":
         stack.up()
+        remember(stack.root)
         print(f"Prefect UI: http://127.0.0.1:{stack.api_port}  (user:password {stack.auth_string})")
         print(f"state and data: {stack.root}; `flows stack env` prints client settings")
-    elif args.action == "down":
+    else:
         stack.down()
         print(f"stopped; data kept in {stack.root}")
-    else:
-        for key, value in stack.run_env().items():
-            print(f"export {key}={value!r}")
     return 0
 
 

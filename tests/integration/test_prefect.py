@@ -389,6 +389,38 @@ def test_tune_recommends_from_ten_recorded_runs_and_applies(
     assert job_variables["image"] == ""  # other variables kept
 
 
+def test_stack_env_from_another_directory_finds_the_running_stack(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from flows.stack import remember
+
+    state = tmp_path / "state"
+    os.environ["XDG_STATE_HOME"] = str(state)  # the note `flows stack up` writes
+    try:
+        remember(stack.root)
+    finally:
+        del os.environ["XDG_STATE_HOME"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWS_", "PREFECT_API"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "flows", "stack", "env"],
+        cwd=elsewhere,
+        env={**env, "XDG_STATE_HOME": str(state)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"export PREFECT_API_AUTH_STRING={stack.auth_string!r}" in result.stdout
+    assert f"export PREFECT_API_URL={stack.api_url!r}" in result.stdout
+    assert list(elsewhere.iterdir()) == []
+
+
 def test_tune_bad_input(stack: LocalStack) -> None:
     unknown = _flows(stack, "tune", "no-such-deployment")
     assert unknown.returncode == 1
