@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import signal
 import threading
 import time
@@ -113,12 +114,15 @@ def test_deployed_flow_runs_end_to_end_with_artifacts(
     for step in ("extract", "normalize", "load"):
         assert f"synthetic-{step}-progress" in found and f"synthetic-{step}-summary" in found
         assert found[f"synthetic-{step}-progress"][-1].data == 100
+        progress = found[f"synthetic-{step}-progress"][-1].description
+        assert not re.search(r"\d{10}\.\d+", progress), progress  # no raw load ids
     assert found["synthetic-extract-summary"][-1].description.startswith(
         "synthetic extract: 30,000 rows"
     )
-    assert "| events | 30000 |" in found["synthetic-load-summary"][-1].data
+    assert "| events | 30,000 |" in found["synthetic-load-summary"][-1].data
     report = found["synthetic-report"][-1]
-    assert "| events | 30000 |" in report.data and "| events__tags | 60000 |" in report.data
+    assert "| events | 30,000 |" in report.data and "| events__tags | 60,000 |" in report.data
+    assert report.description.endswith("30,000 rows (+60,000 in nested tables)")
     assert "schema-changes" in " ".join(found)  # the first load creates tables
     assert synthetic_counts(warehouse(stack, "synthetic"))["events"] == 30000
 
