@@ -51,7 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the run report as JSON")
     run.set_defaults(func=cmd_run)
 
-    sub.add_parser("pipelines", help="list the pipelines").set_defaults(func=cmd_pipelines)
+    sub.add_parser("pipelines", help="list the declared pipelines and where they are declared")
+    sub.choices["pipelines"].set_defaults(func=cmd_pipelines)
+
+    init = sub.add_parser("init", help="write a new dlt project for the platform into DIR")
+    init.add_argument("dir", type=Path)
+    init.add_argument("--name", help="package and pipeline name (default: from DIR)")
+    init.set_defaults(func=cmd_init)
 
     setup = sub.add_parser("setup", help="create or update the work pool, limits and alerts")
     setup.add_argument("--pool", default=os.environ.get("FLOWS_WORK_POOL", "dlt-k8s"))
@@ -209,6 +215,17 @@ def cmd_pipelines(args: argparse.Namespace) -> int:
             f"{spec.name:16} dataset {spec.dataset:12} {spec.source_name}  "
             f"[{spec.declared_in}]{'  ' + spec.description if spec.description else ''}"
         )
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from flows.init import init_project, package_name
+
+    written = init_project(args.dir, args.name)
+    for path in written:
+        print(f"  {path}")
+    name = package_name(args.dir, args.name)
+    print(f"wrote {len(written)} files to {args.dir}; next: cd {args.dir} && flows run {name}")
     return 0
 
 

@@ -106,8 +106,8 @@ def _from_config() -> Iterator[PipelineSpec]:
             continue
         if not isinstance(table, Mapping):
             continue
-        location = provider.get_value_location("pipelines", None) or provider.name
-        where = f"{Path(location).resolve() if os.sep in location else location}"
+        location = next(iter(provider.present_locations), "") or provider.name
+        where = str(Path(location).resolve()) if os.sep in location else location
         for name, body in table.items():
             if isinstance(body, Mapping) and "source" in body and name not in seen:
                 seen.add(name)
