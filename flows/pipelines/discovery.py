@@ -17,7 +17,8 @@ declared this way, in its pyproject.toml):
     [project.entry-points."flows.pipelines"]
     my_api = "my_package.pipelines:my_api"   # a PipelineSpec, or a source function
 
-Nothing here imports a source: only the entry point's declaration module is loaded.
+Config declarations import nothing; an entry point's module is loaded to read it (keep it
+light: a PipelineSpec names its source as a string).
 """
 
 from __future__ import annotations
