@@ -11,7 +11,7 @@ import tenacity
 from dlt.common.runtime.collector import Collector
 
 from flows.persistence import refuse_scratch_duckdb
-from flows.pipelines import PipelineSpec, get_spec
+from flows.pipelines import PipelineSpec, discover
 from flows.runner import RunCallbacks, RunListener, RunReport, runner
 from flows.settings import apply_platform_defaults, default_pipelines_dir, default_state_url
 from flows.state import StateSession, open_store
@@ -46,12 +46,14 @@ def run_pipeline(
     snapshot on purpose (recovery drills and tests). `source_factory` replaces the
     declared source function's call.
     """
-    spec = get_spec(name) if isinstance(name, str) else name
-    source = (
-        spec.check_source(source_factory())
-        if source_factory
-        else spec.build_source(**dict(source_options or {}))
-    )
+    catalog = discover()
+    spec = catalog.get(name) if isinstance(name, str) else name
+    with catalog.known_names():
+        source = (
+            spec.check_source(source_factory())
+            if source_factory
+            else spec.build_source(**dict(source_options or {}))
+        )
     destination = spec.destination_name()
     refuse_scratch_duckdb(spec)
     apply_platform_defaults(destination, spec.name)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -62,6 +63,18 @@ class Catalog:
 
     def where(self) -> str:
         return " or ".join(self.searched)
+
+    @contextmanager
+    def known_names(self) -> Iterator[None]:
+        """Declaration errors raised inside (a source that does not import or returns no
+        source) also name the known pipelines, so that one line says what to pick."""
+        try:
+            yield
+        except DeclarationError as err:
+            if "known pipelines:" in str(err):
+                raise
+            known = ", ".join(sorted(self.pipelines)) or "none"
+            raise type(err)(f"{err}; known pipelines: {known}") from err.__cause__
 
 
 def discover() -> Catalog:

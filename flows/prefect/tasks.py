@@ -40,7 +40,7 @@ from prefect.context import TaskRunContext
 from prefect.tasks import exponential_backoff
 
 from flows.errors import EXIT_CONFIG, RetryableError, TerminalError, exit_code_for, is_terminal
-from flows.pipelines import PipelineSpec, get_spec
+from flows.pipelines import PipelineSpec, discover, get_spec
 from flows.pipelines.spec import import_reference
 from flows.prefect.artifacts import RunTarget
 from flows.prefect.collector import PrefectCollector
@@ -254,9 +254,11 @@ def _run_task(
     ctx = TaskRunContext.get()
     assert ctx is not None, "a dlt task runs inside a Prefect task run"
     # a bad declaration fails here, terminal (ConfigError): Prefect does not retry it
-    spec = get_spec(pipeline) if isinstance(pipeline, str) else pipeline
+    catalog = discover()
+    spec = catalog.get(pipeline) if isinstance(pipeline, str) else pipeline
     if source is None:
-        spec.source_function()
+        with catalog.known_names():
+            spec.source_function()
     request = RunRequest(
         pipeline=spec.name,
         spec=None if isinstance(pipeline, str) else spec,
