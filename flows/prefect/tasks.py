@@ -98,17 +98,36 @@ class RunRequest:
 
 
 def source_reference(fn: Callable[..., Any]) -> Callable[..., Any] | str:
-    """ "module:qualname" when that import finds `fn` again, else `fn` itself."""
+    """ "module:qualname" when a fresh interpreter in this directory imports `fn` by that
+    name, else `fn` itself, pickled by value (a flow file Prefect loaded from a path)."""
     module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
-    if module in (None, "__main__", "__mp_main__"):
-        return fn
-    try:
-        obj: Any = importlib.import_module(module or "")
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError, ValueError):
-        return fn
-    return f"{module}:{qualname}" if obj is fn else fn
+    found: Any = None
+    if module and _importable_in_child(module):
+        try:
+            found = importlib.import_module(module)
+            for part in qualname.split("."):
+                found = getattr(found, part)
+        except (ImportError, AttributeError, ValueError):
+            found = None
+    if found is fn:
+        return f"{module}:{qualname}"
+    if module in sys.modules and module not in ("__main__", "__mp_main__"):
+        cloudpickle.register_pickle_by_value(sys.modules[module])
+    return fn
+
+
+def _importable_in_child(module: str) -> bool:
+    """The module's file is where the child's import system finds that dotted name: under
+    the working directory (`python -m` puts it first), PYTHONPATH or an installed package."""
+    loaded = sys.modules.get(module)
+    origin = getattr(loaded, "__file__", None)
+    if loaded is None or origin is None or module.startswith("__"):
+        return False  # __main__, or Prefect's loader name for a flow file loaded by path
+    if not os.path.abspath(origin).startswith(os.path.abspath(os.getcwd()) + os.sep):
+        return True  # installed or on PYTHONPATH: the child's sys.path has it too
+    relative = Path(os.path.abspath(origin)).relative_to(os.path.abspath(os.getcwd()))
+    dotted = ".".join(relative.with_suffix("").parts)
+    return dotted in (module, f"{module}.__init__")
 
 
 def resolve_source(request: RunRequest) -> Callable[..., Any]:
