@@ -13,8 +13,13 @@ from dlt.common.runtime.collector import Collector
 from flows.persistence import refuse_scratch_duckdb
 from flows.pipelines import PipelineSpec, discover
 from flows.runner import RunCallbacks, RunListener, RunReport, runner
-from flows.settings import apply_platform_defaults, default_pipelines_dir, default_state_url
-from flows.state import StateSession, open_store
+from flows.settings import (
+    apply_platform_defaults,
+    default_pipelines_dir,
+    open_configured_store,
+    state_configuration,
+)
+from flows.state import StateSession
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +31,7 @@ def run_pipeline(
     pipelines_dir: Path | None = None,
     run_id: str | None = None,
     wait: float = 0.0,
-    lease_ttl: float = 120.0,
+    lease_ttl: float | None = None,
     full_refresh: bool = False,
     source_options: Mapping[str, Any] | None = None,
     source_factory: Callable[[], Any] | None = None,
@@ -58,9 +63,15 @@ def run_pipeline(
     refuse_scratch_duckdb(spec)
     apply_platform_defaults(destination, spec.name)
     pipelines_dir = Path(pipelines_dir or default_pipelines_dir())
-    store = open_store(state_url or default_state_url())
+    config = state_configuration()
     session = StateSession(
-        store, spec.name, pipelines_dir, run_id=run_id, wait=wait, lease_ttl=lease_ttl
+        open_configured_store(state_url),
+        spec.name,
+        pipelines_dir,
+        run_id=run_id,
+        wait=wait,
+        lease_ttl=config.lease_ttl if lease_ttl is None else lease_ttl,
+        keep_generations=config.keep_generations,
     )
     restored = session.open(generation)
     ok = False

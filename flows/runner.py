@@ -36,7 +36,7 @@ from flows.resume import (
     package_row_counts,
     prepare_normalized_packages,
 )
-from flows.state import StateSession, open_store
+from flows.state import StateSession
 from flows.state.session import SnapshotStats
 
 log = logging.getLogger(__name__)
@@ -162,24 +162,33 @@ class runner:
         inner = self.pipeline.collector
         if isinstance(inner, CheckpointCollector):
             inner = inner.inner
-        self.checkpoints = CheckpointCollector(session, inner=inner)
+        from flows.settings import state_configuration
+
+        interval = state_configuration().load_snapshot_interval
+        self.checkpoints = CheckpointCollector(session, inner=inner, load_interval=interval)
         self.pipeline.collector = self.checkpoints
 
     def run(self, data: Any, **extract_kwargs: Any) -> LoadInfo:
         """Resumes what is pending, then extracts, normalizes and loads `data`."""
         if self.session is not None or not self.durable:
             return self._run(data, extract_kwargs)
-        from flows.settings import apply_platform_defaults, default_state_url
-
-        apply_platform_defaults(
-            self.pipeline.destination.destination_name, self.pipeline.pipeline_name
+        from flows.settings import (
+            apply_platform_defaults,
+            open_configured_store,
+            state_configuration,
         )
+
+        pipeline = self.pipeline
+        apply_platform_defaults(pipeline.destination.destination_name, pipeline.pipeline_name)
+        config = state_configuration()
         session = StateSession(
-            open_store(self.state_url or default_state_url()),
-            self.pipeline.pipeline_name,
-            Path(self.pipeline.pipelines_dir),
+            open_configured_store(self.state_url),
+            pipeline.pipeline_name,
+            Path(pipeline.pipelines_dir),
             run_id=self.run_id,
             wait=self.lease_wait,
+            lease_ttl=config.lease_ttl,
+            keep_generations=config.keep_generations,
         )
         restored = session.open()
         ok = False

@@ -328,7 +328,35 @@ def _doctor(stack: LocalStack, *args: str, **env: str) -> tuple[int, str]:
 def test_doctor_passes_against_the_local_stack(stack: LocalStack) -> None:
     code, out = _doctor(stack)
     assert code == 0, out
-    assert out.count("[ok  ]") == 6 and "6 of 6 checks passed" in out
+    assert out.count("[ok  ]") == 7 and "7 of 7 checks passed" in out
+    assert "[ok  ] pipelines: " in out
+
+
+def test_doctor_checks_declared_pipelines_and_uses_the_flow_runs_state_store(
+    stack: LocalStack,
+) -> None:
+    """As in a worker pod: no STATE__URL of its own, so the pool's flow-run store is checked;
+    a declaration whose source does not import fails the pipelines check, naming it."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in {**os.environ, **stack.run_env()}.items() if k != "STATE__URL"}
+    result = subprocess.run(
+        [sys.executable, "-m", "flows", "doctor"],
+        env={**env, "PIPELINES__BROKEN__SOURCE": "no_such_module:src"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[2],
+    )
+    assert result.returncode == 1, result.stdout
+    lines = result.stdout.splitlines()
+    storage = next(x for x in lines if x.startswith("[ok  ] state store:"))
+    assert f"s3://{BUCKET}/state is writable (the flow runs' store, pool 'dlt-local')" in storage
+    failed = [x for x in lines if x.startswith("[FAIL]")]
+    assert len(failed) == 1 and failed[0].startswith("[FAIL] pipelines: broken: "), lines
+    assert "SourceImportError" in failed[0] and "no_such_module" in failed[0]
 
 
 @pytest.mark.parametrize(

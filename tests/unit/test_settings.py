@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import dlt
 import pytest
@@ -50,3 +53,29 @@ def test_explicit_config_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config_value("load.workers") == "4"
     assert config_value("events.data_writer.file_max_items") == "2000"
     assert config_value("data_writer.file_max_items") == "100000"
+
+
+def test_state_settings_from_env_config_toml_and_secrets_toml(tmp_path: Path) -> None:
+    (tmp_path / ".dlt").mkdir()
+    (tmp_path / ".dlt" / "config.toml").write_text(
+        '[state]\nlease_ttl = 30\nkeep_generations = 5\nurl = "file:///from/config"\n'
+    )
+    (tmp_path / ".dlt" / "secrets.toml").write_text("[state]\nretry_attempts = 7\n")
+    code = (
+        "from flows.settings import state_configuration as s\n"
+        "c = s()\n"
+        "print(c.url, c.lease_ttl, c.keep_generations, c.retry_attempts, "
+        "c.load_snapshot_interval)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STATE__")}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={**env, "STATE__LOAD_SNAPSHOT_INTERVAL": "2.5", "STATE__KEEP_GENERATIONS": "4"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    # env wins over config.toml; secrets.toml is read too
+    assert out.stdout.split() == ["file:///from/config", "30.0", "4", "7", "2.5"]
