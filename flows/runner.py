@@ -142,9 +142,13 @@ class runner:
         self.retry_policy = retry_policy or default_retry_policy()
         self.retry_steps = set(retry_pipeline_steps)
         self.session = session
-        # a PrefectCollector passed as `progress=` also hears about failed attempts
-        self.listener = listener or _as_listener(pipeline.collector)
+        # a PrefectCollector passed as `progress=` also hears about failed attempts and gets
+        # the final report, as it does in the platform's own tasks
+        detected = None if listener is not None else _as_listener(pipeline.collector)
+        self.listener = listener or detected
         self.callbacks = list(callbacks)
+        if detected is not None and hasattr(detected, "on_run_finished"):
+            self.callbacks.append(_FinalReport(detected))
         self.durable = durable
         self.state_url = state_url
         self.run_id = run_id
@@ -363,6 +367,21 @@ def _empty_load_info(pipeline: dlt.Pipeline) -> LoadInfo:
         [],
         pipeline.first_run,
     )
+
+
+class _FinalReport(RunCallbacks):
+    """Hands the run report to the progress collector the user gave dlt, then lets it send
+    what it still holds (its artifacts go out from a background thread)."""
+
+    def __init__(self, collector: Any) -> None:
+        self.collector = collector
+
+    def on_run_end(
+        self, pipeline: dlt.Pipeline, report: RunReport, error: BaseException | None
+    ) -> None:
+        self.collector.on_run_finished(report, "failed" if error else "completed")
+        if callable(close := getattr(self.collector, "close", None)):
+            close()
 
 
 def _as_listener(collector: Any) -> RunListener | None:

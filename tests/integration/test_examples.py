@@ -203,3 +203,21 @@ def test_dlt_plus_snippet_twice_in_empty_working_dirs(tmp_path: Path, shop: Shop
         assert con.sql("SELECT COUNT(*), COUNT(DISTINCT id) FROM shop.items").fetchall() == [
             (1025, 1025)
         ]
+    # the user's PrefectCollector wrote the progress, summaries and the final reports
+    keys = flow_call(
+        "from prefect.client.orchestration import get_client\n"
+        "with get_client(sync_client=True) as c:\n"
+        "    found = c.read_artifacts()\n"
+        "    print('KEYS', sorted({a.key for a in found if a.key}))\n"
+        "    reports = [a.description for a in found if a.key == 'shop-snippet-report']\n"
+        "    print('REPORTS', sorted(reports))",
+        env,
+    )
+    assert keys.returncode == 0, keys.stderr[-2000:]
+    listed = next(x for x in keys.stdout.splitlines() if x.startswith("KEYS "))
+    for key in ("shop-snippet-extract-progress", "shop-snippet-load-summary"):
+        assert key in listed, listed
+    reports = next(x for x in keys.stdout.splitlines() if x.startswith("REPORTS "))
+    assert reports == (
+        "REPORTS ['shop_snippet: completed, 1,000 rows', 'shop_snippet: completed, 25 rows']"
+    ), reports
