@@ -18,12 +18,14 @@ backoff and jitter and the new attempt resumes from the state store.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import json
 import os
 import resource
 import shutil
+import site
 import subprocess
 import sys
 import tempfile
@@ -117,17 +119,31 @@ def source_reference(fn: Callable[..., Any]) -> Callable[..., Any] | str:
 
 
 def _importable_in_child(module: str) -> bool:
-    """The module's file is where the child's import system finds that dotted name: under
-    the working directory (`python -m` puts it first), PYTHONPATH or an installed package."""
+    """The child imports `module` by name from: the working directory (`python -m` puts it
+    first) under that dotted name, PYTHONPATH, site-packages, or an installed distribution
+    (editable ones included). Not from folders a loader added at run time (Prefect adds a
+    flow file's folder when it loads the file by path)."""
     loaded = sys.modules.get(module)
     origin = getattr(loaded, "__file__", None)
     if loaded is None or origin is None or module.startswith("__"):
         return False  # __main__, or Prefect's loader name for a flow file loaded by path
-    if not os.path.abspath(origin).startswith(os.path.abspath(os.getcwd()) + os.sep):
-        return True  # installed or on PYTHONPATH: the child's sys.path has it too
-    relative = Path(os.path.abspath(origin)).relative_to(os.path.abspath(os.getcwd()))
-    dotted = ".".join(relative.with_suffix("").parts)
-    return dotted in (module, f"{module}.__init__")
+    path = Path(os.path.abspath(origin))
+    if module.partition(".")[0] in _distributed_packages():
+        return True
+    roots = [os.getcwd(), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+    for root in [Path(os.path.abspath(r)) for r in roots if r]:
+        if path.is_relative_to(root):
+            dotted = ".".join(path.relative_to(root).with_suffix("").parts)
+            if dotted in (module, f"{module}.__init__"):
+                return True
+    return any(path.is_relative_to(p) for p in map(Path, site.getsitepackages()))
+
+
+@functools.cache
+def _distributed_packages() -> frozenset[str]:
+    from importlib.metadata import packages_distributions
+
+    return frozenset(packages_distributions())
 
 
 def resolve_source(request: RunRequest) -> Callable[..., Any]:

@@ -221,3 +221,24 @@ def test_dlt_plus_snippet_twice_in_empty_working_dirs(tmp_path: Path, shop: Shop
     assert reports == (
         "REPORTS ['shop_snippet: completed, 1,000 rows', 'shop_snippet: completed, 25 rows']"
     ), reports
+
+
+def test_flows_run_module_function_runs_an_undeclared_source_ad_hoc(
+    tmp_path: Path, shop: ShopApi
+) -> None:
+    env = env_for(tmp_path, shop)
+    args = ["run", "shop_project.sources:shop_api", "--name", "adhoc_shop", "--dataset", "adhoc"]
+    result = run([*args, "--destination", "duckdb", "--json"], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert (report["pipeline"], report["dataset"], report["destination"]) == (
+        "adhoc_shop",
+        "adhoc",
+        "duckdb",
+    )
+    with duckdb.connect(str(warehouse(tmp_path, "adhoc_shop")), read_only=True) as con:
+        assert con.sql("SELECT COUNT(DISTINCT id), COUNT(*) FROM adhoc.items").fetchall() == [
+            (1000, 1000)
+        ]
+    refused = run(["run", "shop_items", "--dataset", "other"], env)
+    assert refused.returncode == 2 and "are for module:function" in refused.stderr
