@@ -4,8 +4,10 @@
 2. the work pool exists with the expected base job template
 3. a worker polled the pool recently
 4. every deployment of prefect.yaml is registered with its schedules
-5. the state store is reachable and writable
+5. the state store is reachable and writable: the one given, else (in a worker pod) the one
+   the pool's flow runs use, else the local default
 6. the deployments were made from this image's `flows` version
+7. every declared pipeline's source imports and its destination answers
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class DoctorOptions:
     api_url: str
     auth_string: str | None
     pool: str
-    state_url: str
+    state_url: str | None  # None: the flow runs' (the pool's), else the local default
     prefect_yaml: Path
     template: dict[str, Any] | None = None
     worker_max_age: timedelta = timedelta(minutes=2)
@@ -179,12 +181,19 @@ def check_deployments(options: DoctorOptions, client: Any) -> Check:
     return Check(name, True, f"{found} registered with their schedules")
 
 
-def check_storage(options: DoctorOptions) -> Check:
+def check_storage(options: DoctorOptions, pool: Any = None) -> Check:
+    from flows.doctor_pipelines import flow_run_state_url
+    from flows.settings import default_state_url
     from flows.state import StateStoreError, open_store
 
     name = "state store"
+    whose = ""
+    url = options.state_url
+    if url is None and (url := flow_run_state_url(pool)):
+        whose = f" (the flow runs' store, pool {options.pool!r})"
+    url = url or default_state_url()
     try:
-        open_store(options.state_url).check_writable()
+        open_store(url).check_writable()
     except (StateStoreError, OSError) as err:
         return Check(
             name,
@@ -193,7 +202,7 @@ def check_storage(options: DoctorOptions) -> Check:
             "check STATE__URL, that the bucket exists, and the credentials Secret "
             "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL)",
         )
-    return Check(name, True, f"{options.state_url} is writable")
+    return Check(name, True, f"{url} is writable{whose}")
 
 
 def check_version(options: DoctorOptions, client: Any) -> Check:
@@ -239,26 +248,36 @@ def run_doctor(options: DoctorOptions) -> list[Check]:
                     checks.append(Check(name, False, "not checked: the work pool is missing"))
                 else:
                     checks.append(fn(options, client))
-            checks.append(check_storage(options))
+            checks.append(check_storage(options, _pool_or_none(client, options.pool)))
             checks.append(check_version(options, client))
     else:
         checks += [Check(n, False, "not checked: the API is not usable") for n, _ in client_checks]
         checks.append(check_storage(options))
         checks.append(Check("flows version", False, "not checked: the API is not usable"))
+    from flows.doctor_pipelines import check_pipelines
+
+    checks.append(check_pipelines())
     return checks
+
+
+def _pool_or_none(client: Any, pool: str) -> Any:
+    try:
+        return client.read_work_pool(pool)
+    except Exception:
+        return None
 
 
 def default_options() -> DoctorOptions:
     from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL
 
-    from flows.settings import default_state_url
+    from flows.settings import config_value
     from flows.work_pool import base_job_template
 
     return DoctorOptions(
         api_url=(PREFECT_API_URL.value() or "http://127.0.0.1:4200/api").rstrip("/"),
         auth_string=PREFECT_API_AUTH_STRING.value(),
         pool=os.environ.get("FLOWS_WORK_POOL", "dlt-k8s"),
-        state_url=default_state_url(),
+        state_url=config_value("state.url"),
         prefect_yaml=Path(os.environ.get("FLOWS_PROJECT_DIR", ".")) / "prefect.yaml",
         template=base_job_template(),
     )
