@@ -371,13 +371,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _state_layout(args: argparse.Namespace) -> Any:
-    from flows.settings import default_state_url
-    from flows.state import open_store
-    from flows.state.config import url_origin
+    from flows.settings import open_configured_store
     from flows.state.snapshot import PipelineLayout
 
-    url = args.state_url or default_state_url()
-    return PipelineLayout(open_store(url, origin=url_origin(args.state_url)), args.pipeline)
+    return PipelineLayout(open_configured_store(args.state_url), args.pipeline)
 
 
 def cmd_work_pool_template(args: argparse.Namespace) -> int:

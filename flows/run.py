@@ -17,7 +17,6 @@ from flows.settings import (
     apply_platform_defaults,
     default_pipelines_dir,
     open_configured_store,
-    state_configuration,
 )
 from flows.state import StateSession
 
@@ -63,15 +62,13 @@ def run_pipeline(
     refuse_scratch_duckdb(spec)
     apply_platform_defaults(destination, spec.name)
     pipelines_dir = Path(pipelines_dir or default_pipelines_dir())
-    config = state_configuration()
     session = StateSession(
         open_configured_store(state_url),
         spec.name,
         pipelines_dir,
         run_id=run_id,
         wait=wait,
-        lease_ttl=config.lease_ttl if lease_ttl is None else lease_ttl,
-        keep_generations=config.keep_generations,
+        lease_ttl=lease_ttl,
     )
     restored = session.open(generation)
     ok = False

@@ -167,33 +167,23 @@ class runner:
         inner = self.pipeline.collector
         if isinstance(inner, CheckpointCollector):
             inner = inner.inner
-        from flows.settings import state_configuration
-
-        interval = state_configuration().load_snapshot_interval
-        self.checkpoints = CheckpointCollector(session, inner=inner, load_interval=interval)
+        self.checkpoints = CheckpointCollector(session, inner=inner)
         self.pipeline.collector = self.checkpoints
 
     def run(self, data: Any, **extract_kwargs: Any) -> LoadInfo:
         """Resumes what is pending, then extracts, normalizes and loads `data`."""
         if self.session is not None or not self.durable:
             return self._run(data, extract_kwargs)
-        from flows.settings import (
-            apply_platform_defaults,
-            open_configured_store,
-            state_configuration,
-        )
+        from flows.settings import apply_platform_defaults, open_configured_store
 
         pipeline = self.pipeline
         apply_platform_defaults(pipeline.destination.destination_name, pipeline.pipeline_name)
-        config = state_configuration()
         session = StateSession(
             open_configured_store(self.state_url),
             pipeline.pipeline_name,
             Path(pipeline.pipelines_dir),
             run_id=self.run_id,
             wait=self.lease_wait,
-            lease_ttl=config.lease_ttl,
-            keep_generations=config.keep_generations,
         )
         restored = session.open()
         ok = False

@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dlt
-from dlt.common.configuration import configspec, resolve_configuration
 from dlt.common.configuration.providers import DictionaryProvider
-from dlt.common.configuration.specs import BaseConfiguration
+
+if TYPE_CHECKING:
+    from flows.state import StateStore
 
 # Measured (FACTS.md, tests/benchmarks): dlt's default DuckDB loader format takes ~9 GB and
 # 195 s for 1M rows; parquet takes a few hundred MB. Formats are chosen per destination.
@@ -127,30 +128,12 @@ def platform_provider() -> PlatformDefaultsProvider:
     return provider
 
 
-@configspec
-class StateConfiguration(BaseConfiguration):
-    """The state store's settings, resolved by dlt's providers like any dlt config: env
-    (`STATE__URL`, `STATE__LEASE_TTL`, ...), `[state]` in config.toml or secrets.toml.
-    Credentials (`state.credentials.*`) are read by the store itself."""
+def open_configured_store(url: str | None = None) -> StateStore:
+    """The state store at `url` (`--state-url`), else the configured one (`STATE__URL`,
+    `[state] url`), else the local default; retried as configured. A bad URL is refused
+    naming where it came from."""
+    from flows.state import open_store
+    from flows.state.config import state_config, url_origin
 
-    url: str | None = None
-    lease_ttl: float = 120.0
-    keep_generations: int = 3
-    load_snapshot_interval: float = 10.0
-    retry_attempts: int = 5
-    retry_initial_wait: float = 0.5
-    retry_max_wait: float = 8.0
-
-
-def state_configuration() -> StateConfiguration:
-    return resolve_configuration(StateConfiguration(), sections=("state",))
-
-
-def open_configured_store(url: str | None = None) -> Any:
-    """The state store at `url` (else the configured one, else the local default), retried
-    as configured."""
-    from flows.state.store import RetrySettings, open_store
-
-    config = state_configuration()
-    retry = RetrySettings(config.retry_attempts, config.retry_initial_wait, config.retry_max_wait)
-    return open_store(url or config.url or f"file://{flows_home() / 'state'}", retry)
+    chosen = url or state_config().url or f"file://{flows_home() / 'state'}"
+    return open_store(chosen, origin=url_origin(url))

@@ -62,7 +62,7 @@ def test_state_settings_from_env_config_toml_and_secrets_toml(tmp_path: Path) ->
     )
     (tmp_path / ".dlt" / "secrets.toml").write_text("[state]\nretry_attempts = 7\n")
     code = (
-        "from flows.settings import state_configuration as s\n"
+        "from flows.state.config import state_config as s\n"
         "c = s()\n"
         "print(c.url, c.lease_ttl, c.keep_generations, c.retry_attempts, "
         "c.load_snapshot_interval)"
