@@ -6,10 +6,11 @@ messages) as well as in the task's own process (`isolate=False`, artifacts go to
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -25,13 +26,28 @@ class Attempt:
     """What the attempt's process needs; crosses the process boundary pickled."""
 
     pipeline: str
-    source_factory: Callable[[], DltSource]  # the source with the task's arguments bound
+    # what returns the dlt source: "module:qualname" when an import finds it (dlt's source
+    # wrappers do not pickle by value), else the function itself, pickled by value
+    source: Callable[..., DltSource] | str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
     full_refresh: bool = False
     state_url: str | None = None
     lease_wait: float = 0.0
     flow_run_id: str | None = None
     task_run_id: str | None = None
     attempt: int = 1
+
+    def build_source(self) -> DltSource:
+        fn = self.source
+        if isinstance(fn, str):
+            module, _, qualname = fn.partition(":")
+            obj: Any = importlib.import_module(module)
+            for part in qualname.split("."):
+                obj = getattr(obj, part)
+            fn = obj
+        assert callable(fn)
+        return fn(*self.args, **self.kwargs)
 
     @property
     def target(self) -> RunTarget:
@@ -55,7 +71,7 @@ def run_attempt(attempt: Attempt, sink: Sink) -> dict[str, Any]:
             run_id=attempt.flow_run_id,
             wait=attempt.lease_wait,
             full_refresh=attempt.full_refresh,
-            source_factory=attempt.source_factory,
+            source_factory=attempt.build_source,
             progress=collector,
             listener=collector,
         )

@@ -13,7 +13,6 @@ backoff and jitter and the new attempt resumes from the state store.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import inspect
 import os
@@ -108,11 +107,12 @@ def resolve_source(request: RunRequest) -> Callable[..., Any]:
 
 
 def attempt_of(request: RunRequest) -> Attempt:
-    """The attempt a request asks for, with the source resolved and its arguments bound."""
-    source_fn = resolve_source(request)
+    """The attempt a request asks for, with its source resolved here."""
     return Attempt(
         pipeline=request.pipeline,
-        source_factory=functools.partial(source_fn, *request.args, **request.kwargs),
+        source=source_reference(resolve_source(request)),
+        args=tuple(request.args),
+        kwargs=dict(request.kwargs),
         full_refresh=request.full_refresh,
         state_url=request.state_url,
         lease_wait=request.lease_wait,

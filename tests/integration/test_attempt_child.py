@@ -3,7 +3,6 @@ reports artifacts and its outcome to the parent as messages on stdout."""
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import subprocess
@@ -12,14 +11,14 @@ from pathlib import Path
 
 import cloudpickle
 
-from flows.pipelines import get_spec
 from flows.prefect.attempt import Attempt
 
 
 def test_child_reports_through_messages_and_never_imports_prefect(tmp_path: Path) -> None:
     attempt = Attempt(
         "synthetic",
-        functools.partial(get_spec("synthetic").source, rows=1500),
+        "flows.sources.synthetic:synthetic",
+        kwargs={"rows": 1500},
         state_url=f"file://{tmp_path / 'state'}",
         flow_run_id="00000000-0000-0000-0000-000000000001",
     )
