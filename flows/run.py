@@ -15,6 +15,7 @@ from flows.pipelines import get_spec
 from flows.runner import RunListener, RunReport, runner
 from flows.settings import apply_platform_defaults, default_pipelines_dir, default_state_url
 from flows.state import StateSession, open_store
+from flows.workers import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ def run_pipeline(
     """
     spec = get_spec(name)
     apply_platform_defaults(spec.destination_name(), spec.name)
+    die_with_parent()  # normalize's forked workers must not outlive a killed run
     pipelines_dir = Path(pipelines_dir or default_pipelines_dir())
     store = open_store(state_url or default_state_url())
     session = StateSession(

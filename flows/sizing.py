@@ -17,21 +17,49 @@ MiB = 2**20
 # (insert_values into DuckDB: about 40 KB per row while a statement executes).
 BYTES_PER_JOB_ROW = 32 * 1024
 JOB_MEMORY = 256 * MiB  # what one concurrent load job may take
+# One normalize worker holds one package's files open with the writer buffers sized below:
+# budget per worker, so that a 1 GiB pod with 2 CPUs still gets 2 workers.
+NORMALIZE_WORKER_MEMORY = 512 * MiB
+# Workers are forked: they share the parent's imported modules (copy on write), so the pool
+# adds little to the pod's memory and starts in milliseconds; a spawned worker would import
+# dlt again (about 1 s and 100 MB each). dlt itself switches to spawn off the main thread.
+NORMALIZE_START_METHOD = "fork"
+
+
+def normalize_workers(limits: ContainerLimits, cpus: float) -> int | None:
+    """dlt's normalize process pool size for a container: one worker per whole CPU of its
+    limit, as many as its memory holds; None outside a container (dlt's default, 1)."""
+    if limits.cpu_limit is None and limits.memory_limit is None:
+        return None
+    workers = int(cpus)
+    if limits.memory_limit is not None:
+        workers = min(workers, limits.memory_limit // NORMALIZE_WORKER_MEMORY)
+    return max(1, workers)
 
 
 def adaptive_settings(limits: ContainerLimits, cpus: float) -> dict[str, str]:
-    """dlt config keys sized for the limits; empty when memory is unlimited."""
+    """dlt config keys sized for the limits; empty outside a container.
+
+    With a CPU limit of 2 or more, normalize runs on dlt's process pool (`normalize.workers`)
+    even when memory is unlimited; buffers, file rotation and load workers need a memory limit.
+    """
+    workers = normalize_workers(limits, cpus)
+    normalize = (
+        {"normalize.workers": str(workers), "normalize.start_method": NORMALIZE_START_METHOD}
+        if workers is not None and workers > 1
+        else {}
+    )
     if limits.memory_limit is None:
-        return {}
+        return normalize
     memory = limits.memory_limit
     load_workers = max(1, min(20, memory // JOB_MEMORY, max(2, int(cpus * 4))))
     # rows per file: a quarter of the memory shared by the concurrent load jobs
     file_rows = int(memory // 4 // load_workers // BYTES_PER_JOB_ROW)
     file_rows = max(1_000, min(100_000, file_rows // 1000 * 1000))
-    normalize_workers = max(1, min(int(cpus), memory // (2048 * MiB)))
     return {
         "data_writer.file_max_items": str(file_rows),
         "data_writer.buffer_max_items": str(min(5_000, file_rows)),
         "load.workers": str(load_workers),
-        "normalize.workers": str(normalize_workers),
+        "normalize.workers": "1",
+        **normalize,
     }

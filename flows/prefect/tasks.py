@@ -38,7 +38,7 @@ from flows.prefect.attempt import Attempt, run_attempt
 from flows.prefect.collector import PrefectCollector
 from flows.prefect.protocol import Relay
 from flows.prefect.records import RunRecord, requests_from_env, write_record
-from flows.resources import Usage, container_limits, current_usage
+from flows.resources import Usage, container_limits, current_usage, release_memory
 
 
 class PipelineAttemptError(RetryableError):
@@ -154,6 +154,7 @@ def execute_in_child(request: RunRequest, log: Any) -> dict[str, Any]:
         # pickled: task arguments may be dates, decimals, ... (same code on both sides)
         proc.stdin.write(cloudpickle.dumps(attempt))
         proc.stdin.close()
+        release_memory()  # the pod holds both processes: this one only relays from now on
         for raw in proc.stdout:
             relay.handle(raw.decode())
         code = proc.wait()

@@ -142,8 +142,10 @@ def main() -> int:
     ) -> dict[str, list[Sample]]:
         print(f"  {title}", flush=True)
         samples = interleave(variants, rounds, base, {**os.environ, **env, **suite_env})
-        rows_out.extend(variant_rows(title, variants, samples))
-        ratios_out.extend(ratio_rows(comparisons, samples))
+        rows, ratios = variant_rows(title, variants, samples), ratio_rows(comparisons, samples)
+        print("\n".join(["", *rows, *ratios, ""]), flush=True)  # a long run shows as it goes
+        rows_out.extend(rows)
+        ratios_out.extend(ratios)
         return samples
 
     try:
