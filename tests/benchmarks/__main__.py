@@ -176,7 +176,7 @@ def main() -> int:
                 variants,
                 [
                     Comparison(f"{v.name} / {copy.name}, wall", v.name, copy.name, "wall", goal)
-                    for v, goal in zip(variants[1:], (3.0, 3.0, 30.0), strict=True)
+                    for v, goal in zip(variants[1:], (3.0, 3.0, None), strict=True)
                 ],
                 args.rounds,
                 pg,
@@ -293,7 +293,7 @@ def main() -> int:
                             arrow.name,
                             plain.name,
                             "wall",
-                            1.0,
+                            None,
                         ),
                     ]
                 if len(variants) > 1:

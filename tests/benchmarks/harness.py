@@ -58,7 +58,7 @@ class Comparison:
     variant: str
     baseline: str
     metric: str  # wall | peak | a figure the variant printed
-    goal: float  # the ratio must not exceed it
+    goal: float | None  # the ratio must not exceed it; None: a reference figure
     baseline_metric: str | None = None
 
 
@@ -140,6 +140,9 @@ def ratio_rows(comparisons: Sequence[Comparison], samples: Mapping[str, list[Sam
         ratios = [a.metric(c.metric) / b.metric(c.baseline_metric or c.metric) for a, b in pairs]
         value = statistics.median(ratios)
         spread = ", ".join(f"{r:.2f}" for r in ratios)
+        if c.goal is None:
+            rows.append(f"| {c.label} | {value:.3f}x ({spread}) | - | reference |")
+            continue
         verdict = "met" if value <= c.goal else "MISSED"
         rows.append(f"| {c.label} | {value:.3f}x ({spread}) | <= {c.goal:g}x | {verdict} |")
     return rows
