@@ -221,7 +221,7 @@ def main() -> int:
                 raise RuntimeError("the Prefect server did not become ready")
 
         if "synthetic" in suites or "prefect" in suites:
-            for rows in (args.small_rows, args.rows):
+            for rows in sorted({args.small_rows, args.rows}):
                 plain = Variant("plain pipeline.run()", "plain")
                 variants = [plain]
                 comparisons = []
