@@ -75,7 +75,10 @@ def apply_platform_defaults(
         from flows.sizing import adaptive_settings
 
         limits = container_limits()
-        wanted.update(adaptive_settings(limits, effective_cpus(limits)))
+        loader_format = (
+            config_value(f"pipelines.{pipeline_name}.loader_file_format") if pipeline_name else None
+        ) or LOADER_FILE_FORMATS.get(destination or "")
+        wanted.update(adaptive_settings(limits, effective_cpus(limits), loader_format))
     per_destination = DESTINATION_DEFAULTS.get(destination or "", {})
     user_set = {
         key for key in [*wanted, *per_destination] if _configured_by_user(key, pipeline_name)

@@ -88,3 +88,11 @@ def test_normalize_workers_follow_the_cpu_limit_within_memory() -> None:
         "normalize.workers",
         "normalize.start_method",
     }
+
+
+def test_streamed_loader_formats_get_larger_files() -> None:
+    limits = ContainerLimits(2, 2.0, 4096 * MiB, 0, 0.0)
+    worst = adaptive_settings(limits, 2.0)
+    assert adaptive_settings(limits, 2.0, "insert_values") == worst
+    assert int(worst["data_writer.file_max_items"]) <= 5_000
+    assert adaptive_settings(limits, 2.0, "parquet")["data_writer.file_max_items"] == "100000"
