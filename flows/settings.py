@@ -37,7 +37,7 @@ PLATFORM_DEFAULTS: Mapping[str, str] = {
 # Per destination, on top of PLATFORM_DEFAULTS and the adaptive settings. DuckDB runs each
 # load statement on all its own threads and serialises writers, so dlt's 20 concurrent load
 # jobs only multiply memory: `pipeline.run()` of 1M synthetic rows peaked at 615 MB with 20
-# workers and 275 MB with 1, in 55.6 s and 56.7 s (tests/benchmarks/bench_state.py).
+# workers and 275 MB with 1, in 55.6 s and 56.7 s (a bench_state run; now tests/benchmarks).
 DESTINATION_DEFAULTS: Mapping[str, Mapping[str, str]] = {"duckdb": {"load.workers": "1"}}
 
 
@@ -82,7 +82,10 @@ def apply_platform_defaults(
         from flows.sizing import adaptive_settings
 
         limits = container_limits()
-        wanted.update(adaptive_settings(limits, effective_cpus(limits)))
+        loader_format = (
+            config_value(f"pipelines.{pipeline_name}.loader_file_format") if pipeline_name else None
+        ) or LOADER_FILE_FORMATS.get(destination or "")
+        wanted.update(adaptive_settings(limits, effective_cpus(limits), loader_format))
     scoped = {
         f"{pipeline_name}.{key}" if pipeline_name else key: value
         for key, value in DESTINATION_DEFAULTS.get(destination or "", {}).items()

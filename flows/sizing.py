@@ -13,25 +13,67 @@ from __future__ import annotations
 from flows.resources import ContainerLimits
 
 MiB = 2**20
-# Budget per row of one load job, generous enough for the worst loader format measured
-# (insert_values into DuckDB: about 40 KB per row while a statement executes).
+# Budget per row of one load job. insert_values builds each statement in memory (into
+# DuckDB about 40 KB per row while it executes); the other formats are files the destination
+# streams: 200,000 rows into DuckDB peaked at 284 MB (parquet) and 312 MB (jsonl) for the
+# whole process, against 7.9 GB with insert_values. Unknown format: the worst case.
 BYTES_PER_JOB_ROW = 32 * 1024
+STREAMED_BYTES_PER_JOB_ROW = 1024
+STREAMED_FORMATS = frozenset({"parquet", "jsonl", "csv"})
 JOB_MEMORY = 256 * MiB  # what one concurrent load job may take
+# One normalize worker holds one package's files open with the writer buffers sized below:
+# budget per worker, so that a 1 GiB pod with 2 CPUs still gets 2 workers.
+NORMALIZE_WORKER_MEMORY = 512 * MiB
+# Workers are forked: they share the parent's imported modules (copy on write), so the pool
+# adds little to the pod's memory and starts in milliseconds; a spawned worker would import
+# dlt again (about 1 s and 100 MB each). dlt itself switches to spawn off the main thread.
+NORMALIZE_START_METHOD = "fork"
 
 
-def adaptive_settings(limits: ContainerLimits, cpus: float) -> dict[str, str]:
-    """dlt config keys sized for the limits; empty when memory is unlimited."""
+def normalize_workers(limits: ContainerLimits, cpus: float) -> int | None:
+    """dlt's normalize process pool size for a container: one worker per whole CPU of its
+    limit, as many as its memory holds; None outside a container (dlt's default, 1)."""
+    if limits.cpu_limit is None and limits.memory_limit is None:
+        return None
+    workers = int(cpus)
+    if limits.memory_limit is not None:
+        workers = min(workers, limits.memory_limit // NORMALIZE_WORKER_MEMORY)
+    return max(1, workers)
+
+
+def adaptive_settings(
+    limits: ContainerLimits, cpus: float, loader_file_format: str | None = None
+) -> dict[str, str]:
+    """dlt config keys sized for the limits; empty outside a container.
+
+    Files rotate at a row count whose load jobs fit a quarter of the memory, budgeted per
+    row for `loader_file_format` (a streamed format needs far less than insert_values: with
+    the worst case a 4 GiB pod wrote 4,000-row files, and a load job costs about 0.4 s of
+    fixed overhead in DuckDB whatever its size).
+
+    With a CPU limit of 2 or more, normalize runs on dlt's process pool (`normalize.workers`)
+    even when memory is unlimited; buffers, file rotation and load workers need a memory limit.
+    """
+    workers = normalize_workers(limits, cpus)
+    normalize = (
+        {"normalize.workers": str(workers), "normalize.start_method": NORMALIZE_START_METHOD}
+        if workers is not None and workers > 1
+        else {}
+    )
     if limits.memory_limit is None:
-        return {}
+        return normalize
     memory = limits.memory_limit
     load_workers = max(1, min(20, memory // JOB_MEMORY, max(2, int(cpus * 4))))
     # rows per file: a quarter of the memory shared by the concurrent load jobs
-    file_rows = int(memory // 4 // load_workers // BYTES_PER_JOB_ROW)
+    per_row = (
+        STREAMED_BYTES_PER_JOB_ROW if loader_file_format in STREAMED_FORMATS else BYTES_PER_JOB_ROW
+    )
+    file_rows = int(memory // 4 // load_workers // per_row)
     file_rows = max(1_000, min(100_000, file_rows // 1000 * 1000))
-    normalize_workers = max(1, min(int(cpus), memory // (2048 * MiB)))
     return {
         "data_writer.file_max_items": str(file_rows),
         "data_writer.buffer_max_items": str(min(5_000, file_rows)),
         "load.workers": str(load_workers),
-        "normalize.workers": str(normalize_workers),
+        "normalize.workers": "1",
+        **normalize,
     }

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,26 @@ class RunTarget:
         return cls(None)
 
 
+class Sink(Protocol):
+    """Where a collector's artifacts go: the Prefect API (ArtifactSink), or the parent
+    process of an isolated attempt (flows.prefect.protocol.MessageSink)."""
+
+    calls: int
+    failures: int
+
+    def create(self, key: str, kind: str, data: Any, description: str) -> _Handle: ...
+
+    def update(self, handle: _Handle, data: Any, description: str) -> None: ...
+
+    def create_once(
+        self, key: str, kind: str, data: Any, description: str, marker: str
+    ) -> None: ...
+
+    def flush(self, timeout: float = 30.0) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class ArtifactSink:
     """Sends artifact writes from a background thread; the caller never waits on the API.
 
@@ -190,15 +210,17 @@ class ArtifactSink:
 
         self._submit(job)
 
-    def latest_description(self, key: str) -> str | None:
-        """Description of this flow run's newest artifact with `key` (waits for the API)."""
+    def create_once(self, key: str, kind: str, data: Any, description: str, marker: str) -> None:
+        """Creates the artifact unless this flow run's newest `key` already names `marker`
+        (an earlier attempt reported it). The check runs on the sender thread too."""
         if not self.enabled:
-            return None
-        result: list[str | None] = []
-        client_flow_run = self.target.flow_run_id
-        assert client_flow_run is not None
+            log.info("[%s] %s\n%s", key, description, data)
+            return
+        flow_run_id = self.target.flow_run_id
+        assert flow_run_id is not None
 
         def job(client: Any) -> None:
+            from prefect.client.schemas.actions import ArtifactCreate
             from prefect.client.schemas.filters import (
                 ArtifactFilter,
                 ArtifactFilterFlowRunId,
@@ -209,16 +231,25 @@ class ArtifactSink:
             found = client.read_artifacts(
                 artifact_filter=ArtifactFilter(
                     key=ArtifactFilterKey(any_=[key]),
-                    flow_run_id=ArtifactFilterFlowRunId(any_=[client_flow_run]),
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
                 ),
                 sort=ArtifactSort.CREATED_DESC,
                 limit=1,
             )
-            result.append(found[0].description if found else None)
+            if found and marker in (found[0].description or ""):
+                return
+            client.create_artifact(
+                ArtifactCreate(
+                    key=key,
+                    type=kind,
+                    data=data,
+                    description=description,
+                    flow_run_id=flow_run_id,
+                    task_run_id=self.target.task_run_id,
+                )
+            )
 
         self._submit(job)
-        self.flush()
-        return result[0] if result else None
 
     def flush(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -237,4 +268,7 @@ class ArtifactSink:
 
 
 class _Handle:
+    """An artifact to update later: its API id, or its number in an attempt's messages."""
+
     id: UUID | None = None
+    number: int = 0

@@ -31,6 +31,7 @@ from dlt.common.runtime.collector import Collector
 from flows.prefect.artifacts import (
     ArtifactSink,
     RunTarget,
+    Sink,
     _Handle,
     artifact_key,
     markdown_pairs,
@@ -88,9 +89,15 @@ class _Step:
 
 class PrefectCollector(Collector):
     def __init__(
-        self, target: RunTarget | None = None, interval: float = 1.0, pipeline_name: str = ""
+        self,
+        target: RunTarget | None = None,
+        interval: float = 1.0,
+        pipeline_name: str = "",
+        sink: Sink | None = None,
     ) -> None:
-        self.sink = ArtifactSink(target or RunTarget.from_context())
+        """`sink` replaces the API client: an isolated attempt sends its artifacts to the
+        parent process instead (flows.prefect.protocol), so it never imports prefect."""
+        self.sink: Sink = sink or ArtifactSink(target or RunTarget.from_context())
         self.interval = interval
         # known before dlt says it (on_start_trace): errors before the pipeline exists need it
         self.pipeline_name = pipeline_name or "pipeline"
@@ -422,12 +429,10 @@ class PrefectCollector(Collector):
             if not rows:
                 continue
             marker = f"load {package.load_id}"
-            previous = self.sink.latest_description(key)
-            if previous and marker in previous:
-                continue  # an earlier attempt already reported this package
-            self.sink.create(
+            self.sink.create_once(  # an earlier attempt may have reported this package
                 key,
                 "markdown",
                 markdown_table(["table", "column", "change", "before", "after"], rows),
                 f"{self.pipeline_name}: {len(rows)} schema changes in {marker}",
+                marker,
             )

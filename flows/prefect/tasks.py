@@ -21,20 +21,18 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
-import json
 import os
 import resource
-import shutil
 import site
 import subprocess
 import sys
-import tempfile
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from uuid import UUID
+from typing import IO, Any
 
 import cloudpickle
 from prefect import Flow, Task, flow, get_run_logger, task
@@ -44,15 +42,14 @@ from prefect.tasks import exponential_backoff
 from flows.errors import EXIT_CONFIG, RetryableError, TerminalError, exit_code_for, is_terminal
 from flows.pipelines import PipelineSpec, discover, get_spec
 from flows.pipelines.spec import import_reference
-from flows.prefect.artifacts import RunTarget
+from flows.prefect.artifacts import ArtifactSink
+from flows.prefect.attempt import Attempt, run_attempt
 from flows.prefect.collector import PrefectCollector
+from flows.prefect.protocol import Relay
 from flows.prefect.records import CONFIG_ERROR, RunRecord, requests_from_env, write_record
 from flows.prefect.reruns import before_attempt
 from flows.quantities import check_pod_resources
-from flows.resources import Usage, container_limits, current_usage
-
-REPORT_PREFIX = "FLOWS_REPORT "
-ERROR_PREFIX = "FLOWS_ERROR "
+from flows.resources import Usage, container_limits, current_usage, release_memory
 
 
 class PipelineAttemptError(RetryableError):
@@ -156,112 +153,97 @@ def resolve_source(request: RunRequest) -> Callable[..., Any]:
     return request.source
 
 
+def attempt_of(request: RunRequest) -> Attempt:
+    """The attempt a request asks for, with its source resolved here."""
+    return Attempt(
+        pipeline=request.pipeline,
+        source=source_reference(resolve_source(request)),
+        args=tuple(request.args),
+        kwargs=dict(request.kwargs),
+        full_refresh=request.full_refresh,
+        state_url=request.state_url,
+        lease_wait=request.lease_wait,
+        flow_run_id=request.flow_run_id,
+        task_run_id=request.task_run_id,
+        attempt=request.attempt,
+        spec=request.spec,
+    )
+
+
 def execute(request: RunRequest) -> dict[str, Any]:
     """Runs one attempt in this process and returns the run report as a dict."""
-    from flows.run import run_pipeline
-
-    collector = PrefectCollector(
-        RunTarget(
-            UUID(request.flow_run_id) if request.flow_run_id else None,
-            UUID(request.task_run_id) if request.task_run_id else None,
-        ),
-        pipeline_name=request.pipeline,
-    )
-    workdir = tempfile.mkdtemp(prefix=f"flows-{request.pipeline}-")
-    try:
-        spec = request.pipeline_spec()
-        source_fn = resolve_source(request)
-        report = run_pipeline(
-            spec,
-            state_url=request.state_url,
-            pipelines_dir=Path(workdir),  # empty, like a new pod: state comes from the store
-            run_id=request.flow_run_id,
-            wait=request.lease_wait,
-            full_refresh=request.full_refresh,
-            source_factory=lambda: source_fn(*request.args, **request.kwargs),
-            progress=collector,
-            listener=collector,
-        )
-        collector.on_run_finished(report, "completed", request.attempt)
-        return asdict(report)
-    except BaseException as err:
-        collector.on_attempt_failed("run", request.attempt, err)
-        raise
-    finally:
-        collector.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+    attempt = attempt_of(request)
+    return run_attempt(attempt, ArtifactSink(attempt.target))
 
 
 def execute_in_child(request: RunRequest, log: Any) -> dict[str, Any]:
-    """Runs one attempt in a child process, streaming its log lines to the task logger."""
+    """Runs one attempt in a child process that never imports prefect.
+
+    The child sends its artifacts and its outcome as messages (flows.prefect.protocol); this
+    process writes them to the API and streams the child's log lines to the task logger.
+    """
+    attempt = attempt_of(request)
+    sink = ArtifactSink(attempt.target)
+    relay = Relay(sink)
     proc = subprocess.Popen(
         [sys.executable, "-m", "flows.prefect.child"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **_api_env(), "PYTHONUNBUFFERED": "1"},
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    assert proc.stdin is not None and proc.stdout is not None
-    # pickled: task arguments may be dates, decimals, ... (same code on both sides)
-    proc.stdin.write(cloudpickle.dumps(request))
-    proc.stdin.close()
-    report: dict[str, Any] | None = None
-    failure: dict[str, Any] = {}
-    tail: list[str] = []
-    for raw in proc.stdout:
-        line = raw.decode(errors="replace")
-        if line.startswith(REPORT_PREFIX):
-            report = json.loads(line[len(REPORT_PREFIX) :])
-            continue
-        if line.startswith(ERROR_PREFIX):
-            failure = json.loads(line[len(ERROR_PREFIX) :])
-            continue
-        tail = [*tail[-40:], line.rstrip()]
-        log.info(line.rstrip())
-    code = proc.wait()
-    if code == 0 and report is not None:
-        return report
-    if failure:
-        message = (
-            f"pipeline {request.pipeline} attempt {request.attempt} failed: "
-            f"{failure.get('type')}: {failure.get('message')}"
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    tail: deque[str] = deque(maxlen=40)
+    logs = threading.Thread(
+        target=_forward_logs, args=(proc.stderr, log, tail), name="flows-child-log", daemon=True
+    )
+    logs.start()
+    try:
+        # pickled: task arguments may be dates, decimals, ... (same code on both sides)
+        proc.stdin.write(cloudpickle.dumps(attempt))
+        proc.stdin.close()
+        release_memory()  # the pod holds both processes: this one only relays from now on
+        for raw in proc.stdout:
+            relay.handle(raw.decode())
+        code = proc.wait()
+        logs.join(timeout=30)
+        if code == 0 and relay.report is not None:
+            return relay.report
+        failure = relay.failure
+        if failure:
+            message = (
+                f"pipeline {request.pipeline} attempt {request.attempt} failed: "
+                f"{failure.get('type')}: {failure.get('message')}"
+            )
+            if failure.get("terminal"):
+                raise TerminalPipelineError(message, int(failure.get("exit_code", 1)))
+            raise PipelineAttemptError(message)
+        cause = (
+            f"killed by signal {-code}" + (" (OOM kill?)" if code == -9 else "")
+            if code < 0
+            else f"exited with {code}"
         )
-        if failure.get("terminal"):
-            raise TerminalPipelineError(message, int(failure.get("exit_code", 1)))
-        raise PipelineAttemptError(message)
-    cause = (
-        f"killed by signal {-code}" + (" (OOM kill?)" if code == -9 else "")
-        if code < 0
-        else f"exited with {code}"
-    )
-    error = PipelineAttemptError(
-        f"pipeline {request.pipeline} attempt {request.attempt}: child process {cause}; "
-        f"last output: {tail[-1] if tail else '-'}"
-    )
-    if code < 0:  # the child could not report its own death
-        collector = PrefectCollector(
-            RunTarget(
-                UUID(request.flow_run_id) if request.flow_run_id else None,
-                UUID(request.task_run_id) if request.task_run_id else None,
-            ),
-            pipeline_name=request.pipeline,
+        error = PipelineAttemptError(
+            f"pipeline {request.pipeline} attempt {request.attempt}: child process {cause}; "
+            f"last output: {tail[-1] if tail else '-'}"
         )
-        collector.on_attempt_failed("run", request.attempt, error)
-        collector.close()
-    raise error
+        if code < 0:  # the child could not report its own death
+            PrefectCollector(
+                attempt.target, pipeline_name=request.pipeline, sink=sink
+            ).on_attempt_failed("run", request.attempt, error)
+        raise error
+    finally:
+        if proc.poll() is None:  # this process was interrupted: no orphan keeps the lease
+            proc.kill()
+            proc.wait()
+        sink.close()
 
 
-def _api_env() -> dict[str, str]:
-    """The API the child must use: the configured one, or this process's ephemeral server
-    (the embedded default), so the child does not start a second server on the same DB."""
-    from prefect.settings import PREFECT_API_URL
-
-    if PREFECT_API_URL.value():
-        return {}
-    from prefect.server.api.server import SubprocessASGIServer
-
-    server = next((s for s in SubprocessASGIServer._instances.values() if s.running), None)
-    return {"PREFECT_API_URL": server.api_url} if server else {}
+def _forward_logs(stream: IO[bytes], log: Any, tail: deque[str]) -> None:
+    for raw in stream:
+        line = raw.decode(errors="replace").rstrip()
+        tail.append(line)
+        log.info(line)
 
 
 def summary(report: Mapping[str, Any], attempt: int) -> dict[str, Any]:

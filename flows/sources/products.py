@@ -7,18 +7,23 @@ from dlt.sources import DltResource
 from dlt.sources.credentials import ConnectionStringCredentials
 from dlt.sources.sql_database import sql_table
 
+from flows.sources.sql import sql_backend_options
+
 
 @dlt.source(name="products")
 def products(
     credentials: ConnectionStringCredentials = dlt.secrets.value,
     table: str = "products",
     schema: str | None = None,
-    chunk_size: int = 10_000,
+    chunk_size: int = 50_000,
+    backend: str | None = None,
 ) -> DltResource:
     """Credentials from SOURCES__PRODUCTS__CREDENTIALS (a postgresql:// URL).
 
-    A full refresh is not a different source: the pipeline extracts with
-    `refresh="drop_resources"`, which drops the table and resets the cursor.
+    Rows come as arrow tables (connectorx, see sql.py); SOURCES__PRODUCTS__BACKEND picks
+    another dlt backend (`sqlalchemy`, `pyarrow`). A full refresh is not a different source:
+    the pipeline extracts with `refresh="drop_resources"`, which drops the table and resets
+    the cursor.
     """
     return sql_table(
         credentials=credentials,
@@ -28,4 +33,5 @@ def products(
         incremental=dlt.sources.incremental("updated_at"),
         primary_key="id",
         write_disposition={"disposition": "merge", "strategy": "upsert"},
+        **sql_backend_options(credentials, chunk_size, backend),
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import exact, run_cli, synthetic_counts
+from tests.integration.helpers import Result, exact, run_cli, synthetic_counts
 
 ROWS = 30_000
 
@@ -84,3 +84,35 @@ def test_kill_and_resume_on_fresh_disk(
     assert third.code == 0, third.stderr[-3000:]
     assert third.json()["extracted_rows"].get("events", 0) == 0
     assert synthetic_counts(tmp_path / "warehouse.duckdb") == counts
+
+
+@pytest.mark.parametrize("point", ["normalize", "load-first"])
+def test_packages_normalized_by_workers_resume_exactly(
+    point: str, flows_env: dict[str, str], bucket: str, tmp_path: Path
+) -> None:
+    """dlt's normalize process pool (forked workers, as in a pod with 2 CPUs): killed while
+    the workers run or after they committed, the package resumes on a fresh disk."""
+    state = f"s3://{bucket}/state"
+    env = {
+        **_env(flows_env, tmp_path, point),
+        "NORMALIZE__WORKERS": "2",
+        "NORMALIZE__START_METHOD": "fork",
+    }
+
+    def run(pod: str, kill_at: str | None = None) -> Result:
+        args = ["run", "synthetic", "--state-url", state, "--pipelines-dir", str(tmp_path / pod)]
+        return run_cli([*args, "--json"], env, kill_at=kill_at)
+
+    first = run("pod1", kill_at=point)
+    assert first.code == -9, f"harness did not kill at {point}: {first.stderr[-2000:]}"
+    second = run("pod2")
+    assert second.code == 0, second.stderr[-3000:]
+    report = second.json()
+    counts = synthetic_counts(tmp_path / "warehouse.duckdb")
+    assert {k: counts[k] for k in exact(ROWS)} == exact(ROWS)
+    assert counts["loads"] == counts["distinct_loads"] == 1
+    assert report["extracted_rows"].get("events", 0) == 0
+    if point == "normalize":  # the extracted package is normalized again, by the workers
+        assert report["resume"]["extracted"] and report["normalized_rows"]["events"] == ROWS
+    else:  # the workers' normalized package was snapshotted and is only loaded
+        assert report["resume"]["normalized"] and not report["normalized_rows"].get("events")

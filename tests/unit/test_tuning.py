@@ -70,3 +70,29 @@ def test_record_warnings() -> None:
     idle = record(100, cpu_s=1, wall=100, memory_request=2048 * MiB, cpu_request=2.0)
     assert len(idle.warnings()) == 2
     assert record(100, cpu_throttled_seconds=10.0).warnings() == ["CPU throttled for 10.0 s"]
+
+
+def test_normalize_workers_follow_the_cpu_limit_within_memory() -> None:
+    def workers(cpu: float | None, memory_mib: int | None) -> str | None:
+        limits = ContainerLimits(2, cpu, memory_mib * MiB if memory_mib else None, 0, 0.0)
+        settings = adaptive_settings(limits, cpu or 8.0)
+        if settings.get("normalize.workers", "1") != "1":
+            assert settings["normalize.start_method"] == "fork"
+        return settings.get("normalize.workers")
+
+    assert workers(2.0, 4096) == "2" and workers(4.0, 1024) == "2"
+    assert workers(1.0, 4096) == "1" and workers(1.5, 4096) == "1"
+    assert workers(2.0, 512) == "1"
+    assert workers(3.0, None) == "3"  # CPU limit alone: normalize settings only
+    assert set(adaptive_settings(ContainerLimits(2, 3.0, None, 0, 0.0), 3.0)) == {
+        "normalize.workers",
+        "normalize.start_method",
+    }
+
+
+def test_streamed_loader_formats_get_larger_files() -> None:
+    limits = ContainerLimits(2, 2.0, 4096 * MiB, 0, 0.0)
+    worst = adaptive_settings(limits, 2.0)
+    assert adaptive_settings(limits, 2.0, "insert_values") == worst
+    assert int(worst["data_writer.file_max_items"]) <= 5_000
+    assert adaptive_settings(limits, 2.0, "parquet")["data_writer.file_max_items"] == "100000"

@@ -1,0 +1,83 @@
+"""One task attempt: the pipeline run with its collector, in an empty working dir.
+
+Free of prefect imports: it runs in the isolated child (artifacts go to the parent as
+messages) as well as in the task's own process (`isolate=False`, artifacts go to the API).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from dlt.sources import DltSource
+
+from flows.pipelines import PipelineSpec
+from flows.pipelines.spec import import_reference
+from flows.prefect.artifacts import RunTarget, Sink
+from flows.prefect.collector import PrefectCollector
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What the attempt's process needs; crosses the process boundary pickled."""
+
+    pipeline: str
+    # what returns the dlt source: "module:qualname" when an import finds it (dlt's source
+    # wrappers do not pickle by value), else the function itself, pickled by value
+    source: Callable[..., DltSource] | str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    full_refresh: bool = False
+    state_url: str | None = None
+    lease_wait: float = 0.0
+    flow_run_id: str | None = None
+    task_run_id: str | None = None
+    attempt: int = 1
+    # an undeclared pipeline (`@dlt_task(pipeline_name=...)`): its whole declaration
+    spec: PipelineSpec | None = None
+
+    def build_source(self) -> DltSource:
+        fn = self.source
+        if isinstance(fn, str):
+            fn = import_reference(fn, f"pipeline {self.pipeline!r}")
+        return fn(*self.args, **self.kwargs)
+
+    @property
+    def target(self) -> RunTarget:
+        return RunTarget(
+            UUID(self.flow_run_id) if self.flow_run_id else None,
+            UUID(self.task_run_id) if self.task_run_id else None,
+        )
+
+
+def run_attempt(attempt: Attempt, sink: Sink) -> dict[str, Any]:
+    """Runs the attempt and returns the run report as a dict; artifacts go to `sink`."""
+    from flows.run import run_pipeline
+
+    collector = PrefectCollector(attempt.target, pipeline_name=attempt.pipeline, sink=sink)
+    workdir = tempfile.mkdtemp(prefix=f"flows-{attempt.pipeline}-")
+    try:
+        report = run_pipeline(
+            attempt.spec or attempt.pipeline,
+            state_url=attempt.state_url,
+            pipelines_dir=Path(workdir),  # empty, like a new pod: state comes from the store
+            run_id=attempt.flow_run_id,
+            wait=attempt.lease_wait,
+            full_refresh=attempt.full_refresh,
+            source_factory=attempt.build_source,
+            progress=collector,
+            listener=collector,
+        )
+        collector.on_run_finished(report, "completed", attempt.attempt)
+        return asdict(report)
+    except BaseException as err:
+        collector.on_attempt_failed("run", attempt.attempt, err)
+        raise
+    finally:
+        collector.close()
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,79 @@
+"""The `files` pipeline loads Parquet and CSV as arrow tables: the file's types and values
+arrive unchanged (no row-by-row coercion on the way)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv
+import pyarrow.parquet as pq
+import pytest
+
+from flows.run import run_pipeline
+from tests.integration.helpers import duck
+
+ROWS = 20_000
+UTC = dt.UTC
+
+
+def _table(offset: int) -> pa.Table:
+    ids = range(offset, offset + ROWS)
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.int64()),
+            "name": pa.array([None if i % 11 == 0 else f"n{i}" for i in ids], pa.string()),
+            "price": pa.array([Decimal(i) / 100 for i in ids], pa.decimal128(12, 2)),
+            "ratio": pa.array([i / 7 for i in ids], pa.float64()),
+            "flag": pa.array([i % 3 == 0 for i in ids], pa.bool_()),
+            "seen_at": pa.array(
+                [dt.datetime(2024, 1, 1, tzinfo=UTC) + dt.timedelta(microseconds=i) for i in ids],
+                pa.timestamp("us", tz="UTC"),
+            ),
+        }
+    )
+
+
+def test_parquet_and_csv_loaded_exactly(
+    flows_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    tables = [_table(0), _table(ROWS)]
+    for n, table in enumerate(tables):
+        pq.write_table(table, landing / f"part{n}.parquet")
+        pyarrow.csv.write_csv(table.drop_columns(["price"]), landing / f"part{n}.csv")
+    warehouse = tmp_path / "w.duckdb"
+    monkeypatch.setenv("SOURCES__FILES__BUCKET_URL", landing.as_uri())
+    monkeypatch.setenv("SOURCES__FILES__FORMATS", '["csv", "parquet"]')
+    monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS", str(warehouse))
+    report = run_pipeline("files", state_url=f"file://{tmp_path / 'state'}")
+    assert report.loaded_rows["files_parquet"] == report.loaded_rows["files_csv"] == 2 * ROWS
+
+    expected = pa.concat_tables(tables)
+    with duck(warehouse) as con:
+        types = dict(
+            con.sql(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_name = 'files_parquet'"
+            ).fetchall()
+        )
+        assert (types["id"], types["price"], types["ratio"]) == (
+            "BIGINT",
+            "DECIMAL(12,2)",
+            "DOUBLE",
+        )
+        assert (types["flag"], types["seen_at"]) == ("BOOLEAN", "TIMESTAMP WITH TIME ZONE")
+        for table, columns in (
+            ("files_parquet", expected.column_names),
+            ("files_csv", [c for c in expected.column_names if c != "price"]),
+        ):
+            got = con.sql(
+                f"SELECT {', '.join(columns)} FROM landing.{table} ORDER BY id"
+            ).to_arrow_table()
+            want = expected.select(columns)
+            assert got.num_rows == want.num_rows
+            for column in columns:
+                assert got[column].to_pylist() == want[column].to_pylist(), (table, column)
