@@ -18,6 +18,9 @@ from flows.services import Postgres, SeaweedFS
 
 # no telemetry calls from dlt in tests; the network is closed anyway
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+# the embedded default starts Prefect's ephemeral server; on a busy machine it needs more
+# than the 20 s Prefect allows by default (the tests' subprocesses inherit this)
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 @pytest.fixture(scope="session")
