@@ -310,13 +310,17 @@ class runner:
             for table, count in rows.get(package.load_id, {}).items():
                 report.loaded_rows[table] = report.loaded_rows.get(table, 0) + count
 
+    def _fenced(self) -> bool:
+        """A run that lost its lease stops here: another attempt (Prefect's) may take it."""
+        return self.session is not None and self.session.lease.lost is not None
+
     def _step(self, report: RunReport, step: str, fn: Callable[[], T]) -> T:
         entry = StepReport(step)
         report.steps.append(entry)
         policy = (
             self.retry_policy.copy(
                 retry=self.retry_policy.retry
-                & tenacity.retry_if_exception(lambda e: not is_terminal(e)),
+                & tenacity.retry_if_exception(lambda e: not is_terminal(e) and not self._fenced()),
                 reraise=True,
             )
             if step in self.retry_steps

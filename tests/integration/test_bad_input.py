@@ -32,7 +32,7 @@ def env(flows_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
         **flows_env,
         "SOURCES__SYNTHETIC__ROWS": str(ROWS),
         "DESTINATION__DUCKDB__CREDENTIALS": str(tmp_path / "warehouse.duckdb"),
-        "STATE__LEASE_TTL": "4",
+        "STATE__LEASE_TTL": "10",
     }
 
 

@@ -25,7 +25,7 @@ from flows.services import Postgres, SeaweedFS
 from tests.integration.helpers import exact, run_cli, synthetic_counts
 
 ROWS = 40_000
-TTL = 8.0  # the holder renews every second and fences itself 6 s after its last renewal
+TTL = 12.0  # the holder renews every 1.5 s and fences itself 9 s after its last renewal
 PAUSER = Path(__file__).with_name("pauser.py")
 
 
