@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what it needs (Python lock, PostgreSQL, SeaweedFS, helm,
-# docker and a local base image), then lint, types and pytest against real services.
+# The whole test suite: installs what it needs (Python lock, PostgreSQL, redis, SeaweedFS,
+# helm, checkov in its own venv, docker and a local base image), then lint, types and pytest against real services.
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 scripts/install-services.sh
 scripts/install-helm.sh
+scripts/install-checkov.sh
 scripts/install-docker.sh
 scripts/make-base-image.sh
 .venv/bin/ruff check flows tests

@@ -273,13 +273,11 @@ def test_tune_apply_refuses_a_request_above_the_pools_default_limit(
 ) -> None:
     """`flows tune --apply` writes job_variables the server would accept (each quantity is
     valid) but Kubernetes would not: the request is above the pool's default limit."""
-    from prefect.client.orchestration import get_client
+    from prefect.client.orchestration import SyncPrefectClient
 
     from flows.errors import ConfigError
     from flows.tune import Recommendation, apply
 
-    for key, value in prefect_server.client_env().items():
-        monkeypatch.setenv(key, value)
     template_file = tmp_path / "base-job-template.json"
     template_file.write_text(
         default.get("ConfigMap", "rel-prefect-dlt-base-job-template")["data"][
@@ -292,7 +290,8 @@ def test_tune_apply_refuses_a_request_above_the_pools_default_limit(
         prefect_server.client_env(),
     )
     assert setup.returncode == 0, setup.stdout + setup.stderr
-    with get_client(sync_client=True) as client:
+    # an explicit client: this process's Prefect settings may predate this server
+    with SyncPrefectClient(prefect_server.api_url, auth_string=AUTH_STRING) as client:
         flow_id = client.create_flow_from_name("tune-check")
         deployment_id = client.create_deployment(
             flow_id=flow_id, name="tune-check", work_pool_name=pool, job_variables={}
