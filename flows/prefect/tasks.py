@@ -168,7 +168,8 @@ def execute(request: RunRequest) -> dict[str, Any]:
     workdir = tempfile.mkdtemp(prefix=f"flows-{request.pipeline}-")
     try:
         spec = request.pipeline_spec()
-        source_fn = resolve_source(request)
+        # the declared source: run_pipeline calls it (with the task's options as keywords)
+        source_fn = None if request.source is None else resolve_source(request)
         report = run_pipeline(
             spec,
             state_url=request.state_url,
@@ -176,7 +177,10 @@ def execute(request: RunRequest) -> dict[str, Any]:
             run_id=request.flow_run_id,
             wait=request.lease_wait,
             full_refresh=request.full_refresh,
-            source_factory=lambda: source_fn(*request.args, **request.kwargs),
+            source_options=request.kwargs if source_fn is None else None,
+            source_factory=(
+                None if source_fn is None else lambda: source_fn(*request.args, **request.kwargs)
+            ),
             progress=collector,
             listener=collector,
         )
