@@ -44,8 +44,10 @@ def run_pipeline(
     """Runs pipeline `name` (or an ad hoc spec) so that a retry on another machine resumes
     where this one stopped.
 
-    The declaration and the source are checked first: an unknown name, a source that does
-    not import or returns no dlt source fails before any lease is taken. `run_id` identifies
+    The declaration is checked first: an unknown name, a source that does not import or a
+    plain function that returns no dlt source fails before the lease is taken. A dlt source
+    factory is called once the pipeline is attached to its restored state (its body may read
+    that state or reach its system: see `PipelineSpec.builds_lazily`). `run_id` identifies
     one logical run across attempts (Prefect's flow run id): a retry with the same id may
     take over the lease of its dead predecessor at once. `generation` restores an older
     snapshot on purpose (recovery drills and tests). `source_factory` replaces the
@@ -53,12 +55,9 @@ def run_pipeline(
     """
     catalog = discover()
     spec = catalog.get(name) if isinstance(name, str) else name
+    options = dict(source_options or {})
     with catalog.known_names():
-        source = (
-            spec.check_source(source_factory())
-            if source_factory
-            else spec.build_source(**dict(source_options or {}))
-        )
+        early = None if source_factory or spec.builds_lazily() else spec.build_source(**options)
     destination = spec.destination_name()
     refuse_scratch_duckdb(spec)
     apply_platform_defaults(destination, spec.name)
@@ -81,6 +80,12 @@ def run_pipeline(
             # no snapshot and no local state: take dlt's state from the destination, if any,
             # so a lost bucket does not mean extracting everything again
             pipeline.sync_destination()
+        with catalog.known_names():
+            source = early or (
+                spec.check_source(source_factory())
+                if source_factory
+                else spec.build_source(**options)
+            )
         run = runner(
             pipeline,
             retry_policy=retry_policy,

@@ -18,6 +18,7 @@ from dlt.common.destination import Destination
 from dlt.common.normalizers.json.relational import DataItemNormalizer
 from dlt.common.runtime.collector import Collector
 from dlt.common.schema import Schema
+from dlt.extract.reference import SourceFactory
 from dlt.extract.resource import DltResource
 from dlt.sources import DltSource
 
@@ -90,6 +91,13 @@ class PipelineSpec:
         if not isinstance(self.source, str):
             return self.source
         return import_reference(self.source, f"pipeline {self.name!r} ({self.declared_in})")
+
+    def builds_lazily(self) -> bool:
+        """True for a dlt source factory or resource: known to give a dlt source, and built
+        only once the pipeline is attached to its state (its body may read that state or
+        connect to the source system). A plain function is called up front instead, so that
+        one returning something else is refused before anything is written."""
+        return isinstance(self.source_function(), SourceFactory | DltResource)
 
     def build_source(self, **overrides: Any) -> DltSource:
         return self.check_source(self.source_function()(**{**self.options, **overrides}))

@@ -27,9 +27,10 @@ class Attempt:
     """What the attempt's process needs; crosses the process boundary pickled."""
 
     pipeline: str
-    # what returns the dlt source: "module:qualname" when an import finds it (dlt's source
-    # wrappers do not pickle by value), else the function itself, pickled by value
-    source: Callable[..., DltSource] | str
+    # what returns the dlt source (None: the declared one, with `kwargs` as its options):
+    # "module:qualname" when an import finds it (dlt's source wrappers do not pickle by
+    # value), else the function itself, pickled by value
+    source: Callable[..., DltSource] | str | None
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
     full_refresh: bool = False
@@ -43,6 +44,7 @@ class Attempt:
 
     def build_source(self) -> DltSource:
         fn = self.source
+        assert fn is not None
         if isinstance(fn, str):
             fn = import_reference(fn, f"pipeline {self.pipeline!r}")
         return fn(*self.args, **self.kwargs)
@@ -69,7 +71,8 @@ def run_attempt(attempt: Attempt, sink: Sink) -> dict[str, Any]:
             run_id=attempt.flow_run_id,
             wait=attempt.lease_wait,
             full_refresh=attempt.full_refresh,
-            source_factory=attempt.build_source,
+            source_options=attempt.kwargs if attempt.source is None else None,
+            source_factory=None if attempt.source is None else attempt.build_source,
             progress=collector,
             listener=collector,
         )

@@ -157,7 +157,8 @@ def attempt_of(request: RunRequest) -> Attempt:
     """The attempt a request asks for, with its source resolved here."""
     return Attempt(
         pipeline=request.pipeline,
-        source=source_reference(resolve_source(request)),
+        # None: the declared source, built by run_pipeline with the task's options
+        source=None if request.source is None else source_reference(resolve_source(request)),
         args=tuple(request.args),
         kwargs=dict(request.kwargs),
         full_refresh=request.full_refresh,

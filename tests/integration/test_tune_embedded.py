@@ -24,6 +24,7 @@ def test_tune_works_on_the_embedded_default(tmp_path: Path) -> None:
             "FLOWS_HOME": str(tmp_path / "home"),
             "RUNTIME__DLTHUB_TELEMETRY": "false",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         }
     )
     for _ in range(2):
