@@ -38,7 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a pipeline, resuming whatever a dead run left")
-    run.add_argument("pipeline")
+    run.add_argument(
+        "pipeline", help="a declared pipeline, or module:function (a dlt source) to run ad hoc"
+    )
+    run.add_argument("--name", help="ad hoc: pipeline name (default: the function's name)")
+    run.add_argument("--dataset", help="ad hoc: dataset name (default: the pipeline name)")
+    run.add_argument("--destination", help="ad hoc: dlt destination (default: duckdb)")
     _add_state_args(run, required=False)
     run.add_argument("--pipelines-dir", type=Path, help="local working dirs (default: temp-free)")
     run.add_argument("--run-id", help="id shared by all attempts of one logical run")
@@ -47,7 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the run report as JSON")
     run.set_defaults(func=cmd_run)
 
-    sub.add_parser("pipelines", help="list the pipelines").set_defaults(func=cmd_pipelines)
+    sub.add_parser("pipelines", help="list the declared pipelines and where they are declared")
+    sub.choices["pipelines"].set_defaults(func=cmd_pipelines)
+
+    init = sub.add_parser("init", help="write a new dlt project for the platform into DIR")
+    init.add_argument("dir", type=Path)
+    init.add_argument("--name", help="package and pipeline name (default: from DIR)")
+    init.set_defaults(func=cmd_init)
 
     setup = sub.add_parser("setup", help="create or update the work pool, limits and alerts")
     setup.add_argument("--pool", default=os.environ.get("FLOWS_WORK_POOL", "dlt-k8s"))
@@ -81,7 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.set_defaults(func=cmd_deploy)
 
     tune = sub.add_parser("tune", help="recommend cpu/memory job_variables from run records")
-    tune.add_argument("deployment", help="deployment name (or flow name on the embedded default)")
+    tune.add_argument(
+        "deployment",
+        help="FLOW/DEPLOYMENT, a deployment name, or a flow name on the embedded default",
+    )
     tune.add_argument("--runs", type=int, default=20, help="newest run records to use")
     tune.add_argument("--apply", action="store_true", help="update the deployment's job_variables")
     tune.add_argument("--yes", action="store_true", help="apply without asking")
@@ -154,7 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flows.run import run_pipeline
 
     report = run_pipeline(
-        args.pipeline,
+        _pipeline_to_run(args),
         state_url=args.state_url,
         pipelines_dir=args.pipelines_dir,
         run_id=args.run_id,
@@ -169,11 +183,50 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_pipelines(args: argparse.Namespace) -> int:
-    from flows.pipelines import PIPELINES
+def _pipeline_to_run(args: argparse.Namespace) -> Any:
+    """A declared name, or an ad hoc spec for `module:function`."""
+    from flows.errors import ConfigError
+    from flows.pipelines import PipelineSpec
 
-    for spec in PIPELINES.values():
-        print(f"{spec.name:12} dataset {spec.dataset_name:10} {spec.description}")
+    if ":" not in args.pipeline:
+        if args.name or args.dataset or args.destination:
+            raise ConfigError(
+                f"--name, --dataset and --destination are for module:function, not the "
+                f"declared pipeline {args.pipeline!r} (set them in its declaration)"
+            )
+        return args.pipeline
+    function = args.pipeline.partition(":")[2].split(".")[-1]
+    return PipelineSpec(
+        name=args.name or function,
+        source=args.pipeline,
+        dataset_name=args.dataset or "",
+        destination=args.destination,
+        declared_in="the command line",
+    )
+
+
+def cmd_pipelines(args: argparse.Namespace) -> int:
+    from flows.pipelines import discover
+
+    catalog = discover()
+    if not catalog.pipelines:
+        print(f"no pipelines declared (looked in {catalog.where()})")
+    for spec in sorted(catalog.pipelines.values(), key=lambda s: s.name):
+        print(
+            f"{spec.name:16} dataset {spec.dataset:12} {spec.source_name}  "
+            f"[{spec.declared_in}]{'  ' + spec.description if spec.description else ''}"
+        )
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from flows.init import init_project, package_name
+
+    written = init_project(args.dir, args.name)
+    for path in written:
+        print(f"  {path}")
+    name = package_name(args.dir, args.name)
+    print(f"wrote {len(written)} files to {args.dir}; next: cd {args.dir} && flows run {name}")
     return 0
 
 
@@ -263,19 +316,22 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_stack(args: argparse.Namespace) -> int:
     from flows.settings import flows_home
-    from flows.stack import LocalStack
+    from flows.stack import LocalStack, find_running, remember
 
+    if args.action == "env":
+        stack = find_running(args.dir, flows_home() / "stack")
+        for key, value in stack.run_env().items():
+            print(f"export {key}={value!r}")
+        return 0
     stack = LocalStack(args.dir or flows_home() / "stack", api_port=args.port)
     if args.action == "up":
         stack.up()
+        remember(stack.root)
         print(f"Prefect UI: http://127.0.0.1:{stack.api_port}  (user:password {stack.auth_string})")
         print(f"state and data: {stack.root}; `flows stack env` prints client settings")
-    elif args.action == "down":
+    else:
         stack.down()
         print(f"stopped; data kept in {stack.root}")
-    else:
-        for key, value in stack.run_env().items():
-            print(f"export {key}={value!r}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""One call that runs a named pipeline durably: lease, restore, build, run, snapshot, release."""
+"""One call that runs a declared pipeline durably: lease, restore, build, run, snapshot, release."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 
 import tenacity
 from dlt.common.runtime.collector import Collector
-from dlt.sources import DltSource
 
-from flows.pipelines import get_spec
-from flows.runner import RunListener, RunReport, runner
+from flows.persistence import refuse_scratch_duckdb
+from flows.pipelines import PipelineSpec, discover
+from flows.runner import RunCallbacks, RunListener, RunReport, runner
 from flows.settings import apply_platform_defaults, default_pipelines_dir, default_state_url
 from flows.state import StateSession, open_store
 from flows.state.config import url_origin
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 def run_pipeline(
-    name: str,
+    name: str | PipelineSpec,
     *,
     state_url: str | None = None,
     pipelines_dir: Path | None = None,
@@ -30,21 +30,34 @@ def run_pipeline(
     lease_ttl: float | None = None,
     full_refresh: bool = False,
     source_options: Mapping[str, Any] | None = None,
-    source_factory: Callable[[], DltSource] | None = None,
+    source_factory: Callable[[], Any] | None = None,
     progress: Collector | None = None,
     listener: RunListener | None = None,
+    callbacks: tuple[RunCallbacks, ...] = (),
     retry_policy: tenacity.Retrying | None = None,
     generation: int | None = None,
 ) -> RunReport:
-    """Runs pipeline `name` so that a retry on another machine resumes where this one stopped.
+    """Runs pipeline `name` (or an ad hoc spec) so that a retry on another machine resumes
+    where this one stopped.
 
-    `run_id` identifies one logical run across attempts (Prefect's flow run id): a retry with
-    the same id may take over the lease of its dead predecessor at once. `generation` restores
-    an older snapshot on purpose (recovery drills and tests). `source_factory` replaces the
-    pipeline's own source (called after the restore, like the pipeline itself).
+    The declaration and the source are checked first: an unknown name, a source that does
+    not import or returns no dlt source fails before any lease is taken. `run_id` identifies
+    one logical run across attempts (Prefect's flow run id): a retry with the same id may
+    take over the lease of its dead predecessor at once. `generation` restores an older
+    snapshot on purpose (recovery drills and tests). `source_factory` replaces the
+    declared source function's call.
     """
-    spec = get_spec(name)
-    apply_platform_defaults(spec.destination_name(), spec.name)
+    catalog = discover()
+    spec = catalog.get(name) if isinstance(name, str) else name
+    with catalog.known_names():
+        source = (
+            spec.check_source(source_factory())
+            if source_factory
+            else spec.build_source(**dict(source_options or {}))
+        )
+    destination = spec.destination_name()
+    refuse_scratch_duckdb(spec)
+    apply_platform_defaults(destination, spec.name)
     pipelines_dir = Path(pipelines_dir or default_pipelines_dir())
     store = open_store(state_url or default_state_url(), origin=url_origin(state_url))
     session = StateSession(
@@ -59,15 +72,16 @@ def run_pipeline(
             # no snapshot and no local state: take dlt's state from the destination, if any,
             # so a lost bucket does not mean extracting everything again
             pipeline.sync_destination()
-        source = (
-            spec.prepare_source(source_factory())
-            if source_factory
-            else (spec.build_source(**dict(source_options or {})))
+        run = runner(
+            pipeline,
+            retry_policy=retry_policy,
+            session=session,
+            listener=listener,
+            callbacks=callbacks,
         )
-        report = runner(
-            pipeline, retry_policy=retry_policy, session=session, listener=listener
-        ).run(source, **spec.extract_kwargs(full_refresh=full_refresh))
+        run.run(source, **spec.extract_kwargs(full_refresh=full_refresh))
         ok = True
-        return report
+        assert run.report is not None
+        return run.report
     finally:
         session.close(collect=ok)

@@ -1,7 +1,13 @@
 """Runs a dlt pipeline step by step: resume what is pending, retry transient failures.
 
-    runner(pipeline, retry_policy=tenacity.Retrying(...),
-           retry_pipeline_steps=["extract", "normalize", "load"], session=session).run(source)
+    load_info = runner(pipeline, retry_policy=tenacity.Retrying(...),
+                       retry_pipeline_steps=["extract", "normalize", "load"]).run(source)
+
+Durable by default: the run takes the pipeline's lease in the configured state store
+(`STATE__URL`, else the local store under `$FLOWS_HOME/state`), restores the newest snapshot
+into the pipeline's working dir, re-attaches the pipeline to it and snapshots at every step
+boundary. It returns dlt's `LoadInfo`; the platform's `RunReport` is `runner.report` (and
+`load_info.report`).
 
 Steps are called one by one instead of `pipeline.run()`: `run()` with pending packages only
 finishes them and drops the new data, and its destination sync wipes a restored working dir
@@ -14,21 +20,24 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import dlt
 import tenacity
+from dlt.common.pipeline import LoadInfo
 
 from flows import fencing
 from flows.checkpoint import CheckpointCollector
 from flows.errors import is_terminal, root_cause
+from flows.reattach import reattach
 from flows.resume import (
     ResumePlan,
     package_dir,
     package_row_counts,
     prepare_normalized_packages,
 )
-from flows.state import StateSession
+from flows.state import StateSession, open_store
 from flows.state.session import SnapshotStats
 
 log = logging.getLogger(__name__)
@@ -53,6 +62,32 @@ class RunListener(Protocol):
 
     def on_load_starting(self, rows: dict[str, int]) -> None:
         """Rows per table about to be loaded (read from the package files)."""
+
+
+class RunCallbacks:
+    """Hooks for user code, at the points the dlt+ runner offers; override what you need.
+
+    Exceptions raised here fail the run (unlike dlt's collector hooks, which swallow them).
+    """
+
+    def on_before_step(self, pipeline: dlt.Pipeline, step: str) -> None:
+        """Before each attempt of `step` (extract, normalize, load)."""
+
+    def on_after_step(self, pipeline: dlt.Pipeline, step: str, info: Any) -> None:
+        """After `step` succeeded, with dlt's step info."""
+
+    def on_retry(
+        self, pipeline: dlt.Pipeline, step: str, attempt: int, error: BaseException
+    ) -> None:
+        """Attempt `attempt` of `step` failed and another one follows."""
+
+    def on_schema_change(self, pipeline: dlt.Pipeline, schema_update: dict[str, Any]) -> None:
+        """A loaded package changed the destination schema (dlt's `schema_update`)."""
+
+    def on_run_end(
+        self, pipeline: dlt.Pipeline, report: RunReport, error: BaseException | None
+    ) -> None:
+        """At the end of the run, failed (`error`) or not."""
 
 
 @dataclass
@@ -81,7 +116,11 @@ class RunReport:
 
 
 class runner:
-    """Step-wise execution with resume and in-process retries of the named steps."""
+    """Step-wise execution with resume and in-process retries of the named steps.
+
+    `session` is an open `StateSession` the caller manages; without one the run opens its
+    own on `state_url` (default: the configured store) unless `durable=False`.
+    """
 
     def __init__(
         self,
@@ -90,6 +129,12 @@ class runner:
         retry_pipeline_steps: Sequence[str] = STEPS,
         session: StateSession | None = None,
         listener: RunListener | None = None,
+        callbacks: Sequence[RunCallbacks] = (),
+        *,
+        durable: bool = True,
+        state_url: str | None = None,
+        run_id: str | None = None,
+        lease_wait: float = 0.0,
     ) -> None:
         unknown = set(retry_pipeline_steps) - set(STEPS)
         if unknown:
@@ -98,33 +143,109 @@ class runner:
         self.retry_policy = retry_policy or default_retry_policy()
         self.retry_steps = set(retry_pipeline_steps)
         self.session = session
-        self.listener = listener
+        # a PrefectCollector passed as `progress=` also hears about failed attempts
+        self.listener = listener or _as_listener(pipeline.collector)
+        self.callbacks = list(callbacks)
+        self.durable = durable
+        self.state_url = state_url
+        self.run_id = run_id
+        self.lease_wait = lease_wait
         self.checkpoints: CheckpointCollector | None = None
+        self.report: RunReport | None = None
         # packages normalized here and not yet attempted: no destination check needed
         self._trusted: set[str] = set()
+        self._load_infos: list[Any] = []
+        self._last_error: BaseException | None = None
         if session is not None:
-            self.checkpoints = CheckpointCollector(session, inner=pipeline.collector)
-            pipeline.collector = self.checkpoints
+            self._attach_checkpoints(session)
 
-    def run(self, data: Any, **extract_kwargs: Any) -> RunReport:
+    def _attach_checkpoints(self, session: StateSession) -> None:
+        inner = self.pipeline.collector
+        if isinstance(inner, CheckpointCollector):
+            inner = inner.inner
+        self.checkpoints = CheckpointCollector(session, inner=inner)
+        self.pipeline.collector = self.checkpoints
+
+    def run(self, data: Any, **extract_kwargs: Any) -> LoadInfo:
+        """Resumes what is pending, then extracts, normalizes and loads `data`."""
+        if self.session is not None or not self.durable:
+            return self._run(data, extract_kwargs)
+        from flows.settings import apply_platform_defaults, default_state_url
+
+        apply_platform_defaults(
+            self.pipeline.destination.destination_name, self.pipeline.pipeline_name
+        )
+        session = StateSession(
+            open_store(self.state_url or default_state_url()),
+            self.pipeline.pipeline_name,
+            Path(self.pipeline.pipelines_dir),
+            run_id=self.run_id,
+            wait=self.lease_wait,
+        )
+        restored = session.open()
+        ok = False
+        try:
+            reattach(self.pipeline)
+            if restored is None and self.pipeline.first_run:
+                # nothing stored and nothing local: dlt's state from the destination, if any
+                self.pipeline.sync_destination()
+            self.session = session
+            self._attach_checkpoints(session)
+            info = self._run(data, extract_kwargs)
+            ok = True
+            return info
+        finally:
+            self.session = None
+            if self.checkpoints is not None:
+                self.pipeline.collector = self.checkpoints.inner
+                self.checkpoints = None
+            session.close(collect=ok)
+
+    def _run(self, data: Any, extract_kwargs: dict[str, Any]) -> LoadInfo:
         started = time.perf_counter()
-        report = RunReport(
+        report = self.report = RunReport(
             self.pipeline.pipeline_name,
             self.pipeline.destination.destination_name,
             self.pipeline.dataset_name,
         )
-        self._finish_pending(report)
-        info = self._step(report, "extract", lambda: self.pipeline.extract(data, **extract_kwargs))
-        report.extracted_rows = extracted_rows(info)
-        self._normalize(report)
-        self._load(report)
-        if self.session is not None:
-            # a step-boundary snapshot that failed is retried here: the run is not done until
-            # its state is durable (nothing is sent when nothing changed)
-            self.session.snapshot("final")
-        report.snapshots = self.session.stats if self.session else None
-        report.seconds = time.perf_counter() - started
-        return report
+        self._load_infos = []
+        error: BaseException | None = None
+        try:
+            self._finish_pending(report)
+            info = self._step(
+                report, "extract", lambda: self.pipeline.extract(data, **extract_kwargs)
+            )
+            report.extracted_rows = extracted_rows(info)
+            self._normalize(report)
+            self._load(report)
+            if self.session is not None:
+                # a step-boundary snapshot that failed is retried here: the run is not done
+                # until its state is durable (nothing is sent when nothing changed)
+                self.session.snapshot("final")
+        except BaseException as err:
+            error = err
+            raise
+        finally:
+            report.snapshots = self.session.stats if self.session else None
+            report.seconds = time.perf_counter() - started
+            for callback in self.callbacks:
+                callback.on_run_end(self.pipeline, report, error)
+        return self._load_info(report)
+
+    def _load_info(self, report: RunReport) -> LoadInfo:
+        """dlt's LoadInfo of this run (every package it loaded), with the report attached."""
+        last = self._load_infos[-1] if self._load_infos else None
+        if last is None:
+            info = _empty_load_info(self.pipeline)
+        else:
+            packages = [p for i in self._load_infos for p in i.load_packages]
+            info = last._replace(
+                loads_ids=[p.load_id for p in packages],
+                load_packages=packages,
+                metrics={k: v for i in self._load_infos for k, v in i.metrics.items()},
+            )
+        setattr(info, "report", report)  # noqa: B010  # a NamedTuple subclass with a __dict__
+        return info
 
     def _finish_pending(self, report: RunReport) -> None:
         report.resume.extracted = list(self.pipeline.list_extracted_load_packages())
@@ -176,7 +297,12 @@ class runner:
             info = self._step(report, "load", fenced_load)
         else:
             info = self._step(report, "load", load)
+        if info is not None:
+            self._load_infos.append(info)
         for package in info.load_packages if info is not None else []:
+            if package.schema_update:
+                for callback in self.callbacks:
+                    callback.on_schema_change(self.pipeline, package.schema_update)
             report.loaded_packages.append(package.load_id)
             for table, count in rows.get(package.load_id, {}).items():
                 report.loaded_rows[table] = report.loaded_rows.get(table, 0) + count
@@ -198,6 +324,13 @@ class runner:
             for attempt in policy:
                 with attempt:
                     entry.attempts += 1
+                    if entry.attempts > 1 and self._last_error is not None:
+                        for callback in self.callbacks:
+                            callback.on_retry(
+                                self.pipeline, step, entry.attempts - 1, self._last_error
+                            )
+                    for callback in self.callbacks:
+                        callback.on_before_step(self.pipeline, step)
                     try:
                         result = fn()
                         if self.checkpoints:
@@ -205,12 +338,42 @@ class runner:
                     except Exception as err:
                         entry.errors.append(f"{type(root_cause(err)).__name__}: {root_cause(err)}")
                         log.warning("%s attempt %d failed: %s", step, entry.attempts, err)
+                        self._last_error = err
                         if self.listener is not None:
                             self.listener.on_attempt_failed(step, entry.attempts, err)
                         raise
+            for callback in self.callbacks:
+                callback.on_after_step(self.pipeline, step, result)
             return result
         finally:
             entry.seconds = time.perf_counter() - started
+
+
+def _empty_load_info(pipeline: dlt.Pipeline) -> LoadInfo:
+    """What `pipeline.load()` would say had there been a package to load."""
+    destination = pipeline.destination
+    return LoadInfo(
+        pipeline,
+        {},
+        destination.destination_type,
+        "",
+        destination.destination_name,
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        pipeline.dataset_name,
+        [],
+        [],
+        pipeline.first_run,
+    )
+
+
+def _as_listener(collector: Any) -> RunListener | None:
+    if hasattr(collector, "on_attempt_failed") and hasattr(collector, "on_load_starting"):
+        return collector
+    return None
 
 
 def _sum_rows(parts: Any) -> dict[str, int]:

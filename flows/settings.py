@@ -1,6 +1,7 @@
 """Where the platform keeps things on a laptop, and the dlt settings it runs with.
 
-Everything can be overridden by explicit dlt config (env, config.toml, secrets.toml).
+Everything can be overridden by explicit dlt config (env, config.toml, secrets.toml): the
+platform's values come from the last provider in dlt's chain.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+from dlt.common.configuration.providers import DictionaryProvider
 
 # Measured (FACTS.md, tests/benchmarks): dlt's default DuckDB loader format takes ~9 GB and
 # 195 s for 1M rows; parquet takes a few hundred MB. Formats are chosen per destination.
@@ -59,13 +61,15 @@ def default_state_url() -> str:
 def apply_platform_defaults(
     destination: str | None = None, pipeline_name: str | None = None, adaptive: bool | None = None
 ) -> dict[str, str]:
-    """Sets each platform default as an env var unless dlt config already has a value.
+    """Puts the platform defaults into dlt's provider chain, below every user provider.
 
     With a container memory limit (and unless FLOWS_ADAPTIVE=false), buffer sizes, file
     rotation and worker counts are sized to fit it (see sizing.py). `destination` (a dlt
     destination name) adds its DESTINATION_DEFAULTS, scoped to `pipeline_name` when given
-    (`<PIPELINE>__LOAD__WORKERS`), so that they win over the adaptive values and do not
-    leak into the next pipeline run in the same process. Returns the env vars it set.
+    (the `<pipeline>.load.workers` section), so that they win over the adaptive values and
+    the next pipeline run in the same process does not see them. Nothing is written to
+    `os.environ`: any value the user configured (env, config.toml, secrets.toml) is found
+    first. Returns the keys this call made available, dotted.
     """
     if adaptive is None:
         adaptive = os.environ.get("FLOWS_ADAPTIVE", "true").lower() not in ("0", "false", "no")
@@ -76,37 +80,46 @@ def apply_platform_defaults(
 
         limits = container_limits()
         wanted.update(adaptive_settings(limits, effective_cpus(limits)))
-    per_destination = DESTINATION_DEFAULTS.get(destination or "", {})
-    user_set = {
-        key for key in [*wanted, *per_destination] if _configured_by_user(key, pipeline_name)
+    scoped = {
+        f"{pipeline_name}.{key}" if pipeline_name else key: value
+        for key, value in DESTINATION_DEFAULTS.get(destination or "", {}).items()
     }
-    applied: dict[str, str] = {}
-    for key, value in wanted.items():
-        if key not in user_set:
-            applied.update(_set_env(key, value))
-    for key, value in per_destination.items():
-        if key not in user_set:
-            applied.update(_set_env(f"{pipeline_name}.{key}" if pipeline_name else key, value))
-    return applied
+    provider = platform_provider()
+    provider.replace({**wanted, **scoped})
+    return {**wanted, **scoped}
 
 
-# env vars this module set, so that a later call does not take them for user config
-_platform_env: dict[str, str] = {}
+class PlatformDefaultsProvider(DictionaryProvider):
+    """The platform's defaults as the last provider of dlt's chain: dlt asks it only when no
+    env var, config.toml or secrets.toml has the key. Each call of `apply_platform_defaults`
+    replaces its values, so per-pipeline values never reach the next run."""
+
+    NAME = "Platform defaults"
+
+    def replace(self, dotted: Mapping[str, str]) -> None:
+        doc: dict[str, Any] = {}
+        for key, value in dotted.items():
+            *sections, leaf = key.split(".")
+            node = doc
+            for section in sections:
+                node = node.setdefault(section, {})
+            node[leaf] = value
+        self._config_doc = doc
+
+    @property
+    def supports_secrets(self) -> bool:
+        return False
 
 
-def _env_key(key: str) -> str:
-    return key.upper().replace(".", "__")
+def platform_provider() -> PlatformDefaultsProvider:
+    """The registered provider (dlt's run context may have been reloaded: then again)."""
+    from dlt.common.configuration.container import Container
+    from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
 
-
-def _configured_by_user(key: str, pipeline_name: str | None) -> bool:
-    keys = [key, f"{pipeline_name}.{key}"] if pipeline_name else [key]
-    return any(
-        config_value(k) is not None and _platform_env.get(_env_key(k)) != config_value(k)
-        for k in keys
-    )
-
-
-def _set_env(key: str, value: str) -> dict[str, str]:
-    env_key = _env_key(key)
-    os.environ[env_key] = _platform_env[env_key] = value
-    return {env_key: value}
+    providers = Container()[PluggableRunContext].providers
+    for provider in providers.providers:
+        if isinstance(provider, PlatformDefaultsProvider):
+            return provider
+    provider = PlatformDefaultsProvider()
+    dlt.config.register_provider(provider)
+    return provider

@@ -3,7 +3,8 @@ PostgreSQL, a process worker and the deployments, on this machine.
 
     flows stack up      # UI at http://127.0.0.1:4200 (auth string printed)
     flows stack down    # stops the processes, keeps every byte of data
-    flows stack env     # export lines for a shell that talks to the stack
+    flows stack env     # export lines for a shell that talks to the running stack, from
+                        # any directory (`up` remembers where it runs; env never creates one)
 
 The integration tests start the same stack on free ports.
 """
@@ -29,6 +30,60 @@ from flows.services.ports import remembered_ports
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 BUCKET = "prefect-dlt"
+
+
+class StackNotRunningError(Exception):
+    """`flows stack env` found no running stack: it says so instead of making a new one."""
+
+
+def pointer_path() -> Path:
+    """Where `flows stack up` notes the root of the stack it started (one per user)."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "flows" / "stack.json"
+
+
+def remember(root: Path) -> None:
+    path = pointer_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"root": str(root.resolve())}))
+
+
+def server_running(root: Path) -> bool:
+    """True when the stack under `root` has a live server process (reads only)."""
+    try:
+        pid = json.loads((root / "pids.json").read_text()).get("server")
+    except (OSError, ValueError):
+        return False
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def find_running(root: Path | None, default_root: Path) -> LocalStack:
+    """The running stack: under `root` if given, else the default root or the one `up`
+    last started. Never creates a stack home, a password or a port file."""
+    candidates = [root] if root is not None else [default_root]
+    if root is None:
+        try:
+            remembered = Path(json.loads(pointer_path().read_text())["root"])
+        except (OSError, ValueError, KeyError):
+            remembered = None
+        if remembered is not None and remembered.resolve() != default_root.resolve():
+            candidates.append(remembered)
+    for candidate in candidates:
+        if server_running(candidate.resolve()):
+            return LocalStack(candidate)
+    looked = ", ".join(str(c.resolve()) for c in candidates)
+    raise StackNotRunningError(
+        f"no local stack is running (looked in {looked}): start one with `flows stack up`"
+        + ("" if root is not None else " or pass --dir")
+    )
 
 
 def server_command(port: int) -> list[str]:

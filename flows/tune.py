@@ -1,4 +1,5 @@
-"""`flows tune DEPLOYMENT`: cpu/memory requests and limits from the deployment's run records.
+"""`flows tune FLOW/DEPLOYMENT` (or a bare deployment name): cpu/memory requests and limits
+from the deployment's run records.
 
 Memory: the limit covers every observed peak with headroom (max peak x 1.15, and the 95th
 percentile x 1.3); the request is the median peak x 1.1. CPU: the request is the 90th
@@ -12,7 +13,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from flows.prefect.records import RunRecord, read_records
+from flows.prefect.records import CONFIG_ERROR, RunRecord, read_records
 from flows.quantities import cpu_cores, format_cpu, format_memory, memory_bytes
 
 KEYS = ("cpu_request", "cpu_limit", "memory_request", "memory_limit")
@@ -97,22 +98,37 @@ def format_recommendation(rec: Recommendation) -> str:
 
 def load(client: Any, name: str, runs: int) -> tuple[Any | None, list[RunRecord]]:
     """The deployment (None for a flow run without one, e.g. on the embedded default) and
-    its newest records."""
-    from prefect.exceptions import ObjectNotFound
-
-    deployment = None
-    for candidate in (f"{name}/{name}", name):
-        if "/" not in candidate:
-            continue
-        try:
-            deployment = client.read_deployment_by_name(candidate)
-            break
-        except ObjectNotFound:
-            continue
-    records = read_records(client, deployment.name if deployment else name, runs)
+    its newest records. `name` is FLOW/DEPLOYMENT (as `prefect deployment run` takes it) or
+    a bare deployment name. Attempts that failed on their config never ran the pipeline:
+    they say nothing about its resources and are left out."""
+    deployment = find_deployment(client, name)
+    records = [
+        r
+        for r in read_records(client, deployment.name if deployment else name, runs)
+        if r.outcome != CONFIG_ERROR
+    ]
     if deployment is None and not records:
         raise TuneError(f"no deployment and no run records named {name!r}")
     return deployment, records
+
+
+def find_deployment(client: Any, name: str) -> Any | None:
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+    from prefect.exceptions import ObjectNotFound
+
+    if "/" in name:
+        try:
+            return client.read_deployment_by_name(name)
+        except ObjectNotFound:
+            raise TuneError(f"no deployment {name!r} (FLOW/DEPLOYMENT)") from None
+    found = client.read_deployments(
+        deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[name]))
+    )
+    if len(found) > 1:
+        flows = {f.id: f.name for f in client.read_flows()}
+        names = ", ".join(sorted(f"{flows.get(d.flow_id, '?')}/{d.name}" for d in found))
+        raise TuneError(f"{len(found)} deployments are named {name!r}: give one of {names}")
+    return found[0] if found else None
 
 
 def apply(client: Any, deployment: Any, rec: Recommendation) -> dict[str, Any]:

@@ -1,6 +1,7 @@
-"""Pipelines: a name, a source factory, a destination and a dataset (see `spec.py`)."""
+"""Pipelines: declarations found in the user's dlt config and in installed packages'
+entry points (see `discovery.py`), each a source, a dataset and a destination."""
 
-from flows.pipelines.registry import PIPELINES, get_spec
+from flows.pipelines.discovery import ENTRY_POINT_GROUP, Catalog, discover, get_spec
 from flows.pipelines.spec import PipelineSpec
 
-__all__ = ["PIPELINES", "PipelineSpec", "get_spec"]
+__all__ = ["ENTRY_POINT_GROUP", "Catalog", "PipelineSpec", "discover", "get_spec"]

@@ -1,7 +1,13 @@
-"""How a pipeline is built: destination from config, platform file format, load-id propagation."""
+"""A declared pipeline: a source reference, a dataset and a destination (see `discovery.py`).
+
+Declarations hold the source as a `module:function` string, so listing pipelines imports no
+user code; the source is imported (and checked) only when the pipeline is about to run.
+"""
 
 from __future__ import annotations
 
+import importlib
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,33 +17,60 @@ import dlt
 from dlt.common.destination import Destination
 from dlt.common.normalizers.json.relational import DataItemNormalizer
 from dlt.common.runtime.collector import Collector
+from dlt.common.schema import Schema
+from dlt.extract.resource import DltResource
 from dlt.sources import DltSource
 
+from flows.pipelines.errors import NotASourceError, SourceImportError
 from flows.settings import LOADER_FILE_FORMATS, config_value, flows_home
 
 # Nested rows carry the load id of their root row, so a partly loaded package can be
 # removed from every table it touched before it is loaded again (see runner.py).
 LOAD_ID_PROPAGATION: Any = {"root": {"_dlt_id": "_dlt_root_id", "_dlt_load_id": "_dlt_load_id"}}
 
+SourceRef = str | Callable[..., Any]
+
 
 @dataclass(frozen=True)
 class PipelineSpec:
-    """Everything needed to run one pipeline; sources stay free of pipeline concerns."""
+    """Everything needed to run one pipeline; sources stay free of pipeline concerns.
+
+    `source` is "module:function" (or the function itself, for ad hoc runs); `destination`
+    None means dlt config (`pipelines.<name>.destination`, `pipelines.destination`) or
+    DuckDB; `options` are keyword arguments of the source function; `declared_in` says where
+    the declaration was found (a config file, an entry point, "ad hoc").
+    """
 
     name: str
-    source: Callable[..., DltSource]
-    dataset_name: str
+    source: SourceRef
+    dataset_name: str = ""
+    destination: str | None = None
     description: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    declared_in: str = "ad hoc"
     extract_options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def dataset(self) -> str:
+        return self.dataset_name or self.name
+
+    @property
+    def source_name(self) -> str:
+        if isinstance(self.source, str):
+            return self.source
+        return (
+            f"{getattr(self.source, '__module__', '?')}:{getattr(self.source, '__qualname__', '?')}"
+        )
 
     def destination_name(self) -> str:
         return (
             config_value(f"pipelines.{self.name}.destination")
+            or self.destination
             or config_value("pipelines.destination")
             or "duckdb"
         )
 
-    def destination(self) -> Destination[Any, Any]:
+    def build_destination(self) -> Destination[Any, Any]:
         name = self.destination_name()
         if name == "duckdb" and not config_value("destination.duckdb.credentials"):
             path = flows_home() / "warehouse" / f"flows_{self.name}.duckdb"
@@ -52,16 +85,29 @@ class PipelineSpec:
             LOADER_FILE_FORMATS.get(self.destination_name())
         )
 
-    def build_source(self, **overrides: Any) -> DltSource:
-        return self.prepare_source(self.source(**overrides))
+    def source_function(self) -> Callable[..., Any]:
+        """Imports the declared source function; a failure is a one-line `ConfigError`."""
+        if not isinstance(self.source, str):
+            return self.source
+        return import_reference(self.source, f"pipeline {self.name!r} ({self.declared_in})")
 
-    @staticmethod
-    def prepare_source(source: DltSource) -> DltSource:
-        """Platform settings every source gets, whoever built it."""
+    def build_source(self, **overrides: Any) -> DltSource:
+        return self.check_source(self.source_function()(**{**self.options, **overrides}))
+
+    def check_source(self, built: Any) -> DltSource:
+        """The platform settings every source gets, whoever built it; a resource becomes a
+        source of its own name."""
+        if isinstance(built, DltResource):
+            built = DltSource(Schema(self.name), self.name, [built])
+        if not isinstance(built, DltSource):
+            raise NotASourceError(
+                f"pipeline {self.name!r} ({self.declared_in}): {self.source_name} returned "
+                f"{type(built).__name__}, not a dlt source or resource"
+            )
         DataItemNormalizer.update_normalizer_config(
-            source.schema, {"propagation": LOAD_ID_PROPAGATION}
+            built.schema, {"propagation": LOAD_ID_PROPAGATION}
         )
-        return source
+        return built
 
     def build_pipeline(
         self, pipelines_dir: Path, progress: Collector | None = None
@@ -69,8 +115,8 @@ class PipelineSpec:
         return dlt.pipeline(
             pipeline_name=self.name,
             pipelines_dir=str(pipelines_dir),
-            destination=self.destination(),
-            dataset_name=self.dataset_name,
+            destination=self.build_destination(),
+            dataset_name=self.dataset,
             progress=progress,  # type: ignore[arg-type]  # dlt accepts None: no progress
         )
 
@@ -81,3 +127,25 @@ class PipelineSpec:
         if full_refresh:
             kwargs["refresh"] = "drop_resources"
         return kwargs
+
+
+def import_reference(reference: str, what: str, callable_only: bool = True) -> Any:
+    """`module:qualname` imported, with the project folder (dlt's run dir) importable."""
+    module, _, qualname = reference.partition(":")
+    if not module or not qualname:
+        raise SourceImportError(f"{what}: source {reference!r} is not 'module:function'")
+    run_dir = str(Path(dlt.current.run_context().run_dir).resolve())
+    if run_dir not in sys.path:
+        sys.path.insert(0, run_dir)
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except Exception as err:
+        raise SourceImportError(
+            f"{what}: source {reference!r} does not import: {type(err).__name__}: "
+            f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+        ) from err
+    if callable_only and not callable(obj):
+        raise NotASourceError(f"{what}: source {reference!r} is not a function")
+    return obj

@@ -25,14 +25,63 @@ def artifact_key(pipeline: str, *parts: str) -> str:
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", raw)).strip("-")
 
 
+def cell(value: Any) -> str:
+    """Counts with thousands separators; everything else as it prints."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
 def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
 def markdown_pairs(pairs: Mapping[str, Any]) -> str:
-    return markdown_table(["", ""], [(f"**{k}**", v) for k, v in pairs.items() if v is not None])
+    rows = [(f"**{k}**", v) for k, v in pairs.items() if v is not None]
+    return markdown_table(["item", "value"], rows)
+
+
+def split_rows(
+    rows: Mapping[str, int], nested: Iterable[str] | None = None
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Root tables and nested (child) tables apart: a nested row is part of a root row, so
+    adding them up counts one event several times. `nested` names the schema's child
+    tables; without a schema, dlt's `parent__child` naming decides."""
+    children = set(nested) if nested is not None else {t for t in rows if "__" in t}
+    root = {t: n for t, n in rows.items() if t not in children}
+    return root, {t: n for t, n in rows.items() if t in children}
+
+
+def rows_phrase(rows: Mapping[str, int], nested: Iterable[str] | None = None) -> str:
+    """`30,000 rows (+60,000 in nested tables)`."""
+    root, children = split_rows(rows, nested)
+    text = f"{sum(root.values()):,} rows"
+    return text + (f" (+{sum(children.values()):,} in nested tables)" if children else "")
+
+
+def rows_tables(rows: Mapping[str, int], nested: Iterable[str] | None = None) -> str:
+    root, children = split_rows(rows, nested)
+    text = "#### Root tables\n" + markdown_table(
+        ["table", "rows"], sorted(root.items()) or [("-", 0)]
+    )
+    if children:
+        text += "\n\n#### Nested tables\n" + markdown_table(
+            ["table", "rows"], sorted(children.items())
+        )
+    return text
+
+
+def step_label(step: str) -> str:
+    """dlt's `Normalize synthetic in 1796160694.13` with the load id as a UTC time."""
+    match = re.search(r" in (\d{9,11}\.\d+)$", step)
+    if not match:
+        return step
+    from datetime import UTC, datetime
+
+    when = datetime.fromtimestamp(float(match.group(1)), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"{step[: match.start()]} (package extracted {when})"
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,9 @@ from flows.prefect.artifacts import (
     artifact_key,
     markdown_pairs,
     markdown_table,
+    rows_phrase,
+    rows_tables,
+    step_label,
 )
 from flows.resources import container_limits, current_usage
 
@@ -50,6 +53,20 @@ def execution_environment() -> dict[str, str | None]:
         "image": os.environ.get("FLOWS_IMAGE"),
         "host": socket.gethostname(),
     }
+
+
+def nested_tables(pipeline: Any, known: set[str] | None) -> set[str] | None:
+    """The pipeline's child tables (those with a parent), added to what was known."""
+    try:
+        found = {
+            table["name"]
+            for schema in pipeline.schemas.values()
+            for table in schema.data_tables(include_incomplete=True)
+            if table.get("parent")
+        }
+    except Exception:  # no schema yet
+        return known
+    return found | (known or set())
 
 
 def _mb(value: int | None) -> str:
@@ -90,6 +107,7 @@ class PrefectCollector(Collector):
         self._load_rows: dict[str, int] = {}
         self._schema_captured = False
         self._handles: dict[str, _Handle] = {}
+        self._nested: set[str] | None = None  # child tables, once a schema is known
 
     # dlt collector API -----------------------------------------------------------------------
 
@@ -117,6 +135,7 @@ class PrefectCollector(Collector):
     def _start(self, step: str) -> None:
         self.step = step
         kind = step.split(" ", 1)[0].lower()
+        step = step_label(step)
         usage, limits = current_usage(), container_limits()
         current = _Step(
             kind, step, time.perf_counter(), usage.cpu_seconds, limits.cpu_throttled_seconds
@@ -169,6 +188,7 @@ class PrefectCollector(Collector):
         self, trace: Any, step: Any, pipeline: Any, step_info: Any, send_state: bool
     ) -> None:
         try:
+            self._nested = nested_tables(pipeline, self._nested)
             self._summarize(step, step_info)
             if step.step == "load" and step_info is not None:
                 self._schema_changes(step_info, pipeline)
@@ -239,7 +259,7 @@ class PrefectCollector(Collector):
                         "duration": f"{report.seconds:.2f} s",
                     }
                 ),
-                "### Rows loaded\n" + markdown_table(["table", "rows"], rows or [("-", 0)]),
+                "### Rows loaded\n" + rows_tables(dict(rows), self._nested),
                 "### Steps\n" + markdown_table(["step", "attempts", "duration", "errors"], steps),
             ]
         )
@@ -247,7 +267,7 @@ class PrefectCollector(Collector):
             artifact_key(report.pipeline, "report"),
             "markdown",
             body,
-            f"{report.pipeline}: {outcome}, {sum(n for _, n in rows):,} rows",
+            f"{report.pipeline}: {outcome}, {rows_phrase(dict(rows), self._nested)}",
         )
 
     def close(self) -> None:
@@ -349,12 +369,12 @@ class PrefectCollector(Collector):
         if warnings:
             facts["warnings"] = "; ".join(warnings)
             log.warning("%s %s: %s", self.pipeline_name, kind, "; ".join(warnings))
-        table = markdown_table(["table", "rows"], sorted(rows.items()) or [("-", 0)])
         self.sink.create(
             artifact_key(self.pipeline_name, kind, "summary"),
             "markdown",
-            f"### {self.pipeline_name}: {kind}\n\n{markdown_pairs(facts)}\n\n{table}",
-            f"{self.pipeline_name} {kind}: {sum(rows.values()):,} rows in {duration:.1f} s",
+            f"### {self.pipeline_name}: {kind}\n\n{markdown_pairs(facts)}\n\n"
+            + rows_tables(rows, self._nested),
+            f"{self.pipeline_name} {kind}: {rows_phrase(rows, self._nested)} in {duration:.1f} s",
         )
 
     @staticmethod

@@ -19,13 +19,16 @@ def record_key(deployment_or_flow: str) -> str:
     return artifact_key("run-record", deployment_or_flow)
 
 
+CONFIG_ERROR = "config-error"
+
+
 @dataclass
 class RunRecord:
     deployment: str
     pipeline: str
     flow_run_id: str
     attempt: int
-    outcome: str  # completed | failed | killed
+    outcome: str  # completed | failed | killed | config-error (the pipeline never ran)
     wall_seconds: float
     cpu_seconds: float
     peak_rss_bytes: int

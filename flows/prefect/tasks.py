@@ -1,11 +1,16 @@
 """`@dlt_task` and the task/flow factories: a pipeline becomes a Prefect task in a few lines.
 
-    @dlt_task(pipeline="products")
+    @dlt_task(pipeline="products")                     # a declared pipeline
     def products_incremental(table: str = "products") -> DltSource:
         return products(table=table)
 
-The decorated function only builds the source. The task takes the pipeline's lease,
-restores its state, runs it with the runner and the PrefectCollector, and releases.
+    @dlt_task(pipeline_name="my_api", destination="duckdb", dataset_name="raw")
+    def my_api() -> DltSource:                          # or declared right here
+        return rest_api_source(...)
+
+The decorated function only builds the source (any dlt source or resource). The task takes
+the pipeline's lease, restores its state, runs it with the runner and the PrefectCollector,
+and releases.
 By default each attempt runs in a child process with an empty working dir, exactly like
 a fresh pod: when that process dies (OOM kill, kill -9), Prefect retries the task with
 backoff and jitter and the new attempt resumes from the state store.
@@ -34,11 +39,12 @@ from prefect import Flow, Task, flow, get_run_logger, task
 from prefect.context import TaskRunContext
 from prefect.tasks import exponential_backoff
 
-from flows.errors import RetryableError, TerminalError, is_terminal
-from flows.pipelines import PipelineSpec, get_spec
+from flows.errors import EXIT_CONFIG, RetryableError, TerminalError, exit_code_for, is_terminal
+from flows.pipelines import PipelineSpec, discover, get_spec
+from flows.pipelines.spec import import_reference
 from flows.prefect.artifacts import RunTarget
 from flows.prefect.collector import PrefectCollector
-from flows.prefect.records import RunRecord, requests_from_env, write_record
+from flows.prefect.records import CONFIG_ERROR, RunRecord, requests_from_env, write_record
 from flows.prefect.reruns import before_attempt
 from flows.resources import Usage, container_limits, current_usage
 
@@ -73,7 +79,7 @@ class RunRequest:
     """Everything an attempt needs; crosses the process boundary pickled."""
 
     pipeline: str
-    # what returns the dlt source: None for the pipeline's registered source, "module:name"
+    # what returns the dlt source: None for the declared pipeline's own source, "module:name"
     # for an importable function, else the function itself, pickled by value (a flow file
     # that Prefect loaded from a path is not importable by its module name)
     source: Callable[..., Any] | str | None
@@ -85,29 +91,51 @@ class RunRequest:
     flow_run_id: str | None = None
     task_run_id: str | None = None
     attempt: int = 1
+    # an undeclared pipeline (`@dlt_task(pipeline_name=...)`): its whole declaration
+    spec: PipelineSpec | None = None
+
+    def pipeline_spec(self) -> PipelineSpec:
+        return self.spec if self.spec is not None else get_spec(self.pipeline)
 
 
 def source_reference(fn: Callable[..., Any]) -> Callable[..., Any] | str:
-    """ "module:qualname" when that import finds `fn` again, else `fn` itself."""
+    """ "module:qualname" when a fresh interpreter in this directory imports `fn` by that
+    name, else `fn` itself, pickled by value (a flow file Prefect loaded from a path)."""
     module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
-    try:
-        obj: Any = importlib.import_module(module or "")
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError, ValueError):
-        return fn
-    return f"{module}:{qualname}" if obj is fn else fn
+    found: Any = None
+    if module and _importable_in_child(module):
+        try:
+            found = importlib.import_module(module)
+            for part in qualname.split("."):
+                found = getattr(found, part)
+        except (ImportError, AttributeError, ValueError):
+            found = None
+    if found is fn:
+        return f"{module}:{qualname}"
+    if module in sys.modules and module not in ("__main__", "__mp_main__"):
+        cloudpickle.register_pickle_by_value(sys.modules[module])
+    return fn
+
+
+def _importable_in_child(module: str) -> bool:
+    """The module's file is where the child's import system finds that dotted name: under
+    the working directory (`python -m` puts it first), PYTHONPATH or an installed package."""
+    loaded = sys.modules.get(module)
+    origin = getattr(loaded, "__file__", None)
+    if loaded is None or origin is None or module.startswith("__"):
+        return False  # __main__, or Prefect's loader name for a flow file loaded by path
+    if not os.path.abspath(origin).startswith(os.path.abspath(os.getcwd()) + os.sep):
+        return True  # installed or on PYTHONPATH: the child's sys.path has it too
+    relative = Path(os.path.abspath(origin)).relative_to(os.path.abspath(os.getcwd()))
+    dotted = ".".join(relative.with_suffix("").parts)
+    return dotted in (module, f"{module}.__init__")
 
 
 def resolve_source(request: RunRequest) -> Callable[..., Any]:
     if request.source is None:
-        return get_spec(request.pipeline).source
+        return request.pipeline_spec().source_function()
     if isinstance(request.source, str):
-        module, _, qualname = request.source.partition(":")
-        obj: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-        return obj
+        return import_reference(request.source, f"pipeline {request.pipeline!r}")
     return request.source
 
 
@@ -122,11 +150,12 @@ def execute(request: RunRequest) -> dict[str, Any]:
         ),
         pipeline_name=request.pipeline,
     )
-    source_fn = resolve_source(request)
     workdir = tempfile.mkdtemp(prefix=f"flows-{request.pipeline}-")
     try:
+        spec = request.pipeline_spec()
+        source_fn = resolve_source(request)
         report = run_pipeline(
-            request.pipeline,
+            spec,
             state_url=request.state_url,
             pipelines_dir=Path(workdir),  # empty, like a new pod: state comes from the store
             run_id=request.flow_run_id,
@@ -232,7 +261,7 @@ def summary(report: Mapping[str, Any], attempt: int) -> dict[str, Any]:
 
 
 def _run_task(
-    pipeline: str,
+    pipeline: str | PipelineSpec,
     source: Callable[..., Any] | str | None,
     args: Iterable[Any],
     kwargs: Mapping[str, Any],
@@ -244,8 +273,15 @@ def _run_task(
     log = get_run_logger()
     ctx = TaskRunContext.get()
     assert ctx is not None, "a dlt task runs inside a Prefect task run"
+    # a bad declaration fails here, terminal (ConfigError): Prefect does not retry it
+    catalog = discover()
+    spec = catalog.get(pipeline) if isinstance(pipeline, str) else pipeline
+    if source is None:
+        with catalog.known_names():
+            spec.source_function()
     request = RunRequest(
-        pipeline=pipeline,
+        pipeline=spec.name,
+        spec=None if isinstance(pipeline, str) else spec,
         source=source,
         args=list(args),
         kwargs=dict(kwargs),
@@ -259,7 +295,7 @@ def _run_task(
     from prefect.runtime import flow_run
 
     before_attempt(ctx.task_run.flow_run_id, flow_run.run_count, log)
-    log.info("running pipeline %s (attempt %d)", pipeline, request.attempt)
+    log.info("running pipeline %s (attempt %d)", spec.name, request.attempt)
     before = _usage_of_children() if isolate else current_usage()
     throttled_before = container_limits().cpu_throttled_seconds
     started = time.perf_counter()
@@ -271,17 +307,20 @@ def _run_task(
     except PipelineAttemptError as err:
         outcome = "killed" if "killed by signal" in str(err) else "failed"
         raise
+    except Exception as err:
+        outcome = CONFIG_ERROR if exit_code_for(err) == EXIT_CONFIG else "failed"
+        raise
     finally:
         record = _record(request, report, outcome, before, time.perf_counter() - started, isolate)
         record.cpu_throttled_seconds -= throttled_before
         for warning in record.warnings():
-            log.warning("%s: %s", pipeline, warning)
+            log.warning("%s: %s", spec.name, warning)
         try:
             write_record(record, ctx.task_run.flow_run_id, ctx.task_run.id)
         except Exception as err:  # a record must never fail the run
             log.warning("could not write the run record: %s", err)
     result = summary(report, request.attempt)
-    log.info("pipeline %s done: %s", pipeline, result)
+    log.info("pipeline %s done: %s", spec.name, result)
     return result
 
 
@@ -341,32 +380,49 @@ def _task_options(pipeline: str, overrides: Mapping[str, Any]) -> dict[str, Any]
 def dlt_task(
     fn: Callable[..., Any] | None = None,
     *,
-    pipeline: str,
+    pipeline: str | None = None,
+    pipeline_name: str | None = None,
+    destination: str | None = None,
+    dataset_name: str | None = None,
     full_refresh: bool = False,
     isolate: bool = True,
     state_url: str | None = None,
     lease_wait: float = 0.0,
     **task_kwargs: Any,
 ) -> Any:
-    """Decorates a module-level function that returns a dlt source for pipeline `pipeline`.
+    """Decorates a function that returns a dlt source or resource.
 
-    Defaults: retries=3, exponential backoff (factor 10) with jitter 0.5, tags ["dlt",
-    pipeline]; any `prefect.task` option overrides them. `isolate=False` runs attempts in
-    the task's own process (debugging; a killed process is then not retried).
+    `pipeline` names a declared pipeline (its destination and dataset); or give
+    `pipeline_name` (default: the function's name), `destination` and `dataset_name` to
+    declare one here. The isolated child process finds the function by its import path, or
+    receives it by value when it is not importable (a flow file loaded from a path): it
+    never imports the flow's module for its side effects. Defaults: retries=3, exponential
+    backoff (factor 10) with jitter 0.5, tags ["dlt", pipeline]; any `prefect.task` option
+    overrides them. `isolate=False` runs attempts in the task's own process.
     """
+    if pipeline is not None and (pipeline_name or destination or dataset_name):
+        raise TypeError("dlt_task: give a declared `pipeline` or `pipeline_name`/..., not both")
 
     def decorate(source_fn: Callable[..., Any]) -> Task[..., dict[str, Any]]:
         source = source_reference(source_fn)
+        target: str | PipelineSpec = pipeline or PipelineSpec(
+            name=pipeline_name or source_fn.__name__,
+            source=source,
+            dataset_name=dataset_name or "",
+            destination=destination,
+            declared_in=f"@dlt_task on {getattr(source_fn, '__qualname__', source_fn)}",
+        )
+        name = target if isinstance(target, str) else target.name
 
         def body(*args: Any, **kwargs: Any) -> dict[str, Any]:
             return _run_task(
-                pipeline, source, args, kwargs, full_refresh, isolate, state_url, lease_wait
+                target, source, args, kwargs, full_refresh, isolate, state_url, lease_wait
             )
 
         body.__name__ = source_fn.__name__
         body.__doc__ = source_fn.__doc__
         body.__signature__ = inspect.signature(source_fn)  # type: ignore[attr-defined]
-        return task(**_task_options(pipeline, task_kwargs))(body)
+        return task(**_task_options(name, task_kwargs))(body)
 
     return decorate(fn) if fn is not None else decorate
 
@@ -378,16 +434,15 @@ def make_pipeline_task(
     isolate: bool = True,
     **task_kwargs: Any,
 ) -> Task[..., dict[str, Any]]:
-    """A task that runs a registered pipeline; its parameters are the source's options."""
-    spec = get_spec(pipeline) if isinstance(pipeline, str) else pipeline
-    name = f"{spec.name}-full-refresh" if full_refresh else spec.name
+    """A task that runs a declared pipeline (looked up when it runs, so that a flow module
+    imports without reading any config); its parameter is the source's options."""
+    name = pipeline if isinstance(pipeline, str) else pipeline.name
+    task_name = f"{name}-full-refresh" if full_refresh else name
 
     def body(source_options: dict[str, Any] | None = None) -> dict[str, Any]:
-        return _run_task(
-            spec.name, None, [], source_options or {}, full_refresh, isolate, None, 0.0
-        )
+        return _run_task(pipeline, None, [], source_options or {}, full_refresh, isolate, None, 0.0)
 
-    return task(**_task_options(spec.name, {"name": name, **task_kwargs}))(body)
+    return task(**_task_options(name, {"name": task_name, **task_kwargs}))(body)
 
 
 def make_pipeline_flow(
@@ -395,15 +450,16 @@ def make_pipeline_flow(
     flow_name: str,
     *,
     full_refresh: bool = False,
+    description: str = "",
     **flow_kwargs: Any,
 ) -> Flow[..., dict[str, Any]]:
     """A flow with one parameter, the source's options, that runs the pipeline's task."""
-    spec = get_spec(pipeline) if isinstance(pipeline, str) else pipeline
-    pipeline_task = make_pipeline_task(spec, full_refresh=full_refresh)
+    name = pipeline if isinstance(pipeline, str) else pipeline.name
+    pipeline_task = make_pipeline_task(pipeline, full_refresh=full_refresh)
 
     def run(source_options: dict[str, Any] | None = None) -> dict[str, Any]:
-        get_run_logger().info("%s: pipeline %s, options %s", flow_name, spec.name, source_options)
+        get_run_logger().info("%s: pipeline %s, options %s", flow_name, name, source_options)
         return pipeline_task(source_options)
 
-    run.__doc__ = f"Runs the {spec.name} pipeline ({spec.description})."
+    run.__doc__ = f"Runs the {name} pipeline. {description}".strip()
     return flow(name=flow_name, **flow_kwargs)(run)

@@ -315,7 +315,7 @@ def test_flow_run_job_runs_to_completion(
     logs = kube_docker.logs_of(name)
     found = artifacts(client, run.id)
     report = found["synthetic-report"][-1].data
-    assert "| events | 20000 |" in report and "| events__tags | 40000 |" in report, report
+    assert "| events | 20,000 |" in report and "| events__tags | 40,000 |" in report, report
     summary = found["synthetic-load-summary"][-1].data
     assert name in summary, f"the pod name is not in the load summary:\n{summary}"
     counts = pg_counts(dsn)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import signal
 import threading
 import time
@@ -113,12 +114,15 @@ def test_deployed_flow_runs_end_to_end_with_artifacts(
     for step in ("extract", "normalize", "load"):
         assert f"synthetic-{step}-progress" in found and f"synthetic-{step}-summary" in found
         assert found[f"synthetic-{step}-progress"][-1].data == 100
+        progress = found[f"synthetic-{step}-progress"][-1].description
+        assert not re.search(r"\d{10}\.\d+", progress), progress  # no raw load ids
     assert found["synthetic-extract-summary"][-1].description.startswith(
         "synthetic extract: 30,000 rows"
     )
-    assert "| events | 30000 |" in found["synthetic-load-summary"][-1].data
+    assert "| events | 30,000 |" in found["synthetic-load-summary"][-1].data
     report = found["synthetic-report"][-1]
-    assert "| events | 30000 |" in report.data and "| events__tags | 60000 |" in report.data
+    assert "| events | 30,000 |" in report.data and "| events__tags | 60,000 |" in report.data
+    assert report.description.endswith("30,000 rows (+60,000 in nested tables)")
     assert "schema-changes" in " ".join(found)  # the first load creates tables
     assert synthetic_counts(warehouse(stack, "synthetic"))["events"] == 30000
 
@@ -447,6 +451,102 @@ def test_tune_recommends_from_ten_recorded_runs_and_applies(
     job_variables = client.read_deployment_by_name("files-weekly/files-weekly").job_variables
     assert job_variables["memory_limit"] == limit
     assert job_variables["image"] == ""  # other variables kept
+
+
+def test_example_projects_deployment_loads_resumes_after_kill_and_merges_changes(
+    stack: LocalStack, client: SyncPrefectClient
+) -> None:
+    """examples/shop_project's own prefect.yaml on the stack: exactly the server's items; a
+    kill -9 during load is retried and resumes without extracting again; changed items are
+    merged."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.integration.shop_api import ShopApi
+    from tests.integration.test_examples import PROJECT, items_in
+
+    shop = ShopApi(items=20_000).start()
+    try:
+        deployed = subprocess.run(
+            [sys.executable, "-m", "flows", "deploy", "--project-dir", str(PROJECT)],
+            cwd=PROJECT,
+            env={**os.environ, **stack.run_env(), "FLOWS_PROJECT_DIR": str(PROJECT)},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert deployed.returncode == 0, deployed.stdout[-2000:] + deployed.stderr[-2000:]
+        deployment = client.read_deployment_by_name("shop-daily/shop-daily")
+        env = {
+            "SOURCES__SHOP_API__BASE_URL": shop.url,
+            "SOURCES__SHOP_API__PAGE_SIZE": "1000",
+            "DATA_WRITER__FILE_MAX_ITEMS": "500",
+            "LOAD__WORKERS": "1",
+        }
+        run = client.create_flow_run_from_deployment(deployment.id, job_variables={"env": env})
+        deadline = time.monotonic() + 300
+        killed = None
+        while time.monotonic() < deadline and killed is None:
+            if "shop-items-load-progress" in artifacts(client, run.id):
+                children = _child_processes(str(run.id))
+                assert len(children) == 1, children
+                children[0].send_signal(signal.SIGKILL)
+                killed = children[0].pid
+            time.sleep(0.05)
+        assert killed, "the run never reached load"
+        served = shop.requests["/items"]
+        final = wait(client, run.id, timeout=400)
+        assert final.state is not None and final.state.type == StateType.COMPLETED, final.state
+        found = artifacts(client, run.id)
+        report = found["shop-items-report"][-1].data
+        assert "| **task attempt** | 2 |" in report, report
+        assert "| **rows extracted (this attempt)** | 0 |" in report, report
+        assert shop.requests["/items"] - served == 1  # the cursor's page only
+        warehouse = stack.root / "home" / "warehouse" / "flows_shop_items.duckdb"
+        assert items_in(warehouse) == shop.rows()
+
+        shop.touch([5, 500, 19_999])
+        again = client.create_flow_run_from_deployment(deployment.id, job_variables={"env": env})
+        final = wait(client, again.id, timeout=400)
+        assert final.state is not None and final.state.type == StateType.COMPLETED, final.state
+        report = artifacts(client, again.id)["shop-items-report"][-1]
+        assert report.description == "shop_items: completed, 3 rows", report.description
+        assert items_in(warehouse) == shop.rows()
+    finally:
+        shop.stop()
+
+
+def test_stack_env_from_another_directory_finds_the_running_stack(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from flows.stack import remember
+
+    state = tmp_path / "state"
+    os.environ["XDG_STATE_HOME"] = str(state)  # the note `flows stack up` writes
+    try:
+        remember(stack.root)
+    finally:
+        del os.environ["XDG_STATE_HOME"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWS_", "PREFECT_API"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "flows", "stack", "env"],
+        cwd=elsewhere,
+        env={**env, "XDG_STATE_HOME": str(state)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"export PREFECT_API_AUTH_STRING={stack.auth_string!r}" in result.stdout
+    assert f"export PREFECT_API_URL={stack.api_url!r}" in result.stdout
+    assert list(elsewhere.iterdir()) == []
 
 
 def test_tune_bad_input(stack: LocalStack) -> None:

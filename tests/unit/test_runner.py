@@ -21,6 +21,12 @@ FAST = tenacity.Retrying(
 )
 
 
+@pytest.fixture(autouse=True)
+def flows_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner is durable by default: its local store goes under the test's folder."""
+    monkeypatch.setenv("FLOWS_HOME", str(tmp_path / "home"))
+
+
 def make_source(failures: dict[str, int], exc: type[BaseException] = ConnectionError) -> Any:
     @dlt.resource(name="items", write_disposition="append")
     def items() -> Iterator[dict[str, int]]:
@@ -50,7 +56,7 @@ def count(p: dlt.Pipeline) -> int:
 def test_transient_extract_failure_is_retried_in_process(tmp_path: Path) -> None:
     failures = {"extract": 2}
     p = pipeline(tmp_path)
-    report = runner(p, retry_policy=FAST).run(make_source(failures))
+    report = runner(p, retry_policy=FAST).run(make_source(failures)).report
     extract = next(s for s in report.steps if s.step == "extract")
     assert extract.attempts == 3
     assert extract.errors == ["ConnectionError: network blip"] * 2
@@ -84,7 +90,7 @@ def test_runner_snapshots_each_step(tmp_path: Path) -> None:
     p_dir = tmp_path / "pipes"
     store = open_store(f"file://{tmp_path / 'store'}")
     with StateSession(store, "retry_test", p_dir, lease_settle=0) as session:
-        report = runner(pipeline(tmp_path), session=session).run(make_source({}))
+        report = runner(pipeline(tmp_path), session=session).run(make_source({})).report
     assert report.snapshots is not None
     assert report.snapshots.steps == ["extract", "normalize", "load"]
     assert session.layout.generations() == [1, 2, 3]

@@ -1,0 +1,1 @@
+"""The shop's customers, a dlt source shipped as a package."""

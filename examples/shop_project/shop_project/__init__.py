@@ -1,0 +1,1 @@
+"""An example dlt project: the shop's REST API into a warehouse."""

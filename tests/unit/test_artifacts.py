@@ -1,0 +1,42 @@
+"""What artifacts say: root and nested rows apart, readable step names, real headers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dlt
+
+from flows.prefect.artifacts import markdown_pairs, rows_phrase, rows_tables, step_label
+from flows.prefect.collector import nested_tables
+from flows.sources.synthetic import synthetic
+
+
+def test_key_value_tables_have_a_header_and_numbers_have_separators() -> None:
+    text = markdown_pairs({"pipeline": "synthetic", "rows": 1234567, "skipped": None})
+    header = text.splitlines()[0]
+    assert header == "| item | value |"
+    assert "| **rows** | 1,234,567 |" in text and "skipped" not in text
+
+
+def test_nested_tables_come_from_the_schema_and_are_counted_apart(tmp_path: Path) -> None:
+    pipeline = dlt.pipeline(
+        "nested_rows",
+        pipelines_dir=str(tmp_path),
+        destination=dlt.destinations.duckdb(str(tmp_path / "w.duckdb")),
+    )
+    pipeline.run(synthetic(rows=100))
+    nested = nested_tables(pipeline, None)
+    assert nested == {"events__tags"}
+    rows = {"events": 100_000, "events__tags": 200_000}
+    assert rows_phrase(rows, nested) == "100,000 rows (+200,000 in nested tables)"
+    tables = rows_tables(rows, nested)
+    root, children = tables.split("#### Nested tables")
+    assert "| events | 100,000 |" in root and "events__tags" not in root
+    assert "| events__tags | 200,000 |" in children
+
+
+def test_step_names_show_when_the_package_was_extracted_not_its_load_id() -> None:
+    assert step_label("Normalize synthetic in 1796160694.1351204") == (
+        "Normalize synthetic (package extracted 2026-12-01 21:31:34 UTC)"
+    )
+    assert step_label("Extract synthetic") == "Extract synthetic"
