@@ -6,10 +6,7 @@ of the fanout-part deployment and its own pipeline; the parent waits and reports
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import date
@@ -24,14 +21,13 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowR
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-from flows.services import free_port
-from flows.stack import PROJECT_DIR, LocalStack
+from flows.stack import LocalStack
+from tests.integration.fanout_stack import TERMINAL, flows_cli, run_parent, start_stack, wait
 from tests.integration.helpers import artifacts
 from tests.integration.paged_api import PagedApi
 
 pytestmark = pytest.mark.xdist_group("fanout")
 
-TERMINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
 TABLES = {  # the six source tables: name -> (rows, a column of its own, its values)
     "customers": (900, "email text", "'c' || i || '@example.com'"),
     "orders": (1500, "amount numeric(10, 2)", "i * 1.25"),
@@ -40,19 +36,6 @@ TABLES = {  # the six source tables: name -> (rows, a column of its own, its val
     "shipments": (600, "carrier text", "(ARRAY['dhl', 'ups'])[1 + i % 2]"),
     "reviews": (400, "stars int", "1 + i % 5"),
 }
-
-
-def declarations(api: PagedApi, stack: LocalStack) -> dict[str, str]:
-    env = {"FANOUT_API_URL": api.url, "FANOUT_SHOP_DSN": stack.postgres.dsn("shop")}
-    for name, source, dataset in (
-        ("paged", "paged_events", "paged"),
-        ("shop_tables", "shop_tables", "shop_copy"),
-        ("two_writers", "two_writers", "wide"),
-    ):
-        env[f"PIPELINES__{name.upper()}__SOURCE"] = f"tests.integration.fanout_sources:{source}"
-        env[f"PIPELINES__{name.upper()}__DATASET_NAME"] = dataset
-        env[f"PIPELINES__{name.upper()}__DESTINATION"] = "postgres"
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -64,65 +47,22 @@ def api() -> Iterator[PagedApi]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, api: PagedApi) -> Iterator[LocalStack]:
-    stack = LocalStack(tmp_path_factory.mktemp("fanout-stack"), api_port=free_port(avoid_plus=None))
-    stack.extra_env.update(
-        {
-            **declarations(api, stack),
-            "DESTINATION__POSTGRES__CREDENTIALS": stack.postgres.dsn("warehouse"),
-            "PREFECT_WORKER_QUERY_SECONDS": "2",  # a part run starts soon after it is created
-        }
-    )
+    root = tmp_path_factory.mktemp("fanout-stack")
+    stack = None
     try:
-        stack.postgres.start()
-        stack.postgres.create_database("warehouse")
-        stack.up()
-        # the parent takes a pool slot too: room for it and four parts
-        flows_cli(
-            stack, "setup", "--pool", stack.pool, "--type", "process", "--pool-concurrency", "6"
-        )
+        stack = start_stack(root, api)
         with temporary_settings(
             {PREFECT_API_URL: stack.api_url, PREFECT_API_AUTH_STRING: stack.auth_string}
         ):
             yield stack
     finally:
-        stack.down()
+        (stack or LocalStack(root)).down()
 
 
 @pytest.fixture
 def client(stack: LocalStack) -> Iterator[SyncPrefectClient]:
     with get_client(sync_client=True) as c:
         yield c
-
-
-def flows_cli(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "flows", *args],
-        env={**os.environ, **stack.run_env()},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=PROJECT_DIR,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    return result
-
-
-def run_parent(
-    client: SyncPrefectClient, deployment: str, parameters: dict[str, Any], timeout: float = 900
-) -> FlowRun:
-    dep = client.read_deployment_by_name(f"{deployment}/{deployment}")
-    run = client.create_flow_run_from_deployment(dep.id, parameters=parameters)
-    return wait(client, run.id, timeout)
-
-
-def wait(client: SyncPrefectClient, run_id: UUID, timeout: float = 900) -> FlowRun:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = client.read_flow_run(run_id)
-        if run.state and run.state.type in TERMINAL:
-            return run
-        time.sleep(1)
-    raise TimeoutError(f"flow run {run_id} not finished after {timeout} s")
 
 
 def part_runs(client: SyncPrefectClient, names: list[str]) -> list[FlowRun]:
