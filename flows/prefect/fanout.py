@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
+import tenacity
 from prefect import flow, get_run_logger
 
 from flows.errors import RetryableError
@@ -32,6 +34,8 @@ from flows.prefect.tasks import make_pipeline_task
 PART_DEPLOYMENT = "fanout-part/fanout-part"
 CRASH_GRACE = 60.0  # seconds a Crashed part may take to be rescheduled by dlt-rerun-crashed
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
+API_RETRY_WINDOW = 300.0  # seconds of failing API reads before the parent gives up
+T = TypeVar("T")
 
 
 class PartsFailedError(RetryableError):
@@ -167,7 +171,7 @@ def _run_deployed(
             running[run.id] = outcome
         time.sleep(poll)
         for run_id, outcome in list(running.items()):
-            run = client.read_flow_run(run_id)
+            run = _api(client.read_flow_run, run_id)
             state = run.state.type.value if run.state else "PENDING"
             outcome.state = state
             since = crashed_at.setdefault(run_id, time.monotonic())
@@ -178,10 +182,10 @@ def _run_deployed(
             if state not in FINAL:
                 continue
             del running[run_id]
-            outcome.attempts += _attempts(client, run)
+            outcome.attempts += _api(_attempts, client, run)
             outcome.seconds += run.total_run_time.total_seconds()
             if state == "COMPLETED":
-                outcome.rows = _part_rows(client, run_id, outcome.name)
+                outcome.rows = _api(_part_rows, client, run_id, outcome.name)
             elif len(outcome.flow_runs) <= part_retries:
                 log.warning("part %s ended %s: running it again", outcome.name, state)
                 queue.append(outcome)
@@ -204,6 +208,20 @@ def _run_inline(
                 outcome.state, outcome.rows = "COMPLETED", dict(result["rows"])
                 outcome.attempts += int(result["attempt"])
             outcome.seconds += time.monotonic() - started
+
+
+def _api(fn: Callable[..., T], *args: Any) -> T:
+    """A read of the API, retried: a parent watching parts for hours must ride out a
+    server that answers 500 or times out now and then (the parts go on regardless)."""
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_delay(API_RETRY_WINDOW),
+        wait=tenacity.wait_exponential(multiplier=0.5, max=10) + tenacity.wait_random(0, 1),
+        before_sleep=lambda state: get_run_logger().warning(
+            "Prefect API read failed, retrying: %s", state.outcome and state.outcome.exception()
+        ),
+        reraise=True,
+    )
+    return retrying(fn, *args)
 
 
 def _attempts(client: Any, run: Any) -> int:

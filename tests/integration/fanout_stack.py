@@ -14,6 +14,7 @@ from uuid import UUID
 
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.exceptions import PrefectHTTPStatusError
 
 from flows.services import free_port
 from flows.stack import PROJECT_DIR, LocalStack
@@ -85,7 +86,11 @@ def run_parent(
 def wait(client: SyncPrefectClient, run_id: UUID, timeout: float = 900) -> FlowRun:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        run = client.read_flow_run(run_id)
+        try:
+            run = client.read_flow_run(run_id)
+        except PrefectHTTPStatusError:  # a loaded server answers 500 now and then
+            time.sleep(2)
+            continue
         if run.state and run.state.type in TERMINAL:
             return run
         time.sleep(1)

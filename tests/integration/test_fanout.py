@@ -19,6 +19,7 @@ import pytest
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterName
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
 from flows.stack import LocalStack
@@ -66,9 +67,15 @@ def client(stack: LocalStack) -> Iterator[SyncPrefectClient]:
 
 
 def part_runs(client: SyncPrefectClient, names: list[str]) -> list[FlowRun]:
-    return list(
-        client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=names)))
-    )
+    for _ in range(10):
+        try:
+            found = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=names))
+            )
+            return list(found)
+        except PrefectHTTPStatusError:  # a loaded server answers 500 now and then
+            time.sleep(2)
+    raise AssertionError(f"could not read the flow runs {names}")
 
 
 def most_at_once(runs: list[FlowRun]) -> int:
