@@ -8,5 +8,6 @@ bench:  ## ratio benchmarks against plain dlt (1,000,000 rows)
 	.venv/bin/python -m tests.benchmarks.bench_state
 	.venv/bin/python -m tests.benchmarks.bench_collector
 	.venv/bin/python -m tests.benchmarks.bench_memory
+	.venv/bin/python -m tests.benchmarks.bench_fanout
 lint:
 	.venv/bin/ruff check flows tests && .venv/bin/ruff format --check flows tests && .venv/bin/mypy

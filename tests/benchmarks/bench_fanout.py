@@ -1,6 +1,6 @@
 """Wall time of a 12-part backfill at parallelism 4 vs 1, on the local stack.
 
-    python -m tests.benchmarks.bench_fanout [--parts 12] [--pages 10] [--delay 1.5]
+    python -m tests.benchmarks.bench_fanout [--parts 12] [--pages 20] [--delay 1.5]
 
 A latency-bound HTTP source on loopback (each page answers after `delay` seconds, `pages`
 pages a day) into PostgreSQL; each part is one day, its own flow run of fanout-part run by a
@@ -28,7 +28,7 @@ GOAL = 0.40
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--parts", type=int, default=12)
-    parser.add_argument("--pages", type=int, default=10, help="pages per part (day)")
+    parser.add_argument("--pages", type=int, default=20, help="pages per part (day)")
     parser.add_argument("--delay", type=float, default=1.5, help="seconds per page")
     args = parser.parse_args()
     api = PagedApi(rows_per_day=20 * args.pages, page_size=20, delay=args.delay).start()

@@ -214,7 +214,10 @@ def _loading(stack: LocalStack, part: str) -> bool:
 def test_part_killed_during_load_is_the_only_one_retried_and_resumes(
     stack: LocalStack, client: SyncPrefectClient, api: PagedApi
 ) -> None:
-    before = query(stack, "SELECT COUNT(*) FROM paged.events")[0][0]
+    try:  # the backfill test ran first on this stack, or not
+        before = query(stack, "SELECT COUNT(*) FROM paged.events")[0][0]
+    except psycopg2.errors.UndefinedTable:
+        before = 0
     env = {"DATA_WRITER__FILE_MAX_ITEMS": "1", "LOAD__WORKERS": "1"}  # 60 load jobs a part
     dep = client.read_deployment_by_name("backfill/backfill")
     parent = client.create_flow_run_from_deployment(
