@@ -24,10 +24,13 @@ def _api() -> str:
 
 @dlt.source(name="paged_events")
 def paged_events(start_date: date, end_date: date) -> DltResource:
-    """Days start_date..end_date of the paged API, merged on id: a rerun changes nothing."""
+    """Days start_date..end_date of the paged API, merged on id and incremental on it: a
+    rerun changes nothing, and a resumed part extracts nothing it already has."""
 
     @dlt.resource(name="events", primary_key="id", write_disposition="merge")
-    def events() -> Iterator[list[dict[str, Any]]]:
+    def events(
+        cursor: dlt.sources.incremental[int] = dlt.sources.incremental("id"),
+    ) -> Iterator[list[dict[str, Any]]]:
         day = start_date
         while day <= end_date:
             page: int | None = 1
