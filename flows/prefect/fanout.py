@@ -73,6 +73,7 @@ class PartOutcome:
     part: Part
     name: str
     flow_runs: list[UUID] = field(default_factory=list)
+    tries: int = 0  # flow runs (or in-process runs) of this part
     state: str = "PENDING"
     attempts: int = 0
     rows: dict[str, int] = field(default_factory=dict)
@@ -80,7 +81,7 @@ class PartOutcome:
 
     @property
     def retried(self) -> bool:
-        return self.attempts > 1 or len(self.flow_runs) > 1
+        return self.attempts > 1 or self.tries > 1
 
 
 def _parameters(pipeline: str, part: Part, options: dict[str, Any] | None) -> dict[str, Any]:
@@ -167,6 +168,7 @@ def _run_deployed(
                 tags=["fanout", pipeline],
             )
             outcome.flow_runs.append(run.id)
+            outcome.tries += 1
             outcome.state = "SCHEDULED"
             running[run.id] = outcome
         time.sleep(poll)
@@ -186,7 +188,7 @@ def _run_deployed(
             outcome.seconds += run.total_run_time.total_seconds()
             if state == "COMPLETED":
                 outcome.rows = _api(_part_rows, client, run_id, outcome.name)
-            elif len(outcome.flow_runs) <= part_retries:
+            elif outcome.tries <= part_retries:
                 log.warning("part %s ended %s: running it again", outcome.name, state)
                 queue.append(outcome)
 
@@ -196,8 +198,8 @@ def _run_inline(
 ) -> None:
     log = get_run_logger()
     for outcome in outcomes:
-        while outcome.state != "COMPLETED" and len(outcome.flow_runs) <= part_retries:
-            outcome.flow_runs.append(UUID(int=0))
+        while outcome.state != "COMPLETED" and outcome.tries <= part_retries:
+            outcome.tries += 1
             started = time.monotonic()
             try:
                 result = fanout_part(**_parameters(pipeline, outcome.part, options))
@@ -287,7 +289,7 @@ def _write_report(pipeline: str, outcomes: list[PartOutcome], report: dict[str, 
                 o.name,
                 o.state.lower() + (" (retried)" if o.retried else ""),
                 o.attempts,
-                ", ".join(str(r) for r in o.flow_runs),
+                ", ".join(str(r) for r in o.flow_runs) or "in process",
                 cell(sum(o.rows.values())),
                 f"{o.seconds:.1f}",
             ]
