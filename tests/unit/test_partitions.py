@@ -101,3 +101,28 @@ def test_a_part_is_its_own_pipeline_and_schema_into_the_shared_dataset(tmp_path:
     assert part.run_callbacks()  # the shared schema lock
     with pytest.raises(FanoutConfigError, match="has no resources"):
         part_spec(spec("duckdb"), Part("x", resources=("refunds",))).check_source(shop())
+
+
+def test_tune_evidence_names_the_parts_a_part_deployment_ran() -> None:
+    from dataclasses import replace
+
+    from flows.prefect.records import RunRecord
+    from flows.tune import recommend
+
+    base = RunRecord(
+        deployment="fanout-part",
+        pipeline="x",
+        flow_run_id="r",
+        attempt=1,
+        outcome="completed",
+        wall_seconds=20.0,
+        cpu_seconds=10.0,
+        peak_rss_bytes=300 * 2**20,
+    )
+    records = [replace(base, pipeline=f"paged--2024010{d}") for d in range(1, 7)]
+    records.append(replace(base, pipeline="shop--orders"))
+    evidence = recommend("fanout-part", records, {}).evidence
+    assert "parts of paged: 6 (paged--20240101, paged--20240102, paged--20240103, " in (
+        "\n".join(evidence)
+    )
+    assert "parts of shop: 1 (shop--orders)" in evidence
