@@ -6,5 +6,6 @@ test:   ## the whole test suite (installs its services)
 bench:  ## interleaved ratio benchmarks, each sample in its own cgroup (needs root)
 	scripts/bootstrap.sh && scripts/install-services.sh
 	.venv/bin/python -m tests.benchmarks
+	.venv/bin/python -m tests.benchmarks.bench_fanout
 lint:
 	.venv/bin/ruff check flows tests && .venv/bin/ruff format --check flows tests && .venv/bin/mypy

@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="FLOW/DEPLOYMENT, a deployment name, or a flow name on the embedded default",
     )
     tune.add_argument("--runs", type=int, default=20, help="newest run records to use")
+    tune.add_argument("--pipeline", help="only records of this pipeline and its fan-out parts")
     tune.add_argument("--apply", action="store_true", help="update the deployment's job_variables")
     tune.add_argument("--yes", action="store_true", help="apply without asking")
     tune.set_defaults(func=cmd_tune)
@@ -304,7 +305,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from flows.tune import apply, format_recommendation, load, recommend
 
     with get_client(sync_client=True) as client:
-        deployment, records = load(client, args.deployment, args.runs)
+        deployment, records = load(client, args.deployment, args.runs, args.pipeline)
         current = dict(deployment.job_variables or {}) if deployment else {}
         rec = recommend(args.deployment, records, current)
         print(format_recommendation(rec))
@@ -413,10 +414,10 @@ def cmd_hook(args: argparse.Namespace) -> int:
 
 
 def cmd_state_show(args: argparse.Namespace) -> int:
-    from flows.state.inspect import describe_state, format_state
+    from flows.parts_state import describe_with_parts, format_with_parts
 
-    info = describe_state(_state_layout(args))
-    print(json.dumps(info, indent=1, default=str) if args.json else format_state(info))
+    info = describe_with_parts(_state_layout(args))
+    print(json.dumps(info, indent=1, default=str) if args.json else format_with_parts(info))
     return 0
 
 

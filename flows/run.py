@@ -91,7 +91,7 @@ def run_pipeline(
             retry_policy=retry_policy,
             session=session,
             listener=listener,
-            callbacks=callbacks,
+            callbacks=(*callbacks, *spec.run_callbacks()),
         )
         run.run(source, **spec.extract_kwargs(full_refresh=full_refresh))
         ok = True

@@ -13,6 +13,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
+from flows.partitions import PART_SEPARATOR, is_part_of
 from flows.prefect.records import CONFIG_ERROR, RunRecord, read_records
 from flows.quantities import (
     check_requests_within_limits,
@@ -80,6 +81,11 @@ def recommend(deployment: str, records: list[RunRecord], current: dict[str, Any]
         f"CPU: average cores median {statistics.median(cores):.2f}, p90 "
         f"{_percentile(cores, 90):.2f}, max {max(cores):.2f}",
     ]
+    parts = sorted({r.pipeline for r in records if PART_SEPARATOR in r.pipeline})
+    for whole in sorted({p.split(PART_SEPARATOR)[0] for p in parts}):  # one pod size for all
+        of_whole = [p for p in parts if is_part_of(p, whole)]
+        shown = ", ".join(of_whole[:4]) + (", ..." if len(of_whole) > 4 else "")
+        evidence.append(f"parts of {whole}: {len(of_whole)} ({shown})")
     return Recommendation(deployment, {k: current.get(k) for k in KEYS}, recommended, evidence)
 
 
@@ -103,17 +109,23 @@ def format_recommendation(rec: Recommendation) -> str:
     return "\n".join(lines)
 
 
-def load(client: Any, name: str, runs: int) -> tuple[Any | None, list[RunRecord]]:
+def load(
+    client: Any, name: str, runs: int, pipeline: str | None = None
+) -> tuple[Any | None, list[RunRecord]]:
     """The deployment (None for a flow run without one, e.g. on the embedded default) and
     its newest records. `name` is FLOW/DEPLOYMENT (as `prefect deployment run` takes it) or
     a bare deployment name. Attempts that failed on their config never ran the pipeline:
-    they say nothing about its resources and are left out."""
+    they say nothing about its resources and are left out. `pipeline` keeps the records of
+    that pipeline and its fan-out parts (a part deployment runs the parts of many)."""
     deployment = find_deployment(client, name)
+    found = read_records(
+        client, deployment.name if deployment else name, runs * 5 if pipeline else runs
+    )
     records = [
         r
-        for r in read_records(client, deployment.name if deployment else name, runs)
-        if r.outcome != CONFIG_ERROR
-    ]
+        for r in found
+        if r.outcome != CONFIG_ERROR and (pipeline is None or is_part_of(r.pipeline, pipeline))
+    ][-runs:]
     if deployment is None and not records:
         raise TuneError(f"no deployment and no run records named {name!r}")
     return deployment, records

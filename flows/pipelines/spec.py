@@ -128,6 +128,11 @@ class PipelineSpec:
             progress=progress,  # type: ignore[arg-type]  # dlt accepts None: no progress
         )
 
+    def run_callbacks(self) -> tuple[Any, ...]:
+        """Runner callbacks every run of this pipeline gets (a fan-out part: the shared
+        schema lock)."""
+        return ()
+
     def extract_kwargs(self, full_refresh: bool = False) -> dict[str, Any]:
         kwargs: dict[str, Any] = dict(self.extract_options)
         if fmt := self.loader_file_format():

@@ -383,8 +383,8 @@ def test_backfill_job_runs_tasks_defined_in_the_entrypoint_file(
     stack: LocalStack,
     worker: Worker,
 ) -> None:
-    """backfill's task (daily_events_range) is defined in the entrypoint file that Prefect
-    loads by path; each attempt's child process must still get its source function."""
+    """backfill in one Job: with no part deployment its parts run in the parent's process,
+    each part's attempt child process still gets its source function."""
     dsn = destination(stack, "image_backfill")
     dep = client.read_deployment_by_name("backfill/backfill")
     run = client.create_flow_run_from_deployment(
@@ -394,6 +394,7 @@ def test_backfill_job_runs_tasks_defined_in_the_entrypoint_file(
             "end_date": "2024-01-06",
             "chunk_days": 3,
             "rows_per_day": 10,
+            "part_deployment": "fanout-part/not-deployed",  # parts in this one Job
         },
         job_variables={"state_url": f"s3://{BUCKET}/state-image-backfill", "env": run_env(dsn)},
     )
