@@ -33,7 +33,7 @@ from flows.stack import BUCKET, LocalStack
 from tests.chart.chart import FULLNAME, Rendered
 from tests.image import kube_docker
 from tests.image.conftest import IMAGE, REPO, BuiltImage
-from tests.integration.helpers import artifacts
+from tests.integration.helpers import artifacts, pg_counts
 
 # one worker builds the image once (pytest-xdist --dist loadgroup)
 pytestmark = [
@@ -182,28 +182,6 @@ def job_variables(deployment: str) -> dict[str, Any]:
 def destination(stack: LocalStack, database: str) -> str:
     stack.postgres.create_database(database)
     return stack.postgres.dsn(database)
-
-
-def pg_counts(dsn: str, dataset: str = "synthetic") -> dict[str, int]:
-    with psycopg2.connect(dsn) as con, con.cursor() as cur:
-
-        def one(sql: str) -> int:
-            cur.execute(sql)
-            row = cur.fetchone()
-            assert row is not None
-            return int(row[0])
-
-        return {
-            "events": one(f"SELECT COUNT(*) FROM {dataset}.events"),
-            "distinct_ids": one(f"SELECT COUNT(DISTINCT id) FROM {dataset}.events"),
-            "tags": one(f"SELECT COUNT(*) FROM {dataset}.events__tags"),
-            "orphan_tags": one(
-                f"SELECT COUNT(*) FROM {dataset}.events__tags t WHERE NOT EXISTS "
-                f"(SELECT 1 FROM {dataset}.events e WHERE e._dlt_id = t._dlt_parent_id)"
-            ),
-            "loads": one(f"SELECT COUNT(*) FROM {dataset}._dlt_loads"),
-            "distinct_loads": one(f"SELECT COUNT(DISTINCT load_id) FROM {dataset}._dlt_loads"),
-        }
 
 
 def run_env(dsn: str, **extra: str) -> dict[str, str]:

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,25 +53,65 @@ def duck(path: Path) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(str(path), read_only=True)
 
 
+def _counts(one: Callable[[str], int], dataset: str) -> dict[str, int]:
+    """The figures that prove exactly-once for the synthetic source, from any SQL client."""
+    return {
+        "events": one(f"SELECT COUNT(*) FROM {dataset}.events"),
+        "distinct_ids": one(f"SELECT COUNT(DISTINCT id) FROM {dataset}.events"),
+        "max_id": one(f"SELECT COALESCE(MAX(id), 0) FROM {dataset}.events"),
+        "tags": one(f"SELECT COUNT(*) FROM {dataset}.events__tags"),
+        "orphan_tags": one(
+            f"SELECT COUNT(*) FROM {dataset}.events__tags t WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {dataset}.events e WHERE e._dlt_id = t._dlt_root_id)"
+        ),
+        "loads": one(f"SELECT COUNT(*) FROM {dataset}._dlt_loads"),
+        "distinct_loads": one(f"SELECT COUNT(DISTINCT load_id) FROM {dataset}._dlt_loads"),
+    }
+
+
 def synthetic_counts(path: Path, dataset: str = "synthetic") -> dict[str, int]:
-    """The figures that prove exactly-once for the synthetic source."""
+    """Exactly-once figures of a DuckDB file."""
     with duck(path) as con:
+        return _counts(lambda sql: int(con.sql(sql).fetchall()[0][0]), dataset)
+
+
+def pg_counts(dsn: str, dataset: str = "synthetic") -> dict[str, int]:
+    """Exactly-once figures of a PostgreSQL database."""
+    import psycopg2
+
+    with psycopg2.connect(dsn) as con, con.cursor() as cur:
 
         def one(sql: str) -> int:
-            return int(con.sql(sql).fetchall()[0][0])
+            cur.execute(sql)
+            row = cur.fetchone()
+            assert row is not None
+            return int(row[0])
 
-        return {
-            "events": one(f"SELECT COUNT(*) FROM {dataset}.events"),
-            "distinct_ids": one(f"SELECT COUNT(DISTINCT id) FROM {dataset}.events"),
-            "max_id": one(f"SELECT COALESCE(MAX(id), 0) FROM {dataset}.events"),
-            "tags": one(f"SELECT COUNT(*) FROM {dataset}.events__tags"),
-            "orphan_tags": one(
-                f"SELECT COUNT(*) FROM {dataset}.events__tags t WHERE NOT EXISTS "
-                f"(SELECT 1 FROM {dataset}.events e WHERE e._dlt_id = t._dlt_root_id)"
-            ),
-            "loads": one(f"SELECT COUNT(*) FROM {dataset}._dlt_loads"),
-            "distinct_loads": one(f"SELECT COUNT(DISTINCT load_id) FROM {dataset}._dlt_loads"),
+        return _counts(one, dataset)
+
+
+def bucket_listing(s3: Any, bucket: str) -> dict[str, tuple[int, str]]:
+    """Every object with its size and ETag: equal listings mean an untouched bucket."""
+    s3.invalidate_cache()
+    return {
+        path: (info["size"], info.get("ETag", ""))
+        for path, info in s3.find(bucket, detail=True).items()
+    }
+
+
+def embedded_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """Environment of a process on the embedded default: no API configured, its own homes."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env.update(
+        {
+            "PREFECT_HOME": str(tmp_path / "prefect"),
+            "FLOWS_HOME": str(tmp_path / "home"),
+            "RUNTIME__DLTHUB_TELEMETRY": "false",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            **extra,
         }
+    )
+    return env
 
 
 def exact(rows: int) -> dict[str, int]:

@@ -8,17 +8,9 @@ from pathlib import Path
 import pytest
 import s3fs
 
-from tests.integration.helpers import run_cli
+from tests.integration.helpers import bucket_listing, run_cli
 
 ROWS = 2_000
-
-
-def listing(s3: s3fs.S3FileSystem, bucket: str) -> dict[str, tuple[int, str]]:
-    s3.invalidate_cache()
-    return {
-        path: (info["size"], info.get("ETag", ""))
-        for path, info in s3.find(bucket, detail=True).items()
-    }
 
 
 def buckets(s3: s3fs.S3FileSystem) -> set[str]:
@@ -95,22 +87,22 @@ def test_bad_setting_names_the_setting_and_changes_nothing(
     s3: s3fs.S3FileSystem,
     tmp_path: Path,
 ) -> None:
-    before = listing(s3, bucket)
+    before = bucket_listing(s3, bucket)
     result = run_cli(run(state, tmp_path / "pod"), {**env, variable: value})
     assert result.code == 2, result.stderr[-2000:]
     assert says in one_line(result.stderr)
-    assert listing(s3, bucket) == before
+    assert bucket_listing(s3, bucket) == before
 
 
 def test_corrupt_lease_is_shown_refused_and_repaired_with_the_cli(
     env: dict[str, str], state: str, bucket: str, s3: s3fs.S3FileSystem, tmp_path: Path
 ) -> None:
     s3.pipe_file(f"{bucket}/state/synthetic/lease.json", b"\x00garbage{")
-    before = listing(s3, bucket)
+    before = bucket_listing(s3, bucket)
     refused = run_cli(run(state, tmp_path / "pod"), env)
     assert refused.code == 3, refused.stderr[-2000:]
     assert "corrupt" in one_line(refused.stderr) and "unlock" in refused.stderr
-    assert listing(s3, bucket) == before
+    assert bucket_listing(s3, bucket) == before
 
     shown = run_cli(["state", "show", "synthetic", "--state-url", state], env)
     assert shown.code == 0, shown.stderr
@@ -132,7 +124,7 @@ def test_drop_works_on_a_corrupt_lease(
     s3.pipe_file(f"{bucket}/state/synthetic/lease.json", b"not json")
     dropped = run_cli(["state", "drop", "synthetic", "--state-url", state, "--yes"], env)
     assert dropped.code == 0, dropped.stderr
-    assert listing(s3, bucket) == {}
+    assert bucket_listing(s3, bucket) == {}
 
 
 def test_state_commands_default_to_state_url(

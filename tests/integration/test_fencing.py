@@ -18,38 +18,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 import pytest
 
 from flows.services import Postgres, SeaweedFS
-from tests.integration.helpers import exact, run_cli, synthetic_counts
+from tests.integration.helpers import exact, pg_counts, run_cli, synthetic_counts
 
 ROWS = 40_000
 TTL = 12.0  # the holder renews every 1.5 s and fences itself 9 s after its last renewal
 PAUSER = Path(__file__).with_name("pauser.py")
-
-
-def pg_counts(dsn: str, dataset: str = "synthetic") -> dict[str, int]:
-    with psycopg2.connect(dsn) as con, con.cursor() as cur:
-
-        def one(sql: str) -> int:
-            cur.execute(sql)
-            row = cur.fetchone()
-            assert row is not None
-            return int(row[0])
-
-        return {
-            "events": one(f"SELECT COUNT(*) FROM {dataset}.events"),
-            "distinct_ids": one(f"SELECT COUNT(DISTINCT id) FROM {dataset}.events"),
-            "max_id": one(f"SELECT COALESCE(MAX(id), 0) FROM {dataset}.events"),
-            "tags": one(f"SELECT COUNT(*) FROM {dataset}.events__tags"),
-            "orphan_tags": one(
-                f"SELECT COUNT(*) FROM {dataset}.events__tags t WHERE NOT EXISTS "
-                f"(SELECT 1 FROM {dataset}.events e WHERE e._dlt_id = t._dlt_root_id)"
-            ),
-            "loads": one(f"SELECT COUNT(*) FROM {dataset}._dlt_loads"),
-            "distinct_loads": one(f"SELECT COUNT(DISTINCT load_id) FROM {dataset}._dlt_loads"),
-        }
 
 
 class Destination:

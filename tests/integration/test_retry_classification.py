@@ -4,12 +4,12 @@ retried and a bad setting is not: both verdicts come from flows/errors.py."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from flows.services import free_port
+from tests.integration.helpers import embedded_env
 
 FLOW = """
 import json
@@ -33,17 +33,7 @@ print("RESULT " + json.dumps(classify()))
 
 
 def run_flow(tmp_path: Path, **extra: str) -> dict[str, object]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    env.update(
-        {
-            "PREFECT_HOME": str(tmp_path / "prefect"),
-            "FLOWS_HOME": str(tmp_path / "home"),
-            "RUNTIME__DLTHUB_TELEMETRY": "false",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "SOURCES__SYNTHETIC__ROWS": "500",
-            **extra,
-        }
-    )
+    env = embedded_env(tmp_path, SOURCES__SYNTHETIC__ROWS="500", **extra)
     result = subprocess.run(
         [sys.executable, "-c", FLOW], env=env, capture_output=True, text=True, timeout=300
     )

@@ -16,21 +16,13 @@ from flows.services import free_port
 from flows.state import open_store
 from tests.integration.helpers import (
     assert_late_writer_cannot_clobber,
+    bucket_listing,
     exact,
     run_cli,
     synthetic_counts,
 )
 
 ROWS = 20_000
-
-
-def listing(s3: s3fs.S3FileSystem, bucket: str) -> dict[str, tuple[int, str]]:
-    """Every object with its size and ETag: equal listings mean an untouched bucket."""
-    s3.invalidate_cache()
-    return {
-        path: (info["size"], info.get("ETag", ""))
-        for path, info in s3.find(bucket, detail=True).items()
-    }
 
 
 @pytest.fixture
@@ -78,13 +70,13 @@ def test_corrupt_blob_is_refused_and_bucket_untouched(
     blob, size = _blob_of(s3, bucket, "state.json")
     data = s3.cat_file(blob)
     s3.pipe_file(blob, data[: size // 2] if damage == "truncated" else data[::-1])
-    before = listing(s3, bucket)
+    before = bucket_listing(s3, bucket)
     result = run_cli(
         ["run", "synthetic", "--state-url", state, "--pipelines-dir", str(tmp_path / "pod2")], env
     )
     assert result.code == 4, result.stderr
     assert "CorruptSnapshotError" in result.stderr and "state.json" in result.stderr
-    assert listing(s3, bucket) == before
+    assert bucket_listing(s3, bucket) == before
     assert not (tmp_path / "pod2" / "synthetic" / "state.json").exists()
 
 
@@ -95,14 +87,14 @@ def test_foreign_manifest_is_refused(
     # a manifest of `synthetic` copied under another pipeline's prefix
     latest = sorted(s3.ls(f"{bucket}/state/synthetic/manifests"))[-1]
     s3.pipe_file(f"{bucket}/state/products/manifests/000000000001.json", s3.cat_file(latest))
-    before = listing(s3, bucket)
+    before = bucket_listing(s3, bucket)
     env = {**env, "SOURCES__PRODUCTS__CREDENTIALS": "postgresql://x:y@127.0.0.1:1/z"}
     result = run_cli(
         ["run", "products", "--state-url", state, "--pipelines-dir", str(tmp_path / "pod2")], env
     )
     assert result.code == 4, result.stderr
     assert "belongs to pipeline 'synthetic', not 'products'" in result.stderr
-    assert listing(s3, bucket) == before
+    assert bucket_listing(s3, bucket) == before
 
 
 def test_unreachable_store_is_retried_then_reported(env: dict[str, str], tmp_path: Path) -> None:

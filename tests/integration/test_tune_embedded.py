@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.integration.helpers import embedded_env
 
 RUN = "from flows.prefect.flows import synthetic_daily; print(synthetic_daily({'rows': 2000}))"
 
@@ -17,16 +18,7 @@ def _py(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_tune_works_on_the_embedded_default(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    env.update(
-        {
-            "PREFECT_HOME": str(tmp_path / "prefect"),
-            "FLOWS_HOME": str(tmp_path / "home"),
-            "RUNTIME__DLTHUB_TELEMETRY": "false",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-        }
-    )
+    env = embedded_env(tmp_path)
     for _ in range(2):
         result = _py(env, "-c", RUN)
         assert result.returncode == 0, result.stderr[-3000:]
