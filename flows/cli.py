@@ -46,7 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--destination", help="ad hoc: dlt destination (default: duckdb)")
     _add_state_args(run, required=False)
     run.add_argument("--pipelines-dir", type=Path, help="local working dirs (default: temp-free)")
-    run.add_argument("--run-id", help="id shared by all attempts of one logical run")
+    run.add_argument(
+        "--run-id",
+        help="id shared by all attempts of one logical run: a new attempt revokes an earlier "
+        "one's lease and takes over once it expired",
+    )
     run.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the lease")
     run.add_argument("--full-refresh", action="store_true", help="drop tables and cursors first")
     run.add_argument("--json", action="store_true", help="print the run report as JSON")

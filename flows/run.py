@@ -48,8 +48,9 @@ def run_pipeline(
     plain function that returns no dlt source fails before the lease is taken. A dlt source
     factory is called once the pipeline is attached to its restored state (its body may read
     that state or reach its system: see `PipelineSpec.builds_lazily`). `run_id` identifies
-    one logical run across attempts (Prefect's flow run id): a retry with the same id may
-    take over the lease of its dead predecessor at once. `generation` restores an older
+    one logical run across attempts (Prefect's flow run id): a retry with the same id revokes
+    the lease of an earlier attempt and takes it once that attempt can no longer write
+    (state/lease.py). `generation` restores an older
     snapshot on purpose (recovery drills and tests). `source_factory` replaces the
     declared source function's call.
     """
