@@ -30,7 +30,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -40,8 +39,7 @@ from prefect.context import TaskRunContext
 from prefect.tasks import exponential_backoff
 
 from flows.errors import EXIT_CONFIG, RetryableError, TerminalError, exit_code_for, is_terminal
-from flows.pipelines import PipelineSpec, discover, get_spec
-from flows.pipelines.spec import import_reference
+from flows.pipelines import PipelineSpec, discover
 from flows.prefect.artifacts import ArtifactSink
 from flows.prefect.attempt import Attempt, run_attempt
 from flows.prefect.collector import PrefectCollector
@@ -72,30 +70,6 @@ def should_retry(task: Any, task_run: Any, state: Any) -> bool:
     except Exception as err:  # the result itself could not be read
         error = err
     return not (isinstance(error, BaseException) and is_terminal(error))
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    """Everything an attempt needs; crosses the process boundary pickled."""
-
-    pipeline: str
-    # what returns the dlt source: None for the declared pipeline's own source, "module:name"
-    # for an importable function, else the function itself, pickled by value (a flow file
-    # that Prefect loaded from a path is not importable by its module name)
-    source: Callable[..., Any] | str | None
-    args: list[Any] = field(default_factory=list)
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    full_refresh: bool = False
-    state_url: str | None = None
-    lease_wait: float = 0.0
-    flow_run_id: str | None = None
-    task_run_id: str | None = None
-    attempt: int = 1
-    # an undeclared pipeline (`@dlt_task(pipeline_name=...)`): its whole declaration
-    spec: PipelineSpec | None = None
-
-    def pipeline_spec(self) -> PipelineSpec:
-        return self.spec if self.spec is not None else get_spec(self.pipeline)
 
 
 def source_reference(fn: Callable[..., Any]) -> Callable[..., Any] | str:
@@ -145,45 +119,17 @@ def _distributed_packages() -> frozenset[str]:
     return frozenset(packages_distributions())
 
 
-def resolve_source(request: RunRequest) -> Callable[..., Any]:
-    if request.source is None:
-        return request.pipeline_spec().source_function()
-    if isinstance(request.source, str):
-        return import_reference(request.source, f"pipeline {request.pipeline!r}")
-    return request.source
-
-
-def attempt_of(request: RunRequest) -> Attempt:
-    """The attempt a request asks for, with its source resolved here."""
-    return Attempt(
-        pipeline=request.pipeline,
-        # None: the declared source, built by run_pipeline with the task's options
-        source=None if request.source is None else source_reference(resolve_source(request)),
-        args=tuple(request.args),
-        kwargs=dict(request.kwargs),
-        full_refresh=request.full_refresh,
-        state_url=request.state_url,
-        lease_wait=request.lease_wait,
-        flow_run_id=request.flow_run_id,
-        task_run_id=request.task_run_id,
-        attempt=request.attempt,
-        spec=request.spec,
-    )
-
-
-def execute(request: RunRequest) -> dict[str, Any]:
+def execute(attempt: Attempt) -> dict[str, Any]:
     """Runs one attempt in this process and returns the run report as a dict."""
-    attempt = attempt_of(request)
     return run_attempt(attempt, ArtifactSink(attempt.target))
 
 
-def execute_in_child(request: RunRequest, log: Any) -> dict[str, Any]:
+def execute_in_child(attempt: Attempt, log: Any) -> dict[str, Any]:
     """Runs one attempt in a child process that never imports prefect.
 
     The child sends its artifacts and its outcome as messages (flows.prefect.protocol); this
     process writes them to the API and streams the child's log lines to the task logger.
     """
-    attempt = attempt_of(request)
     sink = ArtifactSink(attempt.target)
     relay = Relay(sink)
     proc = subprocess.Popen(
@@ -213,7 +159,7 @@ def execute_in_child(request: RunRequest, log: Any) -> dict[str, Any]:
         failure = relay.failure
         if failure:
             message = (
-                f"pipeline {request.pipeline} attempt {request.attempt} failed: "
+                f"pipeline {attempt.pipeline} attempt {attempt.attempt} failed: "
                 f"{failure.get('type')}: {failure.get('message')}"
             )
             if failure.get("terminal"):
@@ -225,13 +171,13 @@ def execute_in_child(request: RunRequest, log: Any) -> dict[str, Any]:
             else f"exited with {code}"
         )
         error = PipelineAttemptError(
-            f"pipeline {request.pipeline} attempt {request.attempt}: child process {cause}; "
+            f"pipeline {attempt.pipeline} attempt {attempt.attempt}: child process {cause}; "
             f"last output: {tail[-1] if tail else '-'}"
         )
         if code < 0:  # the child could not report its own death
             PrefectCollector(
-                attempt.target, pipeline_name=request.pipeline, sink=sink
-            ).on_attempt_failed("run", request.attempt, error)
+                attempt.target, pipeline_name=attempt.pipeline, sink=sink
+            ).on_attempt_failed("run", attempt.attempt, error)
         raise error
     finally:
         if proc.poll() is None:  # this process was interrupted: no orphan keeps the lease
@@ -280,11 +226,11 @@ def _run_task(
     if source is None:
         with catalog.known_names():
             spec.source_function()
-    request = RunRequest(
+    request = Attempt(
         pipeline=spec.name,
         spec=None if isinstance(pipeline, str) else spec,
         source=source,
-        args=list(args),
+        args=tuple(args),
         kwargs=dict(kwargs),
         full_refresh=full_refresh,
         state_url=state_url,
@@ -331,7 +277,7 @@ def _usage_of_children() -> Usage:
 
 
 def _record(
-    request: RunRequest,
+    request: Attempt,
     report: Mapping[str, Any] | None,
     outcome: str,
     before: Usage,
