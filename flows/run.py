@@ -19,7 +19,6 @@ from flows.settings import (
     open_configured_store,
 )
 from flows.state import StateSession
-from flows.workers import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +61,6 @@ def run_pipeline(
     destination = spec.destination_name()
     refuse_scratch_duckdb(spec)
     apply_platform_defaults(destination, spec.name)
-    die_with_parent()  # normalize's forked workers must not outlive a killed run
     pipelines_dir = Path(pipelines_dir or default_pipelines_dir())
     session = StateSession(
         open_configured_store(state_url),

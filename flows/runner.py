@@ -39,6 +39,7 @@ from flows.resume import (
 )
 from flows.state import StateSession
 from flows.state.session import SnapshotStats
+from flows.workers import share_and_die_with_parent
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -206,6 +207,7 @@ class runner:
 
     def _run(self, data: Any, extract_kwargs: dict[str, Any]) -> LoadInfo:
         started = time.perf_counter()
+        share_and_die_with_parent()  # normalize's forked workers (flows/workers.py)
         report = self.report = RunReport(
             self.pipeline.pipeline_name,
             self.pipeline.destination.destination_name,
