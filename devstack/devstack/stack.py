@@ -25,10 +25,13 @@ from pathlib import Path
 
 import httpx
 
-from flows.services import Postgres, SeaweedFS
-from flows.services.ports import remembered_ports
+from devstack.ports import remembered_ports
+from devstack.postgres import Postgres
+from devstack.seaweedfs import SeaweedFS
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
+# The checkout: devstack is only ever installed editable from it (scripts/bootstrap.sh), and
+# the stack deploys the checkout's prefect.yaml.
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 BUCKET = "prefect-dlt"
 
 
