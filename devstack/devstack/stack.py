@@ -6,7 +6,8 @@ PostgreSQL, a process worker and the deployments, on this machine.
     flows stack env     # export lines for a shell that talks to the running stack, from
                         # any directory (`up` remembers where it runs; env never creates one)
 
-The integration tests start the same stack on free ports.
+Dev tooling (the devstack distribution, never in the image); `flows stack` is its plugin
+(devstack/cli.py). The integration tests start the same stack on free ports.
 """
 
 from __future__ import annotations
