@@ -8,4 +8,4 @@ bench:  ## interleaved ratio benchmarks, each sample in its own cgroup (needs ro
 	.venv/bin/python -m tests.benchmarks
 	.venv/bin/python -m tests.benchmarks.bench_fanout
 lint:
-	.venv/bin/ruff check flows tests && .venv/bin/ruff format --check flows tests && .venv/bin/mypy
+	.venv/bin/ruff check flows devstack tests && .venv/bin/ruff format --check flows devstack tests && .venv/bin/mypy

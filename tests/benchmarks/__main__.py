@@ -116,8 +116,10 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown suites {sorted(unknown)}; known: {', '.join(SUITES)}")
 
-    from flows.services import Postgres, SeaweedFS, free_port
-    from flows.stack import server_command, wait_ready
+    from devstack.ports import free_port
+    from devstack.postgres import Postgres
+    from devstack.seaweedfs import SeaweedFS
+    from devstack.stack import server_command, wait_ready
 
     base = Path(tempfile.mkdtemp(prefix="flows-bench-"))
     seaweed = SeaweedFS(base / "seaweedfs")

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flows.services import free_port
-from flows.stack import server_command, wait_ready
+from devstack.ports import free_port
+from devstack.stack import server_command, wait_ready
 
 
 def child(rows: int, with_collector: bool, home: str) -> dict[str, Any]:

@@ -106,7 +106,7 @@ def copy_csv(workdir: Path, table: str = "products") -> dict[str, Any]:
     """`psql \\copy` of the table to CSV, then DuckDB `read_csv` into a table."""
     import duckdb
 
-    from flows.services.postgres import find_bin_dir
+    from devstack.postgres import find_bin_dir
 
     csv = workdir / f"{table}.csv"
     subprocess.run(

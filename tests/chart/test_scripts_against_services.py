@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flows.services import SeaweedFS
+from devstack.seaweedfs import SeaweedFS
 from tests.chart.chart import REPO, Rendered, containers, pod_specs
 
 pytestmark = pytest.mark.integration

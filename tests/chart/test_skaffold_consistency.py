@@ -237,8 +237,8 @@ def test_e2e_script_runs_the_flow_and_prints_its_artifacts(
     """The script's own logic (auth string from the Secret, the API calls that trigger the
     deployment, wait for it and print its artifacts) against a real Prefect server with a
     process worker; kind, kubectl, helm and skaffold are stand-ins that do nothing."""
-    from flows.services import free_port
-    from flows.stack import LocalStack
+    from devstack.ports import free_port
+    from devstack.stack import LocalStack
 
     shims = tmp_path_factory.mktemp("shims")
     for name in ("docker", "kind", "kubectl", "helm", "skaffold"):

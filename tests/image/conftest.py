@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-from flows.services import free_port
-from flows.stack import LocalStack
+from devstack.ports import free_port
+from devstack.stack import LocalStack
 from tests.chart.chart import FULLNAME, NAMESPACE, Rendered, helm_binary, render
 from tests.image import kube_docker
 

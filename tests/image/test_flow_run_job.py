@@ -29,7 +29,7 @@ from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.states import Scheduled
 
-from flows.stack import BUCKET, LocalStack
+from devstack.stack import BUCKET, LocalStack
 from tests.chart.chart import FULLNAME, Rendered
 from tests.image import kube_docker
 from tests.image.conftest import IMAGE, REPO, BuiltImage

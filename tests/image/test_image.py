@@ -82,6 +82,22 @@ def test_runs_as_non_root_with_what_the_chart_needs(image: BuiltImage) -> None:
     assert "PREFECT_HOME /tmp/.prefect" in out, out
 
 
+def test_the_dev_stack_is_not_in_the_image(image: BuiltImage) -> None:
+    """devstack (local services, `flows stack`) is dev tooling: not importable in the image,
+    and the CLI there has no `stack` command."""
+    out = run_in(
+        image,
+        "sh",
+        "-ec",
+        "if python -c 'import devstack' 2>/dev/null; then echo devstack importable; fi; "
+        "flows --help",
+    )
+    choices = re.search(r"\{([a-z,-]+)\}", out)
+    assert choices is not None, out
+    commands = choices.group(1).split(",")
+    assert "devstack importable" not in out and "run" in commands and "stack" not in commands, out
+
+
 def test_demo_runs_read_only_as_the_pod_user(image: BuiltImage) -> None:
     out = run_in(
         image,

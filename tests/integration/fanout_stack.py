@@ -16,8 +16,8 @@ from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.exceptions import PrefectHTTPStatusError
 
-from flows.services import free_port
-from flows.stack import PROJECT_DIR, LocalStack
+from devstack.ports import free_port
+from devstack.stack import PROJECT_DIR, LocalStack
 from tests.integration.paged_api import PagedApi
 
 TERMINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}

@@ -22,7 +22,7 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-from flows.stack import LocalStack
+from devstack.stack import LocalStack
 from tests.integration.fanout_stack import TERMINAL, flows_cli, run_parent, start_stack, wait
 from tests.integration.helpers import artifacts
 from tests.integration.paged_api import PagedApi

@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from flows.services import Postgres, SeaweedFS
+from devstack.postgres import Postgres
+from devstack.seaweedfs import SeaweedFS
 from tests.integration.helpers import exact, pg_counts, run_cli, synthetic_counts
 
 ROWS = 40_000

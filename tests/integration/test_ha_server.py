@@ -25,7 +25,8 @@ from typing import Any
 import httpx
 import pytest
 
-from flows.services import Postgres, free_port
+from devstack.ports import free_port
+from devstack.postgres import Postgres
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("ha-server")]
 

@@ -27,8 +27,8 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-from flows.services import free_port
-from flows.stack import BUCKET, LocalStack
+from devstack.ports import free_port
+from devstack.stack import BUCKET, LocalStack
 from tests.integration.helpers import artifacts, exact, synthetic_counts
 
 # every test here shares one stack: one pytest-xdist worker runs them all
@@ -552,7 +552,7 @@ def test_stack_env_from_another_directory_finds_the_running_stack(
     import subprocess
     import sys
 
-    from flows.stack import remember
+    from devstack.stack import remember
 
     state = tmp_path / "state"
     os.environ["XDG_STATE_HOME"] = str(state)  # the note `flows stack up` writes

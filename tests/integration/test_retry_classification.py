@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from flows.services import free_port
+from devstack.ports import free_port
 from tests.integration.helpers import embedded_env
 
 FLOW = """

@@ -9,7 +9,9 @@ import psycopg2
 import pytest
 import s3fs
 
-from flows.services import Postgres, SeaweedFS, free_port
+from devstack.ports import free_port
+from devstack.postgres import Postgres
+from devstack.seaweedfs import SeaweedFS
 
 
 def _s3(server: SeaweedFS) -> s3fs.S3FileSystem:

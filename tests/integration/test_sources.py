@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 import s3fs
 
+from devstack.postgres import Postgres
 from flows.run import run_pipeline
-from flows.services import Postgres
 from tests.integration.helpers import duck, exact, run_cli
 
 

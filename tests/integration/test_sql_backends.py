@@ -8,8 +8,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from devstack.postgres import Postgres
 from flows.run import run_pipeline
-from flows.services import Postgres
 from tests.integration.helpers import duck
 
 COLUMNS = "id, name, price, weight, active, born, updated_at, seen_at"

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import s3fs
 
+from devstack.ports import free_port
 from flows.run import run_pipeline
-from flows.services import free_port
 from flows.state import open_store
 from tests.integration.helpers import (
     assert_late_writer_cannot_clobber,

@@ -6,7 +6,8 @@ PostgreSQL, a process worker and the deployments, on this machine.
     flows stack env     # export lines for a shell that talks to the running stack, from
                         # any directory (`up` remembers where it runs; env never creates one)
 
-The integration tests start the same stack on free ports.
+Dev tooling (the devstack distribution, never in the image); `flows stack` is its plugin
+(devstack/cli.py). The integration tests start the same stack on free ports.
 """
 
 from __future__ import annotations
@@ -25,10 +26,13 @@ from pathlib import Path
 
 import httpx
 
-from flows.services import Postgres, SeaweedFS
-from flows.services.ports import remembered_ports
+from devstack.ports import remembered_ports
+from devstack.postgres import Postgres
+from devstack.seaweedfs import SeaweedFS
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
+# The checkout: devstack is only ever installed editable from it (scripts/bootstrap.sh), and
+# the stack deploys the checkout's prefect.yaml.
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 BUCKET = "prefect-dlt"
 
 

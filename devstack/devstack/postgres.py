@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
-from flows.services.ports import remembered_ports
+from devstack.ports import remembered_ports
 
 OS_USER = "postgres"
 _CREATE_DATABASE = (

@@ -23,7 +23,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from flows.services.ports import remembered_ports
+from devstack.ports import remembered_ports
 
 REGION = "us-east-1"
 _FLAGS = (

@@ -1,0 +1,63 @@
+"""The product never depends on the dev tooling: no module under flows/ imports devstack
+(the image ships flows/ alone, so such an import would fail only there)."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import flows
+
+FLOWS = Path(flows.__file__).resolve().parent
+_IMPORT_FUNCTIONS = {"import_module", "__import__"}
+
+
+def imported_names(tree: ast.AST) -> Iterator[str]:
+    """Absolute module names the tree imports: statements, and import_module/__import__
+    of a literal name."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.module
+        elif isinstance(node, ast.Call) and node.args:
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            first = node.args[0]
+            if (
+                name in _IMPORT_FUNCTIONS
+                and isinstance(first, ast.Constant)
+                and isinstance(first.value, str)
+            ):
+                yield first.value
+
+
+def _is_devstack(name: str) -> bool:
+    return name == "devstack" or name.startswith("devstack.")
+
+
+def test_the_check_sees_every_kind_of_import() -> None:
+    source = (
+        "import devstack.stack\nfrom devstack import cli\n"
+        "import importlib\nimportlib.import_module('devstack.ports')\n__import__('devstack')\n"
+        "from . import devstack\nimport devstacked\n"
+    )
+    assert [n for n in imported_names(ast.parse(source)) if _is_devstack(n)] == [
+        "devstack.stack",
+        "devstack",
+        "devstack.ports",
+        "devstack",
+    ]
+
+
+def test_no_module_of_the_product_imports_devstack() -> None:
+    modules = sorted(FLOWS.rglob("*.py"))
+    assert len(modules) > 30, f"found only {len(modules)} modules under {FLOWS}"
+    offenders = [
+        f"{path.relative_to(FLOWS.parent)} imports {name}"
+        for path in modules
+        for name in imported_names(ast.parse(path.read_text(), str(path)))
+        if _is_devstack(name)
+    ]
+    assert offenders == []
