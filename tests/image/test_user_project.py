@@ -404,6 +404,8 @@ def test_project_pipeline_runs_as_a_flow_run_job_with_credentials_from_a_secret(
     manifest = worker.manifest(flow_run.id)
     container = manifest["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == project_image.ref
+    # from the chart's default (flowRuns.envFromSecrets), not from the deployment or the run
+    assert "env_from_secrets" not in dep.job_variables and not flow_run.job_variables
     assert container["envFrom"] == [{"secretRef": {"name": "warehouse-credentials"}}]
     env_names = {e["name"] for e in container["env"]}
     assert "DESTINATION__POSTGRES__CREDENTIALS" not in env_names, env_names
