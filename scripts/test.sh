@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what it needs (Python lock, PostgreSQL, redis, SeaweedFS,
-# helm, checkov in its own venv, docker and a local base image), then lint, types and pytest against real services.
+# helm and kubectl, checkov in its own venv, docker, a local base image, a registry binary),
+# then lint, types and pytest against real services.
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,7 @@ scripts/install-helm.sh
 scripts/install-checkov.sh
 scripts/install-docker.sh
 scripts/make-base-image.sh
+scripts/install-registry.sh
 .venv/bin/ruff check flows devstack tests
 .venv/bin/ruff format --check flows devstack tests
 .venv/bin/mypy

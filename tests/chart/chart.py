@@ -63,12 +63,15 @@ def helm_template(
     chart: Path = CHART,
     show_only: Sequence[str] = (),
     base: bool = True,
+    set_string_values: Sequence[str] = (),
 ) -> str:
     args = ["template", RELEASE, str(chart), "--namespace", NAMESPACE]
     for path in [BASE_VALUES] * base + list(values_files):
         args += ["--values", str(path)]
     for item in set_values:
         args += ["--set", item]
+    for item in set_string_values:
+        args += ["--set-string", item]
     for template in show_only:
         args += ["--show-only", template]
     return run_helm(*args)
@@ -84,15 +87,22 @@ def render(
     chart: Path = CHART,
     values: dict[str, Any] | None = None,
     base: bool = True,
+    set_string_values: Sequence[str] = (),
 ) -> list[Manifest]:
     """The chart's objects; `values` (a dict) is written to a file given after the others."""
     if values is None:
-        return load_manifests(helm_template(values_files, set_values, chart, base=base))
+        return load_manifests(
+            helm_template(
+                values_files, set_values, chart, base=base, set_string_values=set_string_values
+            )
+        )
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as extra:
         yaml.safe_dump(values, extra)
         extra.flush()
         files = [*values_files, Path(extra.name)]
-        return load_manifests(helm_template(files, set_values, chart, base=base))
+        return load_manifests(
+            helm_template(files, set_values, chart, base=base, set_string_values=set_string_values)
+        )
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@ as containers on this machine's Docker, with what the kubelet would give them:
   group, readOnlyRootFilesystem, capabilities dropped, no privilege escalation;
 - volumes: emptyDir as a tmpfs, configMap as a read-only bind mount of its files.
 
-"Secrets" and "config maps" are plain dicts the test supplies (its real credentials), and
+"Secrets" and "config maps" are plain dicts the test supplies (its real credentials; a real
+v1 Secret manifest is decoded with `secret_data`, base64 `data` and `stringData` as the API
+server stores them), and
 `rewrites` maps cluster addresses (the server's Service DNS name) to the host's loopback
 ones. Anything else in a spec (another volume type, an unknown fieldRef, a missing secret
 that is not optional) raises, so a spec the test cannot honour never runs half-translated.
@@ -19,6 +21,8 @@ that is not optional) raises, so a spec the test cannot honour never runs half-t
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 import shlex
@@ -50,6 +54,27 @@ def memory_bytes(quantity: str | int) -> int:
     number, suffix = match.groups()
     factor = _BINARY_SUFFIXES.get(suffix or "") or _DECIMAL_SUFFIXES.get(suffix or "") or 1
     return int(float(number) * factor)
+
+
+def secret_data(*manifests: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """Secret name -> its keys and decoded values, from v1 Secret manifests: `data` is
+    base64 (refused when it is not), `stringData` wins over it, as the API server merges it."""
+    found: dict[str, dict[str, str]] = {}
+    for manifest in manifests:
+        if (manifest.get("apiVersion"), manifest.get("kind")) != ("v1", "Secret"):
+            raise ValueError(
+                f"not a v1 Secret: {manifest.get('apiVersion')}/{manifest.get('kind')}"
+            )
+        name = manifest["metadata"]["name"]
+        values: dict[str, str] = {}
+        for key, encoded in (manifest.get("data") or {}).items():
+            try:
+                values[key] = base64.b64decode(encoded, validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError) as err:
+                raise ValueError(f"Secret {name}: data.{key} is not base64 text ({err})") from err
+        values.update(manifest.get("stringData") or {})
+        found[name] = values
+    return found
 
 
 @dataclass

@@ -1,61 +1,103 @@
-"""`flows init` into an empty folder, then `flows run` of its pipeline on the embedded default."""
+"""`flows init` into an empty folder, then `flows run` of its pipeline and its flow on the
+embedded default: the README's "Your own pipelines" commands, taken from the README itself
+(tests/readme.py); the image test runs the rest of them."""
 
 from __future__ import annotations
 
-import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import duckdb
 
-
-def flows(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWS_", "STATE__"))}
-    return subprocess.run(
-        [sys.executable, "-m", "flows", *args],
-        cwd=cwd,
-        env={**clean, "RUNTIME__DLTHUB_TELEMETRY": "false", **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+from tests import readme
+from tests.integration.helpers import embedded_env
 
 
-def test_init_then_run_on_the_embedded_default(tmp_path: Path) -> None:
-    made = flows(tmp_path, "init", "shop-data")
-    assert made.returncode == 0, made.stderr
-    project = tmp_path / "shop-data"
+def test_every_readme_command_is_run_by_a_test() -> None:
+    """Each command of README "Your own pipelines" is claimed by the test that runs it."""
+    assert readme.commands(), "README 'Your own pipelines' has no ```bash commands"
+    assert readme.unclaimed() == [], "README commands no test runs (add them to tests.readme)"
+
+
+def test_readme_walkthrough_from_init_to_the_flow(tmp_path: Path) -> None:
+    """The README's first commands as written (init, cd, pipelines, run, the flow), then an
+    incremental run and a refused second init."""
+    env = embedded_env(tmp_path)
+    env = {k: v for k, v in env.items() if not k.startswith(("FLOWS_", "STATE__"))}
+    init = readme.command(("flows", "init"))
+    made = _shell(tmp_path, init, env)
+    assert "wrote " in made.stdout, made.stdout
+    cd = readme.command(("cd",))
+    project = tmp_path / cd.argv[1]
+    assert cd.argv == ["cd", init.argv[2]] and project.is_dir(), (cd, init)
+    package = project.name.replace("-", "_")
     for path in (
         ".dlt/config.toml",
         ".dlt/secrets.toml",
         ".gitignore",
+        ".dockerignore",
         "prefect.yaml",
         "Dockerfile",
         "README.md",
-        "shop_data/sources.py",
-        "shop_data/flows.py",
+        f"{package}/sources.py",
+        f"{package}/flows.py",
     ):
         assert (project / path).is_file(), path
     assert ".dlt/secrets.toml" in (project / ".gitignore").read_text().splitlines()
+    assert ".dlt/secrets.toml" in (project / ".dockerignore").read_text().splitlines()
     assert "FROM ${PLATFORM_IMAGE}" in (project / "Dockerfile").read_text()
-    assert "compileall" in (project / "Dockerfile").read_text()
 
-    listed = flows(project, "pipelines")
-    assert listed.returncode == 0, listed.stderr
-    line = next(x for x in listed.stdout.splitlines() if x.startswith("shop_data "))
-    assert str(project / ".dlt" / "config.toml") in line
+    listed = _shell(project, readme.command(("flows", "pipelines")), env)
+    line = next(x for x in listed.stdout.splitlines() if x.startswith(f"{package} "))
+    assert str(project / ".dlt" / "config.toml") in line, line
 
-    first = flows(project, "run", "shop_data")
-    assert first.returncode == 0, first.stderr[-2000:]
-    warehouse = project / ".flows" / "warehouse" / "flows_shop_data.duckdb"
-    more = flows(project, "run", "shop_data", SOURCES__SHOP_DATA__ROWS="150")
-    assert more.returncode == 0, more.stderr[-2000:]
-    assert "rows loaded: items 50" in more.stdout
+    run = readme.command(("flows", "run"))
+    assert run.argv == ["flows", "run", package], run
+    loaded = _shell(project, run, env)
+    assert "rows loaded: items 100" in loaded.stdout, loaded.stdout
+    warehouse = project / ".flows" / "warehouse" / f"flows_{package}.duckdb"
+
+    flow = _shell(project, readme.command(("python", "-c")), env)
+    out = flow.stdout + flow.stderr
+    assert re.search(r"Flow run '[\w-]+' - Finished in state Completed\(\)", out), out[-3000:]
+
+    upper = package.upper()
+    more = _shell(project, readme.Command(run.argv, {f"SOURCES__{upper}__ROWS": "150"}), env)
+    assert "rows loaded: items 50" in more.stdout, more.stdout
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        assert con.sql("SELECT COUNT(*), COUNT(DISTINCT id) FROM shop_data.items").fetchall() == [
+        assert con.sql(f"SELECT COUNT(*), COUNT(DISTINCT id) FROM {package}.items").fetchall() == [
             (150, 150)
         ]
 
-    again = flows(tmp_path, "init", "shop-data")
-    assert again.returncode == 2 and "is not empty" in again.stderr
+    again = subprocess.run(
+        [sys.executable, "-m", "flows", *init.argv[1:]],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 2 and "is not empty" in again.stderr, again.stderr
+
+
+def _shell(
+    cwd: Path, command: readme.Command, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """Runs a README command: `flows` and `python` are this venv's (the README's PATH)."""
+    argv = command.argv
+    if argv[0] == "flows":
+        argv = [sys.executable, "-m", "flows", *argv[1:]]
+    elif argv[0] == "python":
+        argv = [sys.executable, *argv[1:]]
+    done = subprocess.run(
+        argv,
+        cwd=cwd,
+        env={**env, **command.env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, f"{command} exited {done.returncode}:\n{done.stderr[-3000:]}"
+    return done
