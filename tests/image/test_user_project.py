@@ -54,7 +54,7 @@ from tests.image.conftest import IMAGE, IMAGE_REPOSITORY, IMAGE_TAG, BuiltImage,
 from tests.image.test_flow_run_job import Worker, unique, wait_for_run, worker_pool
 
 if TYPE_CHECKING:
-    from flows.stack import LocalStack
+    from devstack.stack import LocalStack
 
 # one worker builds the image once (pytest-xdist --dist loadgroup)
 pytestmark = [
