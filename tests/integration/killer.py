@@ -19,13 +19,15 @@ import signal
 import sys
 from typing import Any
 
+from seams import LoadJobs, wrap_update  # beside this script
+
 from flows import checkpoint
 from flows.cli import main
 
 POINT = sys.argv[1]
 ROWS = int(os.environ.get("SOURCES__SYNTHETIC__ROWS", "0"))
-_original_update = checkpoint.CheckpointCollector.update
-_counts: dict[str, int] = {}
+jobs = LoadJobs()
+extracted = {"events": 0}
 
 
 def _die() -> None:
@@ -34,39 +36,37 @@ def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def update(
-    self: checkpoint.CheckpointCollector,
+def before(
+    collector: checkpoint.CheckpointCollector,
     name: str,
-    inc: int = 1,
-    total: Any = None,
-    inc_total: Any = None,
-    message: Any = None,
-    label: Any = None,
+    inc: int,
+    total: Any,
+    inc_total: Any,
+    label: Any,
 ) -> None:
-    step = self.step
-    if name == "Jobs" and label is None and step.startswith("Load"):
-        if total is not None:
-            _counts["jobs_total"] = total
-        if inc_total:
-            _counts["jobs_total"] = _counts.get("jobs_total", 0) + inc_total
-        if inc > 0:
-            _counts["jobs"] = _counts.get("jobs", 0) + inc
-            if POINT == "load-first":
-                _die()
-    _original_update(self, name, inc, total, inc_total, message, label)
+    counted = jobs.count(collector, name, inc, total, inc_total, label)
+    if counted and inc > 0 and POINT == "load-first":  # a job completed, not yet snapshotted
+        _die()
+
+
+def after(
+    collector: checkpoint.CheckpointCollector,
+    name: str,
+    inc: int,
+    total: Any,
+    inc_total: Any,
+    label: Any,
+) -> None:
+    step = collector.step
     if POINT == "extract" and step.startswith("Extract") and name == "events":
-        _counts["events"] = _counts.get("events", 0) + inc
-        if _counts["events"] >= ROWS // 2:
+        extracted["events"] += inc
+        if extracted["events"] >= ROWS // 2:
             _die()
     if POINT == "normalize" and step.startswith("Normalize") and name not in ("Files",) and inc:
         _die()
-    if (
-        POINT == "load-last"
-        and _counts.get("jobs", 0)
-        and _counts["jobs"] >= _counts.get("jobs_total", 1 << 30)
-    ):
+    if POINT == "load-last" and jobs.done and jobs.all_done:
         _die()
 
 
-checkpoint.CheckpointCollector.update = update  # type: ignore[method-assign]
+wrap_update(before, after)
 sys.exit(main(sys.argv[2:]))

@@ -8,62 +8,35 @@ It counts pages served and the most requests it served at once (parts that overl
 
 from __future__ import annotations
 
-import http.server
-import json
 import threading
 import time
 from datetime import date, timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+
+from tests.integration.json_api import JsonApi
 
 
-class PagedApi:
+class PagedApi(JsonApi):
     def __init__(self, rows_per_day: int = 60, page_size: int = 20, delay: float = 0.3) -> None:
+        super().__init__()
         self.rows_per_day, self.page_size, self.delay = rows_per_day, page_size, delay
         self.pages = 0
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
-        api = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                url = urlparse(self.path)
-                query = {k: v[0] for k, v in parse_qs(url.query).items()}
-                with api._lock:
-                    api.in_flight += 1
-                    api.max_in_flight = max(api.max_in_flight, api.in_flight)
-                try:
-                    time.sleep(api.delay)
-                    body = api.page(date.fromisoformat(query["day"]), int(query.get("page", 1)))
-                finally:
-                    with api._lock:
-                        api.in_flight -= 1
-                        api.pages += 1
-                payload = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def start(self) -> PagedApi:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def answer(self, path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            time.sleep(self.delay)
+            day = date.fromisoformat(query["day"][0])
+            return 200, self.page(day, int(query.get("page", ["1"])[0]))
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+                self.pages += 1
 
     def rows(self, day: date) -> list[dict[str, Any]]:
         base = day.toordinal() * 100_000

@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from dlt.load import Load
+from seams import LoadJobs, wrap_update  # beside this script
 
 from flows import checkpoint
 from flows.cli import main
 
 POINT, MARKER, SECONDS = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])
-_original_update = checkpoint.CheckpointCollector.update
 _original_complete = Load.complete_package
-_jobs = {"done": 0, "total": 0}
+jobs = LoadJobs()
 _paused = False
 
 
@@ -43,25 +43,19 @@ def _pause() -> None:
     time.sleep(SECONDS)
 
 
-def update(
-    self: checkpoint.CheckpointCollector,
+def after(
+    collector: checkpoint.CheckpointCollector,
     name: str,
-    inc: int = 1,
-    total: Any = None,
-    inc_total: Any = None,
-    message: Any = None,
-    label: Any = None,
+    inc: int,
+    total: Any,
+    inc_total: Any,
+    label: Any,
 ) -> None:
-    _original_update(self, name, inc, total, inc_total, message, label)
-    if name != "Jobs" or not self.step.startswith("Load") or label is not None:
+    if not jobs.count(collector, name, inc, total, inc_total, label):
         return
-    if total is not None:
-        _jobs["total"] = total
-    _jobs["total"] += inc_total or 0
-    _jobs["done"] += max(inc, 0)
-    if POINT == "load-start" and _jobs["total"]:
+    if POINT == "load-start" and jobs.total:
         _pause()
-    if POINT == "load-mid" and _jobs["total"] and _jobs["done"] * 2 >= _jobs["total"]:
+    if POINT == "load-mid" and jobs.total and jobs.done * 2 >= jobs.total:
         _pause()
 
 
@@ -71,6 +65,6 @@ def complete_package(self: Load, *args: Any, **kwargs: Any) -> Any:
     return _original_complete(self, *args, **kwargs)
 
 
-checkpoint.CheckpointCollector.update = update  # type: ignore[method-assign,assignment]
+wrap_update(after=after)
 Load.complete_package = complete_package  # type: ignore[method-assign]
 sys.exit(main(sys.argv[4:]))

@@ -10,12 +10,11 @@ The test changes items (`touch`) and adds items (`add`) between runs and counts 
 
 from __future__ import annotations
 
-import http.server
-import json
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+
+from tests.integration.json_api import JsonApi
 
 EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -24,8 +23,9 @@ def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class ShopApi:
+class ShopApi(JsonApi):
     def __init__(self, items: int = 1000, customers: int = 120) -> None:
+        super().__init__()
         self.items: dict[int, dict[str, Any]] = {}
         self.customers = [
             {"id": i, "email": f"c{i}@example.com", "country": ["DE", "FR", "US"][i % 3]}
@@ -35,36 +35,10 @@ class ShopApi:
         self.requests: dict[str, int] = {}
         self._lock = threading.Lock()
         self.add(items)
-        api = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                url = urlparse(self.path)
-                status, body = api.answer(url.path, parse_qs(url.query))
-                payload = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/"
-
-    def start(self) -> ShopApi:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        return f"{super().url}/"
 
     def _tick(self) -> str:
         self.clock += 1
