@@ -16,11 +16,11 @@ import tempfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 from devstack.ports import remembered_ports
+from devstack.service import Service
 
 OS_USER = "postgres"
 _CREATE_DATABASE = (
@@ -63,7 +63,7 @@ def _pg_config_bin_dir() -> list[Path]:
 
 
 @dataclass
-class Postgres:
+class Postgres(Service):
     """A PostgreSQL cluster in data_dir/pgdata; restarting on the same data_dir keeps the data.
 
     Password (SCRAM) authentication everywhere, TCP on 127.0.0.1 only, the unix socket inside
@@ -164,18 +164,6 @@ class Postgres:
         )
         if result.returncode != 0:
             raise RuntimeError(f"could not create database {name!r}: {result.stderr}")
-
-    def __enter__(self) -> Postgres:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _pg_ctl(self, *args: str) -> list[str]:
         return [str(self.bin_dir / "pg_ctl"), "-D", str(self.pgdata), *args]

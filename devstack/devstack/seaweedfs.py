@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import botocore.session
@@ -24,6 +23,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from devstack.ports import remembered_ports
+from devstack.service import Service
 
 REGION = "us-east-1"
 _FLAGS = (
@@ -58,7 +58,7 @@ def weed_binary() -> str:
 
 
 @dataclass
-class SeaweedFS:
+class SeaweedFS(Service):
     """A `weed server` keeping everything under `data_dir`; restarting on it keeps the data.
 
     Ports are picked free on first use and remembered in data_dir/ports.json, so a restart
@@ -154,18 +154,6 @@ class SeaweedFS:
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "BucketAlreadyOwnedByYou":
                 raise
-
-    def __enter__(self) -> SeaweedFS:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def _pid_file(self) -> Path:
