@@ -11,7 +11,8 @@ def format_report(report: RunReport) -> str:
     if resume.extracted or resume.normalized:
         lines.append(
             f"  resumed: {len(resume.extracted)} extracted, {len(resume.normalized)} normalized "
-            f"packages ({len(resume.already_loaded)} already loaded, {len(resume.reset)} reloaded"
+            f"packages ({len(resume.already_loaded)} already loaded, {len(resume.completed)} "
+            f"completed, {len(resume.reset)} reloaded"
             + (f", rows removed first: {resume.rows_removed}" if resume.rows_removed else "")
             + ")"
         )

@@ -1,7 +1,13 @@
 """Finishing what a dead run left behind, without loading anything twice.
 
 A normalized package whose load id is already in the destination's `_dlt_loads` was fully
-loaded: it is archived, not loaded again. A package that was partly loaded (some jobs
+loaded: it is archived, not loaded again. A package whose every job the snapshot shows as
+completed, into append tables of a destination without staging, was loaded too, all but its
+`_dlt_loads` record (a kill late in load): load only writes that record. A snapshot is taken
+after a job completed, never before, and a completed job never goes back, so a job the
+snapshot calls completed has committed; nothing is left to redo (merge and replace tables,
+and staged loads, have follow-up jobs that load creates later, so they take the next path).
+A package that was partly loaded (some jobs
 started or completed, which a stale snapshot may not even show) has its rows removed from
 every append table by `_dlt_load_id`, and all its jobs go back to `new_jobs`, so the load
 starts over from a clean slate: dlt's own resume would repeat or skip committed jobs.
@@ -42,6 +48,8 @@ class ResumePlan:
     extracted: list[str] = field(default_factory=list)
     normalized: list[str] = field(default_factory=list)
     already_loaded: list[str] = field(default_factory=list)
+    # every job committed, only the `_dlt_loads` record missing
+    completed: list[str] = field(default_factory=list)
     reset: list[str] = field(default_factory=list)
     rows_removed: dict[str, int] = field(default_factory=dict)
 
@@ -80,6 +88,31 @@ def package_started(path: Path) -> bool:
     if (path / PackageStorage.APPLIED_SCHEMA_UPDATES_FILE_NAME).exists():
         return True
     return any(any((path / folder).iterdir()) for folder in JOB_FOLDERS if (path / folder).exists())
+
+
+def only_load_record_missing(pipeline: dlt.Pipeline, schema: Schema, path: Path) -> bool:
+    """True when every job of the package completed and none will follow (append tables, no
+    staging): loading it again would only write its `_dlt_loads` record."""
+    if pipeline.staging is not None:
+        return False
+    pending = (PackageStorage.NEW_JOBS_FOLDER, PackageStorage.STARTED_JOBS_FOLDER)
+    pending += (PackageStorage.FAILED_JOBS_FOLDER,)
+    if any(any((path / f).iterdir()) for f in pending if (path / f).exists()):
+        return False
+    completed = path / PackageStorage.COMPLETED_JOBS_FOLDER
+    tables = set()
+    for job in completed.iterdir() if completed.exists() else []:
+        try:
+            parsed = ParsedLoadJobFileName.parse(job.name)
+        except Exception:
+            return False
+        if parsed.file_format not in DATA_FORMATS or parsed.file_format == "model":
+            return False
+        tables.add(parsed.table_name)
+    return bool(tables) and all(
+        name in schema.tables and get_write_disposition(schema.tables, name) == "append"
+        for name in tables
+    )
 
 
 def remove_package_rows(pipeline: dlt.Pipeline, schema: Schema, load_id: str) -> dict[str, int]:
@@ -185,8 +218,9 @@ def prepare_normalized_packages(
     """Archives loaded packages and cleans up every other pending one before it loads.
 
     `trusted` packages were normalized by this process and never touched by load: they load
-    as they are. Any other package may have rows in the destination even if its job folders
-    say otherwise (a stale snapshot), so its rows are removed and its jobs reset.
+    as they are. A package whose jobs all committed only gets its load record. Any other
+    package may have rows in the destination even if its job folders say otherwise (a stale
+    snapshot), so its rows are removed and its jobs reset.
     """
     pending = list(pipeline.list_normalized_load_packages())
     if not pending:
@@ -203,10 +237,14 @@ def prepare_normalized_packages(
         if load_id in trusted:
             continue
         schema = storage.normalized_packages.load_schema(load_id)
+        path = package_dir(pipeline, load_id)
+        if only_load_record_missing(pipeline, schema, path):
+            plan.completed.append(load_id)
+            log.info("package %s: every job had committed; writing its load record", load_id)
+            continue
         removed = remove_package_rows(pipeline, schema, load_id)
         for table, count in removed.items():
             plan.rows_removed[table] = plan.rows_removed.get(table, 0) + count
-        path = package_dir(pipeline, load_id)
         if removed or package_started(path):
             reset_package_jobs(path)
             plan.reset.append(load_id)

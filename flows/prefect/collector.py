@@ -236,7 +236,8 @@ class PrefectCollector(Collector):
         resume = report.resume
         resumed = (
             f"{len(resume.extracted)} extracted, {len(resume.normalized)} normalized packages "
-            f"({len(resume.already_loaded)} already loaded, {len(resume.reset)} reloaded)"
+            f"({len(resume.already_loaded)} already loaded, {len(resume.completed)} completed, "
+            f"{len(resume.reset)} reloaded)"
             if resume.extracted or resume.normalized
             else "nothing pending"
         )

@@ -61,9 +61,13 @@ def test_kill_and_resume_on_fresh_disk(
         assert report["extracted_rows"].get("events", 0) == 0
         assert counts["loads"] == 1
     if point == "load-last":
-        # every job had committed but `_dlt_loads` had not: rows were removed, then reloaded
-        assert resume["reset"] == resume["normalized"]
-        assert resume["rows_removed"].get("events", 0) > 0
+        # every job had committed but `_dlt_loads` had not: only the load record is written
+        assert resume["completed"] == resume["normalized"], resume
+        assert resume["reset"] == [] and resume["rows_removed"] == {}
+    if point == "load-first":
+        # some jobs had committed: their rows are removed and the package loads again
+        assert resume["reset"] == resume["normalized"], resume
+        assert resume["completed"] == []
     if point == "normalize":
         assert resume["extracted"], report
         assert report["extracted_rows"].get("events", 0) == 0
