@@ -85,7 +85,13 @@ def apply_platform_defaults(
         loader_format = (
             config_value(f"pipelines.{pipeline_name}.loader_file_format") if pipeline_name else None
         ) or LOADER_FILE_FORMATS.get(destination or "")
-        wanted.update(adaptive_settings(limits, effective_cpus(limits), loader_format))
+        # load files sized for the jobs the destination runs at once (DuckDB: one)
+        pinned = DESTINATION_DEFAULTS.get(destination or "", {}).get("load.workers")
+        wanted.update(
+            adaptive_settings(
+                limits, effective_cpus(limits), loader_format, int(pinned) if pinned else None
+            )
+        )
     scoped = {
         f"{pipeline_name}.{key}" if pipeline_name else key: value
         for key, value in DESTINATION_DEFAULTS.get(destination or "", {}).items()

@@ -95,4 +95,18 @@ def test_streamed_loader_formats_get_larger_files() -> None:
     worst = adaptive_settings(limits, 2.0)
     assert adaptive_settings(limits, 2.0, "insert_values") == worst
     assert int(worst["data_writer.file_max_items"]) <= 5_000
-    assert adaptive_settings(limits, 2.0, "parquet")["data_writer.file_max_items"] == "100000"
+    parquet = adaptive_settings(limits, 2.0, "parquet")
+    assert parquet["data_writer.file_max_items"] == "100000"  # extract: normalize shares files
+    assert parquet["normalize.data_writer.file_max_items"] == "131000"  # 8 load workers
+
+
+def test_one_load_worker_gets_larger_load_files() -> None:
+    """DuckDB loads one job at a time: its load files take the whole job budget, while the
+    extracted files stay small enough for normalize's workers to share."""
+    for memory_mib, job_rows in ((4096, "1000000"), (1024, "262000"), (512, "131000")):
+        limits = ContainerLimits(2, 2.0, memory_mib * MiB, 0, 0.0)
+        one = adaptive_settings(limits, 2.0, "parquet", destination_load_workers=1)
+        assert one["normalize.data_writer.file_max_items"] == job_rows
+        assert int(one["data_writer.file_max_items"]) <= 100_000
+    insert = adaptive_settings(limits, 2.0, "insert_values", destination_load_workers=1)
+    assert int(insert["normalize.data_writer.file_max_items"]) <= 5_000
