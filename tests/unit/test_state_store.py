@@ -133,4 +133,6 @@ def test_upload_batches_hold_a_bounded_number_of_bytes() -> None:
     assert upload_batch_size([1000] * 500) == MAX_UPLOAD_BATCH
     assert upload_batch_size([2**20, 4 * 2**20]) == UPLOAD_BUFFER_BYTES // (4 * 2**20)
     assert upload_batch_size([10 * UPLOAD_BUFFER_BYTES]) == 1
+    # a multipart file holds its parts in flight, not its size
+    assert upload_batch_size([2**30, 2**20]) == 1
     assert upload_batch_size([]) == MAX_UPLOAD_BATCH
