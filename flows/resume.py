@@ -7,10 +7,11 @@ completed, into append tables of a destination without staging, was loaded too, 
 after a job completed, never before, and a completed job never goes back, so a job the
 snapshot calls completed has committed; nothing is left to redo (merge and replace tables,
 and staged loads, have follow-up jobs that load creates later, so they take the next path).
-A package that was partly loaded (some jobs
-started or completed, which a stale snapshot may not even show) has its rows removed from
-every append table by `_dlt_load_id`, and all its jobs go back to `new_jobs`, so the load
-starts over from a clean slate: dlt's own resume would repeat or skip committed jobs.
+
+A package that was partly loaded (some jobs started or completed, which a stale snapshot
+may not even show) has its rows removed from every append table by `_dlt_load_id`, and all
+its jobs go back to `new_jobs`, so the load starts over from a clean slate: dlt's own resume
+would repeat or skip committed jobs.
 """
 
 from __future__ import annotations

@@ -17,11 +17,9 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Any
 
-from seams import LoadJobs, wrap_update  # beside this script
+from seams import LoadJobs, Update, wrap_update  # beside this script
 
-from flows import checkpoint
 from flows.cli import main
 
 POINT = sys.argv[1]
@@ -36,33 +34,19 @@ def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def before(
-    collector: checkpoint.CheckpointCollector,
-    name: str,
-    inc: int,
-    total: Any,
-    inc_total: Any,
-    label: Any,
-) -> None:
-    counted = jobs.count(collector, name, inc, total, inc_total, label)
-    if counted and inc > 0 and POINT == "load-first":  # a job completed, not yet snapshotted
+def before(update: Update) -> None:
+    counted = jobs.count(update)
+    if counted and update.inc > 0 and POINT == "load-first":  # committed, not yet snapshotted
         _die()
 
 
-def after(
-    collector: checkpoint.CheckpointCollector,
-    name: str,
-    inc: int,
-    total: Any,
-    inc_total: Any,
-    label: Any,
-) -> None:
-    step = collector.step
+def after(update: Update) -> None:
+    step, name = update.step, update.name
     if POINT == "extract" and step.startswith("Extract") and name == "events":
-        extracted["events"] += inc
+        extracted["events"] += update.inc
         if extracted["events"] >= ROWS // 2:
             _die()
-    if POINT == "normalize" and step.startswith("Normalize") and name not in ("Files",) and inc:
+    if POINT == "normalize" and step.startswith("Normalize") and name != "Files" and update.inc:
         _die()
     if POINT == "load-last" and jobs.done and jobs.all_done:
         _die()

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from dlt.load import Load
-from seams import LoadJobs, wrap_update  # beside this script
+from seams import LoadJobs, Update, wrap_update  # beside this script
 
-from flows import checkpoint
 from flows.cli import main
 
 POINT, MARKER, SECONDS = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])
@@ -43,15 +42,8 @@ def _pause() -> None:
     time.sleep(SECONDS)
 
 
-def after(
-    collector: checkpoint.CheckpointCollector,
-    name: str,
-    inc: int,
-    total: Any,
-    inc_total: Any,
-    label: Any,
-) -> None:
-    if not jobs.count(collector, name, inc, total, inc_total, label):
+def after(update: Update) -> None:
+    if not jobs.count(update):
         return
     if POINT == "load-start" and jobs.total:
         _pause()

@@ -12,8 +12,24 @@ from typing import Any
 
 from flows import checkpoint
 
-# (collector, name, inc, total, inc_total, label) -> None
-Hook = Callable[[checkpoint.CheckpointCollector, str, int, Any, Any, Any], None]
+
+@dataclass(frozen=True)
+class Update:
+    """One call of the collector's `update`, as the hooks see it."""
+
+    collector: checkpoint.CheckpointCollector
+    name: str
+    inc: int
+    total: Any
+    inc_total: Any
+    label: Any
+
+    @property
+    def step(self) -> str:
+        return str(self.collector.step)
+
+
+Hook = Callable[[Update], None]
 
 
 @dataclass
@@ -23,22 +39,14 @@ class LoadJobs:
     done: int = 0
     total: int = 0
 
-    def count(
-        self,
-        collector: checkpoint.CheckpointCollector,
-        name: str,
-        inc: int,
-        total: Any,
-        inc_total: Any,
-        label: Any,
-    ) -> bool:
+    def count(self, update: Update) -> bool:
         """Counts one update; True when it was the load step's `Jobs` counter."""
-        if name != "Jobs" or label is not None or not collector.step.startswith("Load"):
+        if update.name != "Jobs" or update.label is not None or not update.step.startswith("Load"):
             return False
-        if total is not None:
-            self.total = total
-        self.total += inc_total or 0
-        self.done += max(inc, 0)
+        if update.total is not None:
+            self.total = update.total
+        self.total += update.inc_total or 0
+        self.done += max(update.inc, 0)
         return True
 
     @property
@@ -59,10 +67,11 @@ def wrap_update(before: Hook | None = None, after: Hook | None = None) -> None:
         message: Any = None,
         label: Any = None,
     ) -> None:
+        seen = Update(self, name, inc, total, inc_total, label)
         if before is not None:
-            before(self, name, inc, total, inc_total, label)
+            before(seen)
         original(self, name, inc, total, inc_total, message, label)
         if after is not None:
-            after(self, name, inc, total, inc_total, label)
+            after(seen)
 
     checkpoint.CheckpointCollector.update = update  # type: ignore[method-assign]
