@@ -84,11 +84,15 @@ def loaded_ids(pipeline: dlt.Pipeline, load_ids: Iterable[str]) -> set[str]:
     return {str(r[0]) for r in rows or []}
 
 
+def _has_jobs(path: Path, folders: Iterable[str]) -> bool:
+    return any(any((path / folder).iterdir()) for folder in folders if (path / folder).exists())
+
+
 def package_started(path: Path) -> bool:
     """True when load touched the package: the destination may hold some of its rows."""
     if (path / PackageStorage.APPLIED_SCHEMA_UPDATES_FILE_NAME).exists():
         return True
-    return any(any((path / folder).iterdir()) for folder in JOB_FOLDERS if (path / folder).exists())
+    return _has_jobs(path, JOB_FOLDERS)
 
 
 def only_load_record_missing(pipeline: dlt.Pipeline, schema: Schema, path: Path) -> bool:
@@ -96,9 +100,12 @@ def only_load_record_missing(pipeline: dlt.Pipeline, schema: Schema, path: Path)
     staging): loading it again would only write its `_dlt_loads` record."""
     if pipeline.staging is not None:
         return False
-    pending = (PackageStorage.NEW_JOBS_FOLDER, PackageStorage.STARTED_JOBS_FOLDER)
-    pending += (PackageStorage.FAILED_JOBS_FOLDER,)
-    if any(any((path / f).iterdir()) for f in pending if (path / f).exists()):
+    unfinished = (
+        PackageStorage.NEW_JOBS_FOLDER,
+        PackageStorage.STARTED_JOBS_FOLDER,
+        PackageStorage.FAILED_JOBS_FOLDER,
+    )
+    if _has_jobs(path, unfinished):
         return False
     completed = path / PackageStorage.COMPLETED_JOBS_FOLDER
     tables = set()

@@ -77,6 +77,7 @@ def apply_platform_defaults(
     if adaptive is None:
         adaptive = os.environ.get("FLOWS_ADAPTIVE", "true").lower() not in ("0", "false", "no")
     wanted = dict(PLATFORM_DEFAULTS)
+    destination_defaults = DESTINATION_DEFAULTS.get(destination or "", {})
     if adaptive:
         from flows.resources import container_limits, effective_cpus
         from flows.sizing import adaptive_settings
@@ -86,7 +87,7 @@ def apply_platform_defaults(
             config_value(f"pipelines.{pipeline_name}.loader_file_format") if pipeline_name else None
         ) or LOADER_FILE_FORMATS.get(destination or "")
         # load files sized for the jobs the destination runs at once (DuckDB: one)
-        pinned = DESTINATION_DEFAULTS.get(destination or "", {}).get("load.workers")
+        pinned = destination_defaults.get("load.workers")
         wanted.update(
             adaptive_settings(
                 limits, effective_cpus(limits), loader_format, int(pinned) if pinned else None
@@ -94,7 +95,7 @@ def apply_platform_defaults(
         )
     scoped = {
         f"{pipeline_name}.{key}" if pipeline_name else key: value
-        for key, value in DESTINATION_DEFAULTS.get(destination or "", {}).items()
+        for key, value in destination_defaults.items()
     }
     provider = platform_provider()
     provider.replace({**wanted, **scoped})
