@@ -1,33 +1,34 @@
-"""Entry point of a task attempt's child process: `python -m flows.prefect.child < attempt`.
+"""The isolated attempt's process: runs the pipeline and reports to the parent in messages.
 
-The attempt is a pickled `Attempt` (parent and child run the same code). stdout carries
-only protocol messages (flows.prefect.protocol): everything else the process writes to its
-fd 1, a user's `print` included, goes to stderr, which the parent logs. Exits like the
-`flows` CLI. Never imports prefect.
+Started by flows/prefect/isolation.py: forked from the engine (`run_forked`) or spawned as
+`python -m flows.prefect.child < attempt` (`main`, the attempt pickled on stdin; parent and
+child run the same code). Its channel carries only protocol messages
+(flows.prefect.protocol); everything else the process writes to its fd 1 and 2, a user's
+`print` included, goes to the log stream, which the parent forwards to the task's logger.
+Never calls Prefect: a spawned child does not even import it. Exits like the `flows` CLI.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+from typing import IO
 
 import cloudpickle
 
 from flows.errors import exit_code_for, first_platform_error, is_terminal, root_cause
 from flows.prefect.attempt import Attempt, run_attempt
 from flows.prefect.protocol import MessageSink
+from flows.workers import set_process_name
+
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 
-def main() -> int:
-    channel = os.fdopen(os.dup(1), "w", encoding="utf-8")
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
+def serve(attempt: Attempt, channel: IO[str]) -> int:
+    """Runs the attempt, sends its artifacts and outcome on `channel`; the exit code."""
     sink = MessageSink(channel)
-    attempt: Attempt = cloudpickle.loads(sys.stdin.buffer.read())
     try:
         report = run_attempt(attempt, sink)
     except Exception as err:
@@ -43,6 +44,46 @@ def main() -> int:
         return exit_code_for(err)
     sink.send("report", report=report)
     return 0
+
+
+def run_forked(attempt: Attempt, channel_fd: int, log_fd: int) -> int:
+    """The forked child: what belongs to the engine goes, then the attempt runs; the exit
+    code (the caller exits without running the engine's exit hooks)."""
+    set_process_name("flows-attempt")
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the engine's handlers reschedule runs
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    with open(os.devnull, "rb") as nothing:
+        os.dup2(nothing.fileno(), 0)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    # the process's streams for its whole life: never closed
+    sys.stdout = sys.stderr = open(2, "w", 1, "utf-8", "replace", closefd=False)  # noqa: SIM115
+    _log_to_stderr()
+    with os.fdopen(channel_fd, "w", encoding="utf-8") as channel:
+        code = serve(attempt, channel)
+    sys.stderr.flush()
+    return code
+
+
+def _log_to_stderr() -> None:
+    """Inherited handlers would reach for the engine's threads and client (Prefect's API log
+    handler) or its console: every logger reports through the root logger to stderr."""
+    for logger in logging.Logger.manager.loggerDict.values():
+        if isinstance(logger, logging.Logger):
+            logger.handlers.clear()
+            logger.propagate = True
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=LOG_FORMAT, force=True)
+
+
+def main() -> int:
+    """The spawned child."""
+    channel = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=LOG_FORMAT)
+    attempt: Attempt = cloudpickle.loads(sys.stdin.buffer.read())
+    return serve(attempt, channel)
 
 
 if __name__ == "__main__":

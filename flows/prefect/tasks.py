@@ -24,7 +24,6 @@ import inspect
 import os
 import resource
 import site
-import subprocess
 import sys
 import threading
 import time
@@ -43,11 +42,13 @@ from flows.pipelines import PipelineSpec, discover
 from flows.prefect.artifacts import ArtifactSink
 from flows.prefect.attempt import Attempt, run_attempt
 from flows.prefect.collector import PrefectCollector
+from flows.prefect.isolation import start_attempt
 from flows.prefect.protocol import Relay
 from flows.prefect.records import CONFIG_ERROR, RunRecord, requests_from_env, write_record
 from flows.prefect.reruns import before_attempt
 from flows.quantities import check_pod_resources
 from flows.resources import Usage, container_limits, current_usage, release_memory
+from flows.workers import keep_heap_shared
 
 
 class PipelineAttemptError(RetryableError):
@@ -125,65 +126,56 @@ def execute(attempt: Attempt) -> dict[str, Any]:
 
 
 def execute_in_child(attempt: Attempt, log: Any) -> dict[str, Any]:
-    """Runs one attempt in a child process that never imports prefect.
+    """Runs one attempt in a child process that never calls Prefect (isolation.py).
 
     The child sends its artifacts and its outcome as messages (flows.prefect.protocol); this
     process writes them to the API and streams the child's log lines to the task logger.
     """
     sink = ArtifactSink(attempt.target)
     relay = Relay(sink)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flows.prefect.child"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     tail: deque[str] = deque(maxlen=40)
-    logs = threading.Thread(
-        target=_forward_logs, args=(proc.stderr, log, tail), name="flows-child-log", daemon=True
-    )
-    logs.start()
-    try:
-        # pickled: task arguments may be dates, decimals, ... (same code on both sides)
-        proc.stdin.write(cloudpickle.dumps(attempt))
-        proc.stdin.close()
-        release_memory()  # the pod holds both processes: this one only relays from now on
-        for raw in proc.stdout:
-            relay.handle(raw.decode())
-        code = proc.wait()
-        logs.join(timeout=30)
-        if code == 0 and relay.report is not None:
-            return relay.report
-        failure = relay.failure
-        if failure:
-            message = (
-                f"pipeline {attempt.pipeline} attempt {attempt.attempt} failed: "
-                f"{failure.get('type')}: {failure.get('message')}"
+    release_memory()  # what this process frees now, the child neither shares nor copies
+    with keep_heap_shared():
+        proc = start_attempt(attempt)
+        logs = threading.Thread(
+            target=_forward_logs, args=(proc.stderr, log, tail), name="flows-child-log", daemon=True
+        )
+        logs.start()
+        try:
+            for raw in proc.stdout:
+                relay.handle(raw.decode())
+            code = proc.wait()
+            logs.join(timeout=30)
+            if code == 0 and relay.report is not None:
+                return relay.report
+            failure = relay.failure
+            if failure:
+                message = (
+                    f"pipeline {attempt.pipeline} attempt {attempt.attempt} failed: "
+                    f"{failure.get('type')}: {failure.get('message')}"
+                )
+                if failure.get("terminal"):
+                    raise TerminalPipelineError(message, int(failure.get("exit_code", 1)))
+                raise PipelineAttemptError(message)
+            cause = (
+                f"killed by signal {-code}" + (" (OOM kill?)" if code == -9 else "")
+                if code < 0
+                else f"exited with {code}"
             )
-            if failure.get("terminal"):
-                raise TerminalPipelineError(message, int(failure.get("exit_code", 1)))
-            raise PipelineAttemptError(message)
-        cause = (
-            f"killed by signal {-code}" + (" (OOM kill?)" if code == -9 else "")
-            if code < 0
-            else f"exited with {code}"
-        )
-        error = PipelineAttemptError(
-            f"pipeline {attempt.pipeline} attempt {attempt.attempt}: child process {cause}; "
-            f"last output: {tail[-1] if tail else '-'}"
-        )
-        if code < 0:  # the child could not report its own death
-            PrefectCollector(
-                attempt.target, pipeline_name=attempt.pipeline, sink=sink
-            ).on_attempt_failed("run", attempt.attempt, error)
-        raise error
-    finally:
-        if proc.poll() is None:  # this process was interrupted: no orphan keeps the lease
-            proc.kill()
-            proc.wait()
-        sink.close()
+            error = PipelineAttemptError(
+                f"pipeline {attempt.pipeline} attempt {attempt.attempt}: child process {cause}; "
+                f"last output: {tail[-1] if tail else '-'}"
+            )
+            if code < 0:  # the child could not report its own death
+                PrefectCollector(
+                    attempt.target, pipeline_name=attempt.pipeline, sink=sink
+                ).on_attempt_failed("run", attempt.attempt, error)
+            raise error
+        finally:
+            if proc.poll() is None:  # this process was interrupted: no orphan keeps the lease
+                proc.kill()
+                proc.wait()
+            sink.close()
 
 
 def _forward_logs(stream: IO[bytes], log: Any, tail: deque[str]) -> None:

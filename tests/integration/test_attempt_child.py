@@ -1,30 +1,150 @@
-"""The isolated attempt's child process: runs the pipeline without importing prefect and
-reports artifacts and its outcome to the parent as messages on stdout."""
+"""The isolated attempt's process (flows/prefect/isolation.py, child.py): it runs the pipeline
+without calling Prefect and reports artifacts and its outcome to the parent as messages.
+
+Forked (Linux) or spawned, the child must report the same way; the forked one must also
+leave behind what belongs to the engine it was forked from: log handlers, signal handlers,
+the engine's stdout."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cloudpickle
+import pytest
+from dlt.sources import DltSource
 
 from flows.prefect.attempt import Attempt
+from flows.prefect.isolation import AttemptProcess, start_attempt
+from flows.sources.synthetic import synthetic
+
+NOISY = "tests.integration.test_attempt_child:noisy_source"
 
 
-def test_child_reports_through_messages_and_never_imports_prefect(tmp_path: Path) -> None:
-    attempt = Attempt(
+def noisy_source(rows: int, pause: float = 0.0) -> DltSource:
+    """Says which process builds it, in a print and a log record, then maybe waits."""
+    name = Path("/proc/self/comm").read_text().strip() if sys.platform == "linux" else "-"
+    print(f"source built in pid {os.getpid()} named {name}", flush=True)
+    logging.getLogger("flows.test").info("logged by pid %d", os.getpid())
+    time.sleep(pause)
+    return synthetic(rows=rows)
+
+
+def _attempt(tmp_path: Path, **kwargs: Any) -> Attempt:
+    return Attempt(
         "synthetic",
-        "flows.sources.synthetic:synthetic",
-        kwargs={"rows": 1500},
+        NOISY,
+        kwargs=kwargs,
         state_url=f"file://{tmp_path / 'state'}",
         flow_run_id="00000000-0000-0000-0000-000000000001",
     )
+
+
+class Output:
+    """The child's two streams, read to the end in threads like the parent does."""
+
+    def __init__(self, proc: AttemptProcess) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.logs: list[str] = []
+        self._threads = [
+            threading.Thread(target=self._read, args=(proc.stdout, self.messages, json.loads)),
+            threading.Thread(target=self._read, args=(proc.stderr, self.logs, str.rstrip)),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    @staticmethod
+    def _read(stream: Any, into: list[Any], parse: Any) -> None:
+        for raw in stream:
+            into.append(parse(raw.decode()))
+
+    def join(self) -> None:
+        for thread in self._threads:
+            thread.join(timeout=60)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("FLOWS_HOME", str(tmp_path / "home"))
+    yield tmp_path / "home"
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_child_reports_artifacts_logs_and_outcome(tmp_path: Path, home: Path, method: str) -> None:
+    proc = start_attempt(_attempt(tmp_path, rows=1500), method)
+    out = Output(proc)
+    assert proc.wait() == 0, out.logs[-20:]
+    out.join()
+
+    ops = [m["op"] for m in out.messages]
+    assert ops[-1] == "report" and ops.count("report") == 1
+    assert out.messages[-1]["report"]["loaded_rows"]["events"] == 1500
+    keys = {m["key"] for m in out.messages if m["op"] == "create"}
+    assert {"synthetic-extract-progress", "synthetic-load-summary", "synthetic-report"} <= keys
+    created = {m["handle"] for m in out.messages if m["op"] == "create"}
+    assert {m["handle"] for m in out.messages if m["op"] == "update"} <= created
+    # a print and a log record of the source reach the log stream, not the message channel
+    child = next(line for line in out.logs if line.startswith("source built in pid"))
+    assert f"logged by pid {child.split()[4]}" in "\n".join(out.logs)
+    if method == "fork":
+        assert child.endswith("named flows-attempt")
+
+
+def test_forked_child_leaves_the_engines_handlers_behind(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An engine's log handler (Prefect's sends records to the API) and its SIGTERM handler
+    (Prefect's reschedules the run) must not act for the child."""
+    seen = tmp_path / "seen-by-engine-handlers"
+
+    class Recorder(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            with seen.open("a") as f:
+                f.write(f"log {os.getpid()} {record.getMessage()}\n")
+
+    def on_term(signum: int, frame: Any) -> None:
+        with seen.open("a") as f:
+            f.write(f"sigterm {os.getpid()}\n")
+
+    recorder = Recorder()
+    for name in ("", "flows", "flows.test"):
+        logging.getLogger(name).addHandler(recorder)
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        logging.getLogger("flows.test").warning("engine's own record")
+        proc = start_attempt(_attempt(tmp_path, rows=100, pause=60.0), "fork")
+        out = Output(proc)
+        deadline = time.monotonic() + 60
+        while not any("logged by pid" in line for line in out.logs):
+            assert time.monotonic() < deadline and proc.poll() is None, out.logs[-20:]
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait() == -signal.SIGTERM
+        out.join()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for name in ("", "flows", "flows.test"):
+            logging.getLogger(name).removeHandler(recorder)
+
+    lines = seen.read_text().splitlines()
+    assert all(line.split()[1] == str(os.getpid()) for line in lines), lines
+    assert any("engine's own record" in line for line in lines)  # the recorder works
+    assert not any(line.startswith("sigterm") for line in lines)
+
+
+def test_spawned_child_never_imports_prefect(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "flows.prefect.child"],
-        input=cloudpickle.dumps(attempt),
+        input=cloudpickle.dumps(_attempt(tmp_path, rows=200)),
         capture_output=True,
         env={**os.environ, "FLOWS_HOME": str(tmp_path / "home")},
         timeout=300,
@@ -34,12 +154,4 @@ def test_child_reports_through_messages_and_never_imports_prefect(tmp_path: Path
     imported = {line.split("|")[-1].strip() for line in stderr.splitlines() if "|" in line}
     assert "dlt" in imported
     assert not {m for m in imported if m == "prefect" or m.startswith("prefect.")}
-
-    messages = [json.loads(line) for line in proc.stdout.decode().splitlines()]
-    ops = [m["op"] for m in messages]
-    assert ops[-1] == "report" and ops.count("report") == 1
-    assert messages[-1]["report"]["loaded_rows"]["events"] == 1500
-    keys = {m["key"] for m in messages if m["op"] == "create"}
-    assert {"synthetic-extract-progress", "synthetic-load-summary", "synthetic-report"} <= keys
-    created = {m["handle"] for m in messages if m["op"] == "create"}
-    assert {m["handle"] for m in messages if m["op"] == "update"} <= created
+    assert json.loads(proc.stdout.decode().splitlines()[-1])["op"] == "report"

@@ -187,8 +187,8 @@ def test_sql_database_decomposed_by_table_is_exact_in_one_dataset(
 
 
 def _child_of(flow_run_id: UUID) -> psutil.Process | None:
-    for proc in psutil.process_iter(["cmdline"]):
-        if "flows.prefect.child" not in (proc.info.get("cmdline") or []):
+    for proc in psutil.process_iter(["name"]):
+        if proc.info.get("name") != "flows-attempt":  # flows/prefect/child.py
             continue
         try:
             if proc.environ().get("PREFECT__FLOW_RUN_ID") == str(flow_run_id):

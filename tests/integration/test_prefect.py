@@ -178,8 +178,8 @@ def test_limit_one_deployment_never_runs_twice_at_once(
 def _child_processes(flow_run_id: str) -> list[psutil.Process]:
     """The attempt processes of one flow run (other tests run flows on the same machine)."""
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if "flows.prefect.child" not in (proc.info.get("cmdline") or []):
+    for proc in psutil.process_iter(["name"]):
+        if proc.info.get("name") != "flows-attempt":  # flows/prefect/child.py
             continue
         try:
             if proc.environ().get("PREFECT__FLOW_RUN_ID") == flow_run_id:
