@@ -16,6 +16,8 @@ import pyarrow.parquet
 from dlt.sources import DltResource
 from dlt.sources.filesystem import FileItemDict, filesystem, read_jsonl
 
+from flows.settings import rotate_extract_like_load_files
+
 
 @dlt.transformer(standalone=True)
 def read_csv_arrow(items: Iterator[FileItemDict]) -> Iterator[pa.Table]:
@@ -57,6 +59,8 @@ def files(
     The file listing is incremental on `modification_date`, so a second run reads only files
     added or rewritten since the first.
     """
+    if all(READERS[fmt] is not read_jsonl for fmt in formats):  # arrow tables only
+        rotate_extract_like_load_files()
     resources = []
     for fmt in formats:
         listing = filesystem(bucket_url=bucket_url, file_glob=f"**/*.{fmt}")

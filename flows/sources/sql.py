@@ -25,7 +25,7 @@ from typing import Any, cast
 from dlt.sources.credentials import ConnectionStringCredentials
 from dlt.sources.sql_database import TableBackend
 
-from flows.settings import config_value
+from flows.settings import config_value, rotate_extract_like_load_files
 
 BACKENDS: tuple[TableBackend, ...] = ("sqlalchemy", "pyarrow", "pandas", "connectorx")
 # sqlalchemy dialect names connectorx reads with the same types as the sqlalchemy backend
@@ -55,6 +55,8 @@ def sql_backend_options(
     if chosen is not None and chosen not in BACKENDS:
         raise ValueError(f"unknown sql_database backend {chosen!r}; one of {', '.join(BACKENDS)}")
     resolved = cast(TableBackend, chosen) if chosen else default_backend(credentials)
+    if resolved != "sqlalchemy":  # arrow tables (pandas frames become arrow too)
+        rotate_extract_like_load_files()
     options: dict[str, Any] = {"backend": resolved}
     if resolved == "connectorx":
         options["backend_kwargs"] = {"return_type": "arrow_stream", "batch_size": chunk_size}
