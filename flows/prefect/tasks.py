@@ -146,36 +146,41 @@ def execute_in_child(attempt: Attempt, log: Any) -> dict[str, Any]:
                 relay.handle(raw.decode())
             code = proc.wait()
             logs.join(timeout=30)
-            if code == 0 and relay.report is not None:
-                return relay.report
-            failure = relay.failure
-            if failure:
-                message = (
-                    f"pipeline {attempt.pipeline} attempt {attempt.attempt} failed: "
-                    f"{failure.get('type')}: {failure.get('message')}"
-                )
-                if failure.get("terminal"):
-                    raise TerminalPipelineError(message, int(failure.get("exit_code", 1)))
-                raise PipelineAttemptError(message)
-            cause = (
-                f"killed by signal {-code}" + (" (OOM kill?)" if code == -9 else "")
-                if code < 0
-                else f"exited with {code}"
-            )
-            error = PipelineAttemptError(
-                f"pipeline {attempt.pipeline} attempt {attempt.attempt}: child process {cause}; "
-                f"last output: {tail[-1] if tail else '-'}"
-            )
-            if code < 0:  # the child could not report its own death
-                PrefectCollector(
-                    attempt.target, pipeline_name=attempt.pipeline, sink=sink
-                ).on_attempt_failed("run", attempt.attempt, error)
-            raise error
+            return _outcome(attempt, code, relay, tail[-1] if tail else "-")
         finally:
             if proc.poll() is None:  # this process was interrupted: no orphan keeps the lease
                 proc.kill()
                 proc.wait()
             sink.close()
+
+
+def _outcome(attempt: Attempt, code: int, relay: Relay, last_line: str) -> dict[str, Any]:
+    """The child's report, or the error its messages or its exit code say."""
+    if code == 0 and relay.report is not None:
+        return relay.report
+    failure = relay.failure
+    if failure:
+        message = (
+            f"pipeline {attempt.pipeline} attempt {attempt.attempt} failed: "
+            f"{failure.get('type')}: {failure.get('message')}"
+        )
+        if failure.get("terminal"):
+            raise TerminalPipelineError(message, int(failure.get("exit_code", 1)))
+        raise PipelineAttemptError(message)
+    cause = (
+        f"killed by signal {-code}" + (" (OOM kill?)" if code == -9 else "")
+        if code < 0
+        else f"exited with {code}"
+    )
+    error = PipelineAttemptError(
+        f"pipeline {attempt.pipeline} attempt {attempt.attempt}: child process {cause}; "
+        f"last output: {last_line}"
+    )
+    if code < 0:  # the child could not report its own death
+        PrefectCollector(
+            attempt.target, pipeline_name=attempt.pipeline, sink=relay.sink
+        ).on_attempt_failed("run", attempt.attempt, error)
+    raise error
 
 
 def _forward_logs(stream: IO[bytes], log: Any, tail: deque[str]) -> None:
