@@ -24,7 +24,7 @@ from flows.prefect.collector import PrefectCollector
 
 @dataclass(frozen=True)
 class Attempt:
-    """What the attempt's process needs; crosses the process boundary pickled."""
+    """What the attempt's process needs; a spawned child receives it pickled."""
 
     pipeline: str
     # what returns the dlt source (None: the declared one, with `kwargs` as its options):

@@ -96,7 +96,7 @@ class PrefectCollector(Collector):
         sink: Sink | None = None,
     ) -> None:
         """`sink` replaces the API client: an isolated attempt sends its artifacts to the
-        parent process instead (flows.prefect.protocol), so it never imports prefect."""
+        parent process instead (flows.prefect.protocol), so it never calls Prefect."""
         self.sink: Sink = sink or ArtifactSink(target or RunTarget.from_context())
         self.interval = interval
         # known before dlt says it (on_start_trace): errors before the pipeline exists need it

@@ -1,7 +1,8 @@
 """Starting an isolated attempt's process: forked from the engine on Linux, spawned elsewhere.
 
-Either way the child runs `flows.prefect.child`: protocol messages on its stdout, everything
-else it writes on its stderr, and it never calls Prefect. The difference is memory and time:
+Either way the child runs `flows.prefect.child`: protocol messages on one pipe, everything
+else it writes (fd 1 and 2) on another, and it never calls Prefect. The difference is memory
+and time:
 
 - **fork** (Linux): the child starts with the engine's memory, shared page by page, so the
   pod does not hold a second copy of Python, dlt and the flow's imports, and the child starts
@@ -54,7 +55,12 @@ class ForkedAttempt:
         with _forking:
             messages_r, messages_w = os.pipe()
             logs_r, logs_w = os.pipe()
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError:
+                for fd in (messages_r, messages_w, logs_r, logs_w):
+                    os.close(fd)
+                raise
             if pid == 0:  # the child: never returns into the engine's code
                 code = 70
                 try:

@@ -1,9 +1,10 @@
-"""What an isolated attempt tells its parent: one JSON message per line on the child's stdout.
+"""What an isolated attempt tells its parent: one JSON message per line on the child's channel.
 
-The child never imports prefect (about 100 MB of the pipeline process's memory, in a pod
-that also holds the Prefect engine parent): its collector writes artifacts as messages, and
-the parent, which holds the Prefect client anyway, writes them to the API. Log lines go to
-the child's stderr, which the parent forwards to the task's logger.
+The child never calls Prefect (a forked child's inherited client belongs to the engine's
+threads; a spawned child does not even import prefect, about 100 MB): its collector writes
+artifacts as messages, and the parent, which holds the Prefect client anyway, writes them to
+the API. Log lines go to the child's log stream, which the parent forwards to the task's
+logger.
 
 Messages: `create` / `update` / `create_once` (artifacts; a handle is the child's number
 for an artifact it updates later), then exactly one `report` or `error` at the end.
