@@ -23,6 +23,7 @@ import cloudpickle
 import pytest
 from dlt.sources import DltSource
 
+from flows.pipelines import PipelineSpec
 from flows.prefect.attempt import Attempt
 from flows.prefect.isolation import AttemptProcess, start_attempt
 from flows.sources.synthetic import synthetic
@@ -97,6 +98,40 @@ def test_child_reports_artifacts_logs_and_outcome(tmp_path: Path, home: Path, me
     assert f"logged by pid {child.split()[4]}" in "\n".join(out.logs)
     if method == "fork":
         assert child.endswith("named flows-attempt")
+
+
+def test_attempts_forked_at_once_each_end_on_their_own(tmp_path: Path, home: Path) -> None:
+    """Two tasks of one flow run at the same time: each child's streams end when that child
+    ends, so neither parent waits on a pipe the other child inherited."""
+
+    def attempt(name: str, pause: float) -> Attempt:
+        spec = PipelineSpec(name, NOISY, dataset_name=name, destination="duckdb")
+        return Attempt(
+            name,
+            None,
+            kwargs={"rows": 300, "pause": pause},
+            state_url=f"file://{tmp_path / name}",
+            spec=spec,
+        )
+
+    procs: dict[str, AttemptProcess] = {}
+    threads = [
+        threading.Thread(target=lambda n=n, p=p: procs.update({n: start_attempt(attempt(n, p))}))
+        for n, p in (("quick", 0.0), ("slow", 20.0))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    outputs = {name: Output(proc) for name, proc in procs.items()}
+    started = time.monotonic()
+    assert procs["quick"].wait() == 0, outputs["quick"].logs[-20:]
+    outputs["quick"].join()  # EOF on its pipes although the slow child still runs
+    assert time.monotonic() - started < 15 and procs["slow"].poll() is None
+    assert outputs["quick"].messages[-1]["report"]["loaded_rows"]["events"] == 300
+    assert procs["slow"].wait() == 0, outputs["slow"].logs[-20:]
+    outputs["slow"].join()
+    assert outputs["slow"].messages[-1]["report"]["loaded_rows"]["events"] == 300
 
 
 def test_forked_child_leaves_the_engines_handlers_behind(
