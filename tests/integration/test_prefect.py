@@ -175,18 +175,33 @@ def test_limit_one_deployment_never_runs_twice_at_once(
     assert seen_running == 1
 
 
-def _child_processes(flow_run_id: str) -> list[psutil.Process]:
-    """The attempt processes of one flow run (other tests run flows on the same machine)."""
+def _processes(flow_run_id: str, name: str | None = None) -> list[psutil.Process]:
+    """The processes of one flow run (other tests run flows on the same machine): the engine
+    the worker started and its attempt child, or only those named `name`."""
     found = []
     for proc in psutil.process_iter(["name"]):
-        if proc.info.get("name") != "flows-attempt":  # flows/prefect/child.py
+        if name is not None and proc.info.get("name") != name:
             continue
         try:
             if proc.environ().get("PREFECT__FLOW_RUN_ID") == flow_run_id:
                 found.append(proc)
-        except psutil.NoSuchProcess:
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return found
+
+
+def _kill_attempt_at(client: SyncPrefectClient, run_id: UUID, artifact: str) -> int:
+    """SIGKILLs the flow run's one attempt process as soon as `artifact` exists (a step's
+    progress: the kill lands in that step); its pid."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if artifact in artifacts(client, run_id):
+            children = _processes(str(run_id), "flows-attempt")  # flows/prefect/child.py
+            assert len(children) == 1, children
+            children[0].send_signal(signal.SIGKILL)
+            return children[0].pid
+        time.sleep(0.05)
+    raise AssertionError(f"the run never wrote {artifact}")
 
 
 def test_run_killed_during_load_is_retried_and_resumes_exactly(
@@ -199,16 +214,7 @@ def test_run_killed_during_load_is_retried_and_resumes_exactly(
         parameters={"source_options": {"rows": rows}},
         job_variables={"env": {"DATA_WRITER__FILE_MAX_ITEMS": "2000", "LOAD__WORKERS": "1"}},
     )
-    deadline = time.monotonic() + 300
-    killed = None
-    while time.monotonic() < deadline and killed is None:
-        if "synthetic-load-progress" in artifacts(client, run.id):
-            children = _child_processes(str(run.id))
-            assert len(children) == 1, children
-            children[0].send_signal(signal.SIGKILL)
-            killed = children[0].pid
-        time.sleep(0.1)
-    assert killed, "the run never reached load"
+    _kill_attempt_at(client, run.id, "synthetic-load-progress")
     final = wait(client, run.id, timeout=400)
     assert final.state is not None and final.state.type == StateType.COMPLETED, final.state
     tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
@@ -222,18 +228,6 @@ def test_run_killed_during_load_is_retried_and_resumes_exactly(
     counts = synthetic_counts(warehouse(stack, "synthetic"))
     assert {k: counts[k] for k in exact(rows)} == exact(rows)
     assert counts["loads"] == counts["distinct_loads"]
-
-
-def _flow_run_processes(flow_run_id: str) -> list[psutil.Process]:
-    """Every process of one flow run: the engine the worker started and its attempt child."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get("PREFECT__FLOW_RUN_ID") == flow_run_id:
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
 
 
 def test_crashed_run_is_rerun_by_the_automation_and_resumes_exactly(
@@ -257,7 +251,7 @@ def test_crashed_run_is_rerun_by_the_automation_and_resumes_exactly(
     while time.monotonic() < deadline and not killed:
         if "synthetic-load-progress" in artifacts(client, run.id):
             # the whole flow run at once, as when its pod is OOM-killed or its node is lost
-            processes = _flow_run_processes(str(run.id))
+            processes = _processes(str(run.id))
             assert len(processes) >= 2, processes
             for proc in processes:
                 proc.send_signal(signal.SIGKILL)
@@ -515,16 +509,7 @@ def test_example_projects_deployment_loads_resumes_after_kill_and_merges_changes
             "LOAD__WORKERS": "1",
         }
         run = client.create_flow_run_from_deployment(deployment.id, job_variables={"env": env})
-        deadline = time.monotonic() + 300
-        killed = None
-        while time.monotonic() < deadline and killed is None:
-            if "shop-items-load-progress" in artifacts(client, run.id):
-                children = _child_processes(str(run.id))
-                assert len(children) == 1, children
-                children[0].send_signal(signal.SIGKILL)
-                killed = children[0].pid
-            time.sleep(0.05)
-        assert killed, "the run never reached load"
+        _kill_attempt_at(client, run.id, "shop-items-load-progress")
         served = shop.requests["/items"]
         final = wait(client, run.id, timeout=400)
         assert final.state is not None and final.state.type == StateType.COMPLETED, final.state
