@@ -141,11 +141,32 @@ def release_memory() -> int:
     return max(0, before - psutil.Process().memory_info().rss)
 
 
+# glibc serves a block of this size or more by mmap and unmaps it when it is freed.
+LARGE_BLOCK_BYTES = 2**20
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
+
+
+def free_large_blocks_at_once() -> None:
+    """Makes glibc give every block of LARGE_BLOCK_BYTES or more back to the OS when freed.
+
+    By default glibc raises its mmap threshold to the largest block freed so far (up to
+    32 MiB), so transient buffers (the state store's 8 MiB upload parts, dlt's file reads)
+    are served from the heap afterwards and stay in the process until the next
+    `release_memory`, counted against the pod's limit while DuckDB loads. Measured here,
+    `flows run` of 1,000,000 synthetic rows with S3 snapshots: cgroup peak 496 and 509 MiB
+    before, 464 and 470 MiB after. A fixed threshold also ends the dynamic one. Run once,
+    early: forked children (the attempt, normalize workers) inherit it.
+    """
+    if _LIBC is not None:
+        _LIBC.mallopt(_M_MMAP_THRESHOLD, LARGE_BLOCK_BYTES)
+
+
 def _glibc() -> ctypes.CDLL | None:
-    """glibc, which has malloc_trim; None elsewhere (musl, macOS)."""
+    """glibc, which has malloc_trim and mallopt; None elsewhere (musl, macOS)."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
         return libc
     except (OSError, AttributeError):
         return None

@@ -12,6 +12,7 @@ from dlt.common.runtime.collector import Collector
 
 from flows.persistence import refuse_scratch_duckdb
 from flows.pipelines import PipelineSpec, discover
+from flows.resources import free_large_blocks_at_once
 from flows.runner import RunCallbacks, RunListener, RunReport, runner
 from flows.settings import (
     apply_platform_defaults,
@@ -53,6 +54,7 @@ def run_pipeline(
     snapshot on purpose (recovery drills and tests). `source_factory` replaces the
     declared source function's call.
     """
+    free_large_blocks_at_once()
     catalog = discover()
     spec = catalog.get(name) if isinstance(name, str) else name
     options = dict(source_options or {})

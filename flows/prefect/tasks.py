@@ -47,7 +47,13 @@ from flows.prefect.protocol import Relay
 from flows.prefect.records import CONFIG_ERROR, RunRecord, requests_from_env, write_record
 from flows.prefect.reruns import before_attempt
 from flows.quantities import check_pod_resources
-from flows.resources import Usage, container_limits, current_usage, release_memory
+from flows.resources import (
+    Usage,
+    container_limits,
+    current_usage,
+    free_large_blocks_at_once,
+    release_memory,
+)
 from flows.workers import keep_heap_shared
 
 
@@ -134,6 +140,7 @@ def execute_in_child(attempt: Attempt, log: Any) -> dict[str, Any]:
     sink = ArtifactSink(attempt.target)
     relay = Relay(sink)
     tail: deque[str] = deque(maxlen=40)
+    free_large_blocks_at_once()
     release_memory()  # what this process frees now, the child neither shares nor copies
     with keep_heap_shared():
         proc = start_attempt(attempt)

@@ -31,12 +31,16 @@ from flows.sources.synthetic import synthetic
 NOISY = "tests.integration.test_attempt_child:noisy_source"
 
 
-def noisy_source(rows: int, pause: float = 0.0) -> DltSource:
-    """Says which process builds it, in a print and a log record, then maybe waits."""
+def noisy_source(rows: int, pause: float = 0.0, until: str | None = None) -> DltSource:
+    """Says which process builds it, in a print and a log record, then maybe waits (`pause`
+    seconds, or until the file `until` exists)."""
     name = Path("/proc/self/comm").read_text().strip() if sys.platform == "linux" else "-"
     print(f"source built in pid {os.getpid()} named {name}", flush=True)
     logging.getLogger("flows.test").info("logged by pid %d", os.getpid())
     time.sleep(pause)
+    deadline = time.monotonic() + 300
+    while until is not None and not Path(until).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     return synthetic(rows=rows)
 
 
@@ -68,9 +72,11 @@ class Output:
         for raw in stream:
             into.append(parse(raw.decode()))
 
-    def join(self) -> None:
+    def join(self, timeout: float = 60) -> bool:
+        """Whether both streams ended within `timeout` seconds."""
         for thread in self._threads:
-            thread.join(timeout=60)
+            thread.join(timeout=timeout)
+        return not any(thread.is_alive() for thread in self._threads)
 
 
 @pytest.fixture
@@ -104,30 +110,29 @@ def test_attempts_forked_at_once_each_end_on_their_own(tmp_path: Path, home: Pat
     """Two tasks of one flow run at the same time: each child's streams end when that child
     ends, so neither parent waits on a pipe the other child inherited."""
 
-    def attempt(name: str, pause: float) -> Attempt:
+    release = tmp_path / "release-the-slow-one"
+
+    def attempt(name: str, until: Path | None) -> Attempt:
         spec = PipelineSpec(name, NOISY, dataset_name=name, destination="duckdb")
-        return Attempt(
-            name,
-            None,
-            kwargs={"rows": 300, "pause": pause},
-            state_url=f"file://{tmp_path / name}",
-            spec=spec,
-        )
+        kwargs = {"rows": 300, "until": str(until) if until else None}
+        return Attempt(name, None, kwargs=kwargs, state_url=f"file://{tmp_path / name}", spec=spec)
 
     procs: dict[str, AttemptProcess] = {}
     threads = [
-        threading.Thread(target=lambda n=n, p=p: procs.update({n: start_attempt(attempt(n, p))}))
-        for n, p in (("quick", 0.0), ("slow", 20.0))
+        threading.Thread(target=lambda n=n, u=u: procs.update({n: start_attempt(attempt(n, u))}))
+        for n, u in (("quick", None), ("slow", release))
     ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     outputs = {name: Output(proc) for name, proc in procs.items()}
-    started = time.monotonic()
-    assert procs["quick"].wait() == 0, outputs["quick"].logs[-20:]
-    outputs["quick"].join()  # EOF on its pipes although the slow child still runs
-    assert time.monotonic() - started < 15 and procs["slow"].poll() is None
+    try:
+        assert procs["quick"].wait() == 0, outputs["quick"].logs[-20:]
+        # EOF on its pipes while the slow child still waits for the release file
+        assert outputs["quick"].join(timeout=30) and procs["slow"].poll() is None
+    finally:
+        release.touch()
     assert outputs["quick"].messages[-1]["report"]["loaded_rows"]["events"] == 300
     assert procs["slow"].wait() == 0, outputs["slow"].logs[-20:]
     outputs["slow"].join()

@@ -198,3 +198,28 @@ def test_stale_snapshot_never_loads_twice(
     counts = synthetic_counts(tmp_path / "warehouse.duckdb")
     assert {k: counts[k] for k in exact(ROWS)} == exact(ROWS)
     assert counts["loads"] == counts["distinct_loads"] == 1
+
+
+UNUSED_IMPORTS_CODE = """
+import sys
+from flows.state import open_store
+store = open_store(sys.argv[1], origin="test")
+store.write_bytes(store.path("probe"), b"one")
+print(sorted(m for m in ("httpx", "OpenSSL", "rich", "click") if m in sys.modules))
+import httpx, urllib3.contrib.pyopenssl  # noqa: F401  # they import normally afterwards
+store.write_bytes(store.path("probe"), b"two")
+print(store.read_bytes(store.path("probe")).decode())
+"""
+
+
+def test_s3_store_leaves_its_unused_optional_imports_out(env: dict[str, str], bucket: str) -> None:
+    """An S3 store in a fresh process keeps httpx (with its CLI's rich and click) and
+    pyOpenSSL out of memory, and works with them imported later."""
+    proc = subprocess.run(
+        [sys.executable, "-c", UNUSED_IMPORTS_CODE, f"s3://{bucket}/probe"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split("\n")[:2] == ["[]", "two"]

@@ -83,6 +83,20 @@ def _chart_quantity_nodes(node: Any = CHART_SCHEMA, path: str = "#") -> list[tup
     return found
 
 
+def test_quantities_parse_as_the_kubernetes_client_does_without_its_package() -> None:
+    """flows.quantities runs the client's own parser without importing the `kubernetes`
+    package (its `__init__` loads the whole API client into every flow-run process)."""
+    code = (
+        "import sys, json; from flows.quantities import parse_quantity; "
+        f"print(json.dumps([str(parse_quantity(t)) for t in {GOOD!r}]), "
+        "'kubernetes' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    parsed, package_imported = out.stdout.rsplit(" ", 1)
+    assert json.loads(parsed) == [str(parse_quantity(t)) for t in GOOD]
+    assert package_imported.strip() == "False"
+
+
 def test_every_quantity_takes_the_one_pattern() -> None:
     assert set(_template_quantity_variables()) == {
         "cpu_request",

@@ -92,3 +92,31 @@ def test_release_memory_returns_freed_arrow_buffers() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     released, dropped = map(int, out.stdout.split())
     assert released >= 100 * 2**20 and abs(released - dropped) < 8 * 2**20
+
+
+FREED_BLOCKS = """
+import sys, psutil
+from flows.resources import free_large_blocks_at_once
+if sys.argv[1] == "fixed":
+    free_large_blocks_at_once()
+rss = psutil.Process().memory_info
+first = bytearray(16 * 2**20); del first  # glibc's threshold now follows the largest free
+blocks, pins = [], []
+for _ in range(20):  # 80 MiB of upload-part-sized buffers, each pinned below by a small one
+    blocks.append(bytearray(4 * 2**20)); pins.append(bytearray(200_000))
+before = rss().rss
+del blocks
+print(before - rss().rss)
+"""
+
+
+def test_large_blocks_go_back_to_the_os_when_freed() -> None:
+    """With glibc's default (dynamic) mmap threshold freed buffers stay in the heap; after
+    free_large_blocks_at_once they leave the process as they are freed."""
+
+    def returned(mode: str) -> int:
+        cmd = [sys.executable, "-c", FREED_BLOCKS, mode]
+        return int(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+
+    assert returned("default") < 8 * 2**20  # the case the setting is for
+    assert returned("fixed") >= 72 * 2**20
