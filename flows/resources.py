@@ -150,9 +150,9 @@ def free_large_blocks_at_once() -> None:
     """Makes glibc give every block of LARGE_BLOCK_BYTES or more back to the OS when freed.
 
     By default glibc raises its mmap threshold to the largest block freed so far (up to
-    32 MiB), so transient buffers (the state store's 8 MiB upload parts, dlt's file reads)
-    are served from the heap afterwards and stay in the process until the next
-    `release_memory`, counted against the pod's limit while DuckDB loads. Measured here,
+    32 MiB), so transient buffers (the state store's 8 MiB upload parts) are served from the
+    heap afterwards and stay in the process until the next `release_memory`, counted
+    against the pod's limit while DuckDB loads. Measured here,
     `flows run` of 1,000,000 synthetic rows with S3 snapshots: cgroup peak 496 and 509 MiB
     before, 464 and 470 MiB after. A fixed threshold also ends the dynamic one. Run once,
     early: forked children (the attempt, normalize workers) inherit it.

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.run import run_pipeline
+from flows.sizing import EXTRACT_FILE_ROWS
 from tests.cgroups import run_limited
 from tests.integration.helpers import duck
 
@@ -104,15 +105,16 @@ print("RESULT", json.dumps({"jobs": jobs, "rows": report.loaded_rows}))
     [
         # arrow tables only: extracted files rotate like load files (512,000 rows in 2 GiB)
         (["csv", "parquet"], 1),
-        # row items too: extracted files stay at 100,000 rows for normalize's workers
-        (["csv", "parquet", "jsonl"], 3),
+        # row items too: extracted files keep the rotation normalize's workers share (a file
+        # closes once it holds EXTRACT_FILE_ROWS rows: whole tables of ROWS rows)
+        (["csv", "parquet", "jsonl"], -(-12 // -(-EXTRACT_FILE_ROWS // ROWS))),
     ],
 )
 def test_arrow_tables_load_in_as_few_jobs_as_memory_allows(
     flows_env: dict[str, str], tmp_path: Path, formats: list[str], jobs_per_table: int
 ) -> None:
     """Normalize passes arrow files to the load step as they are: 12 input files of 20,000
-    rows per table must not become 12 (or 3) DuckDB load jobs when one fits the pod. A
+    rows per table must not become 12 DuckDB load jobs when one fits the pod. A
     source that also yields row items keeps the extract rotation its normalize workers
     share (the setting is per source)."""
     landing = tmp_path / "landing"
