@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 import duckdb
+import psutil
 import pytest
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
@@ -133,6 +134,22 @@ def artifacts(client: SyncPrefectClient, run_id: UUID) -> dict[str, list[Any]]:
     for artifact in sorted(found, key=lambda a: a.created):
         by_key.setdefault(artifact.key, []).append(artifact)
     return by_key
+
+
+def flow_run_processes(flow_run_id: UUID | str, name: str | None = None) -> list[psutil.Process]:
+    """The processes of one flow run (other tests run flows on the same machine): the engine
+    the worker started and its attempt child (`flows-attempt`, flows/prefect/child.py), or
+    only those named `name`."""
+    found = []
+    for proc in psutil.process_iter(["name"]):
+        if name is not None and proc.info.get("name") != name:
+            continue
+        try:
+            if proc.environ().get("PREFECT__FLOW_RUN_ID") == str(flow_run_id):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
 
 
 def assert_late_writer_cannot_clobber(store: StateStore, path: str) -> None:

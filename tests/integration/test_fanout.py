@@ -13,7 +13,6 @@ from datetime import date
 from typing import Any
 from uuid import UUID
 
-import psutil
 import psycopg2
 import pytest
 from prefect.client.orchestration import SyncPrefectClient, get_client
@@ -24,7 +23,7 @@ from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary
 
 from devstack.stack import LocalStack
 from tests.integration.fanout_stack import TERMINAL, flows_cli, run_parent, start_stack, wait
-from tests.integration.helpers import artifacts
+from tests.integration.helpers import artifacts, flow_run_processes
 from tests.integration.paged_api import PagedApi
 
 pytestmark = pytest.mark.xdist_group("fanout")
@@ -186,18 +185,6 @@ def test_sql_database_decomposed_by_table_is_exact_in_one_dataset(
         assert _copied(stack, table) == (rows, rows, rows * (rows + 1) // 2), table
 
 
-def _child_of(flow_run_id: UUID) -> psutil.Process | None:
-    for proc in psutil.process_iter(["name"]):
-        if proc.info.get("name") != "flows-attempt":  # flows/prefect/child.py
-            continue
-        try:
-            if proc.environ().get("PREFECT__FLOW_RUN_ID") == str(flow_run_id):
-                return proc
-        except psutil.NoSuchProcess:
-            continue
-    return None
-
-
 def _loading(stack: LocalStack, part: str) -> bool:
     """Rows of this part's load are committed in its staging table, its package is not
     recorded in _dlt_loads yet: the part is in the middle of its load."""
@@ -237,7 +224,8 @@ def test_part_killed_during_load_is_the_only_one_retried_and_resumes(
         runs = part_runs(client, [f"paged--{victim}"])
         if runs and runs[0].state is not None and runs[0].state.type in TERMINAL:
             break  # it ended before the test could catch its load
-        child = _child_of(runs[0].id) if runs else None
+        attempts = flow_run_processes(runs[0].id, "flows-attempt") if runs else []
+        child = attempts[0] if attempts else None
         while child is not None and child.is_running() and time.monotonic() < deadline:
             if _loading(stack, victim):
                 child.send_signal(signal.SIGKILL)

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import psutil
 import psycopg2
 import pytest
 from prefect.client.orchestration import SyncPrefectClient, get_client
@@ -29,7 +28,12 @@ from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary
 
 from devstack.ports import free_port
 from devstack.stack import BUCKET, LocalStack
-from tests.integration.helpers import artifacts, exact, synthetic_counts
+from tests.integration.helpers import (
+    artifacts,
+    exact,
+    flow_run_processes,
+    synthetic_counts,
+)
 
 # every test here shares one stack: one pytest-xdist worker runs them all
 pytestmark = pytest.mark.xdist_group("prefect")
@@ -175,33 +179,22 @@ def test_limit_one_deployment_never_runs_twice_at_once(
     assert seen_running == 1
 
 
-def _processes(flow_run_id: str, name: str | None = None) -> list[psutil.Process]:
-    """The processes of one flow run (other tests run flows on the same machine): the engine
-    the worker started and its attempt child, or only those named `name`."""
-    found = []
-    for proc in psutil.process_iter(["name"]):
-        if name is not None and proc.info.get("name") != name:
-            continue
-        try:
-            if proc.environ().get("PREFECT__FLOW_RUN_ID") == flow_run_id:
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
+def _wait_for_artifact(client: SyncPrefectClient, run_id: UUID, artifact: str) -> None:
+    """Returns once the flow run wrote `artifact` (a step's progress: the run is in that step)."""
+    deadline = time.monotonic() + 300
+    while artifact not in artifacts(client, run_id):
+        assert time.monotonic() < deadline, f"the run never wrote {artifact}"
+        time.sleep(0.05)
 
 
 def _kill_attempt_at(client: SyncPrefectClient, run_id: UUID, artifact: str) -> int:
-    """SIGKILLs the flow run's one attempt process as soon as `artifact` exists (a step's
-    progress: the kill lands in that step); its pid."""
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if artifact in artifacts(client, run_id):
-            children = _processes(str(run_id), "flows-attempt")  # flows/prefect/child.py
-            assert len(children) == 1, children
-            children[0].send_signal(signal.SIGKILL)
-            return children[0].pid
-        time.sleep(0.05)
-    raise AssertionError(f"the run never wrote {artifact}")
+    """SIGKILLs the flow run's one attempt process as soon as `artifact` exists (the kill
+    lands in that step); its pid."""
+    _wait_for_artifact(client, run_id, artifact)
+    children = flow_run_processes(run_id, "flows-attempt")
+    assert len(children) == 1, children
+    children[0].send_signal(signal.SIGKILL)
+    return children[0].pid
 
 
 def test_run_killed_during_load_is_retried_and_resumes_exactly(
@@ -246,18 +239,12 @@ def test_crashed_run_is_rerun_by_the_automation_and_resumes_exactly(
             }
         },
     )
-    deadline = time.monotonic() + 300
-    killed: list[int] = []
-    while time.monotonic() < deadline and not killed:
-        if "synthetic-load-progress" in artifacts(client, run.id):
-            # the whole flow run at once, as when its pod is OOM-killed or its node is lost
-            processes = _processes(str(run.id))
-            assert len(processes) >= 2, processes
-            for proc in processes:
-                proc.send_signal(signal.SIGKILL)
-                killed.append(proc.pid)
-        time.sleep(0.1)
-    assert killed, "the run never reached load"
+    _wait_for_artifact(client, run.id, "synthetic-load-progress")
+    # the whole flow run at once, as when its pod is OOM-killed or its node is lost
+    processes = flow_run_processes(run.id)
+    assert len(processes) >= 2, processes
+    for proc in processes:
+        proc.send_signal(signal.SIGKILL)
     states: list[Any] = []
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline:
