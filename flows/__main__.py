@@ -1,5 +1,5 @@
 """`python -m flows` is the same as the `flows` console script."""
 
-from flows.cli import main
+from flows.cli import entry
 
-raise SystemExit(main())
+entry()

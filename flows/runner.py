@@ -37,6 +37,12 @@ from flows.resume import (
     package_row_counts,
     prepare_normalized_packages,
 )
+from flows.settings import (
+    apply_platform_defaults,
+    normalize_step_values,
+    open_configured_store,
+    platform_values,
+)
 from flows.state import StateSession
 from flows.state.session import SnapshotStats
 from flows.workers import share_and_die_with_parent
@@ -175,8 +181,6 @@ class runner:
         """Resumes what is pending, then extracts, normalizes and loads `data`."""
         if self.session is not None or not self.durable:
             return self._run(data, extract_kwargs)
-        from flows.settings import apply_platform_defaults, open_configured_store
-
         pipeline = self.pipeline
         apply_platform_defaults(pipeline.destination.destination_name, pipeline.pipeline_name)
         session = StateSession(
@@ -268,9 +272,11 @@ class runner:
             self._load(report)
 
     def _normalize(self, report: RunReport) -> None:
-        if not self.pipeline.list_extracted_load_packages():
+        extracted = self.pipeline.list_extracted_load_packages()
+        if not extracted:
             return
-        info = self._step(report, "normalize", self.pipeline.normalize)
+        with platform_values(normalize_step_values(self.pipeline, extracted)):
+            info = self._step(report, "normalize", self.pipeline.normalize)
         # a package restored from a snapshot may have been partly loaded by a dead run
         self._trusted.update(set(info.loads_ids) - set(report.resume.extracted))
         for table, count in (info.row_counts or {}).items():

@@ -6,8 +6,10 @@ platform's values come from the last provider in dlt's chain.
 
 from __future__ import annotations
 
+import copy
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -138,6 +140,34 @@ def platform_provider() -> PlatformDefaultsProvider:
     provider = PlatformDefaultsProvider()
     dlt.config.register_provider(provider)
     return provider
+
+
+@contextmanager
+def platform_values(dotted: Mapping[str, str]) -> Iterator[None]:
+    """Platform values for the block only; a value the user configured still wins."""
+    provider = platform_provider()
+    saved = copy.deepcopy(provider._config_doc)
+    provider.add(dotted)
+    try:
+        yield
+    finally:
+        provider._config_doc = saved
+
+
+def normalize_step_values(pipeline: dlt.Pipeline, load_ids: Sequence[str]) -> dict[str, str]:
+    """The platform's values for normalizing `load_ids`: one process when their row items
+    are too few to pay for the pool (sizing.py). Arrow items are extracted as Parquet and are
+    not counted; the pipeline-state row every package carries is a few hundred bytes."""
+    from flows.sizing import normalize_in_one_process
+
+    extracted = Path(pipeline.working_dir) / "normalize" / "extracted"
+    row_bytes = sum(
+        job.stat().st_size
+        for load_id in load_ids
+        for job in (extracted / load_id / "new_jobs").glob("*")
+        if not job.name.endswith(".parquet")
+    )
+    return {"normalize.workers": "1"} if normalize_in_one_process(row_bytes) else {}
 
 
 def open_configured_store(url: str | None = None) -> StateStore:

@@ -8,6 +8,8 @@ the harness measures wall time and the cgroup's peak memory from outside.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -83,14 +85,24 @@ def plain(workdir: Path, source: str = "synthetic") -> dict[str, Any]:
 
 
 def flows_run(workdir: Path, pipeline: str = "synthetic", pod: str = "pod") -> dict[str, Any]:
-    """The platform runner: lease, restore, run, snapshots to the state store (STATE__URL)."""
-    from flows.run import run_pipeline
+    """`flows run PIPELINE`: lease, restore, run, snapshots to the state store (STATE__URL).
 
-    report = run_pipeline(pipeline, pipelines_dir=workdir / pod)
+    The CLI's own `main`, its report read from `--json`; `main()` below ends this process
+    with the CLI's `exit_now`, as the `flows` command does."""
+    from flows.cli import main as flows_main
+
+    out = io.StringIO()
+    argv = ["run", pipeline, "--json", "--pipelines-dir", str(workdir / pod)]
+    with contextlib.redirect_stdout(out):
+        code = flows_main(argv)
+    if code != 0:
+        raise SystemExit(code)
+    report = json.loads(out.getvalue())
+    resume = report["resume"]
     return {
-        **{f"{s.step}_s": s.seconds for s in report.steps},
-        "resumed": len(report.resume.normalized) + len(report.resume.extracted),
-        "extracted": sum(report.extracted_rows.values()),
+        **{f"{s['step']}_s": s["seconds"] for s in report["steps"]},
+        "resumed": len(resume["normalized"]) + len(resume["extracted"]),
+        "extracted": sum(report["extracted_rows"].values()),
     }
 
 
@@ -153,6 +165,10 @@ def main() -> int:
         dataset, _, name = table.partition(".")
         result["count"], result["distinct"] = _rows(workdir, name, dataset)
     print("RESULT " + json.dumps(result), flush=True)
+    if kind == "flows_run":
+        from flows.cli import exit_now
+
+        exit_now(0)
     return 0
 
 

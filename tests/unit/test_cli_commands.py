@@ -6,6 +6,8 @@ The distributions are real: a dist-info folder and a module on sys.path."""
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -77,3 +79,20 @@ def test_the_dev_stack_contributes_flows_stack() -> None:
     from devstack.cli import cmd_stack
 
     assert commands(build_parser())["stack"].get_default("func") is cmd_stack
+
+
+def test_exit_now_ends_as_an_exit_would_with_the_code_given() -> None:
+    """Non-daemon threads finish, atexit handlers run, buffered output reaches the pipe."""
+    code = (
+        "import atexit, sys, threading, time\n"
+        "from flows.cli import exit_now\n"
+        "atexit.register(lambda: print('atexit ran'))\n"
+        "threading.Thread(target=lambda: (time.sleep(0.3), print('thread done'))).start()\n"
+        "sys.stdout.write('buffered '); sys.stderr.write('err')\n"
+        "exit_now(4)\n"
+        "print('never')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 4
+    assert proc.stdout.split() == ["buffered", "thread", "done", "atexit", "ran"]
+    assert proc.stderr == "err"
