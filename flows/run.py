@@ -24,6 +24,7 @@ from flows.settings import (
 from flows.state import StateSession
 
 log = logging.getLogger(__name__)
+DUCKDB = "dlt.destinations.duckdb"  # also a named destination of that type
 
 
 def run_pipeline(
@@ -107,6 +108,8 @@ def run_pipeline(
 def _destination_exists(pipeline: dlt.Pipeline) -> bool:
     """False for a local DuckDB file that is not there yet: it holds no state to sync, and
     dlt's sync would create and checkpoint it (0.2-0.4 s of a first run, measured here)."""
+    if pipeline.destination is None or pipeline.destination.destination_type != DUCKDB:
+        return True
     credentials = getattr(pipeline.destination_client().config, "credentials", None)
     if isinstance(credentials, DuckDbCredentials) and credentials.external_conn() is None:
         return Path(credentials.database).exists()

@@ -34,9 +34,10 @@ NORMALIZE_WORKER_MEMORY = 512 * MiB
 # Below this many bytes of extracted row-item files (compressed typed-jsonl), normalize runs
 # in the run's own process: dlt polls its pool every 0.3 s (`Normalize.map_parallel`), so a
 # pool costs at least that, and an arrow file is only moved or rewritten at disk speed.
-# Measured here: the `files` pipeline (1,000,000 arrow rows, 2 CPUs) normalized in 0.16 s in
-# one process against 0.48 s on 2 workers, whose own work took 20-35 ms; 50,000 synthetic
-# rows (0.8 MB of rows) take 3.1 s in one process, so the pool pays from about 100 KB on.
+# Measured here: the `files` pipeline (2,000,000 arrow rows from Parquet and CSV, 2 CPUs)
+# normalized in 0.16 s in one process against 0.48 s on 2 workers, whose own work took 20-35
+# ms; 50,000 synthetic rows (0.8 MB of rows) take 3.1 s in one process, so two workers pay
+# for their 0.3 s from about 150 KB on.
 POOL_MIN_ROW_BYTES = 128 * 1024
 # Workers are forked: they share the parent's imported modules (copy on write), so the pool
 # adds little to the pod's memory and starts in milliseconds; a spawned worker would import
