@@ -203,13 +203,14 @@ def exit_now(code: int) -> NoReturn:
 
     Python's teardown frees every module and object one by one: after a run has imported
     dlt, pyarrow and DuckDB (about 1,100 modules) it took 0.2-0.3 s here, about as long as
-    DuckDB takes to load 100,000 rows. What an exit must do still happens: non-daemon
-    threads are joined, atexit handlers run (logging's flush among them), stdout and stderr
-    are flushed. A run's lease is released and its snapshots written before `main` returns.
+    DuckDB takes to load 100,000 rows. What an exit must do still happens: threading's exit
+    hooks run and non-daemon threads are joined, atexit handlers run (logging's flush among
+    them), stdout and stderr are flushed. A run's lease is released and its snapshots
+    written before `main` returns.
     """
-    for thread in threading.enumerate():  # as the interpreter does: non-daemon threads end
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    # the interpreter's own first two exit steps, in its order: threading's exit hooks (where
+    # Prefect drains its log and event workers) and the join of non-daemon threads, then atexit
+    threading._shutdown()  # type: ignore[attr-defined]
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe has nothing to flush

@@ -82,11 +82,13 @@ def test_the_dev_stack_contributes_flows_stack() -> None:
 
 
 def test_exit_now_ends_as_an_exit_would_with_the_code_given() -> None:
-    """Non-daemon threads finish, atexit handlers run, buffered output reaches the pipe."""
+    """Threading's exit hooks run, non-daemon threads finish, atexit handlers run, buffered
+    output reaches the pipe: in the order of the interpreter's own exit."""
     code = (
         "import atexit, sys, threading, time\n"
         "from flows.cli import exit_now\n"
         "atexit.register(lambda: print('atexit ran'))\n"
+        "threading._register_atexit(lambda: print('threading hook'))\n"  # Prefect's drains
         "threading.Thread(target=lambda: (time.sleep(0.3), print('thread done'))).start()\n"
         "sys.stdout.write('buffered '); sys.stderr.write('err')\n"
         "exit_now(4)\n"
@@ -94,5 +96,7 @@ def test_exit_now_ends_as_an_exit_would_with_the_code_given() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 4
-    assert proc.stdout.split() == ["buffered", "thread", "done", "atexit", "ran"]
+    assert proc.stdout.split() == [
+        *("buffered", "threading", "hook", "thread", "done", "atexit", "ran")
+    ]
     assert proc.stderr == "err"
