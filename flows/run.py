@@ -10,6 +10,8 @@ from typing import Any
 import dlt
 import tenacity
 from dlt.common.runtime.collector import Collector
+from dlt.common.schema import Schema
+from dlt.common.schema.utils import normalize_schema_name
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
 from flows.persistence import refuse_scratch_duckdb
@@ -110,7 +112,11 @@ def _destination_exists(pipeline: dlt.Pipeline) -> bool:
     dlt's sync would create and checkpoint it (0.2-0.4 s of a first run, measured here)."""
     if pipeline.destination is None or pipeline.destination.destination_type != DUCKDB:
         return True
-    credentials = getattr(pipeline.destination_client().config, "credentials", None)
+    # the client dlt's own sync opens: `destination_client()` would name its ad hoc schema
+    # after the pipeline, which dlt refuses for fan-out parts (`daily_events--20240101-...`)
+    schema = Schema(normalize_schema_name(pipeline.pipeline_name))
+    client = pipeline._get_destination_clients(schema)[0]
+    credentials = getattr(client.config, "credentials", None)
     if isinstance(credentials, DuckDbCredentials) and credentials.external_conn() is None:
         return Path(credentials.database).exists()
     return True
