@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -19,6 +20,8 @@ import psycopg2
 import pytest
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
     FlowRunFilter,
     FlowRunFilterId,
 )
@@ -560,32 +563,69 @@ def test_tune_bad_input(stack: LocalStack) -> None:
     assert "no run records for 'products-full-refresh' yet" in never_ran.stderr
 
 
+@contextmanager
+def _schedule_paused(client: SyncPrefectClient, deployment: str) -> Iterator[None]:
+    """The deployment's schedule off (its scheduled runs deleted) and no run of it in flight."""
+    dep = client.read_deployment_by_name(f"{deployment}/{deployment}")
+    client.pause_deployment(dep.id)
+    try:
+        in_flight = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[dep.id]))
+        )
+        for run in in_flight:
+            if run.state_type not in TERMINAL | {StateType.SCHEDULED}:
+                wait(client, run.id)
+        yield
+    finally:
+        client.resume_deployment(dep.id)
+
+
 def test_history_pipeline_loads_only_new_runs(stack: LocalStack, client: SyncPrefectClient) -> None:
+    """Each history run loads exactly the flow runs finished since the one before it. The
+    hourly `platform-history` schedule writes the same pipeline, so it is paused meanwhile; a
+    scheduled run before the test may already have loaded some runs."""
+    import duckdb
+
     def history() -> dict[str, Any]:
         result = _flows(stack, "run", "prefect_history", "--json")
         assert result.returncode == 0, result.stderr[-2000:]
         return dict(json.loads(result.stdout))
 
-    finished = [r for r in client.read_flow_runs(limit=200) if r.end_time is not None]
-    first = history()
-    assert first["loaded_rows"]["prefect_flow_runs"] == len(finished)
-    assert first["loaded_rows"]["prefect_task_runs"] > 0
-    assert first["loaded_rows"]["prefect_artifacts"] > 0
-    second = history()
-    assert second["extracted_rows"].get("prefect_flow_runs", 0) == 0
-    run = wait(
-        client, start(client, "synthetic-daily", parameters={"source_options": {"rows": 1000}}).id
-    )
-    third = history()
-    assert third["extracted_rows"]["prefect_flow_runs"] == 1
-    import duckdb
+    def loaded_ids() -> set[str]:
+        if not warehouse(stack, "prefect_history").exists():
+            return set()
+        with duckdb.connect(str(warehouse(stack, "prefect_history")), read_only=True) as con:
+            ids = con.sql("SELECT id FROM platform.prefect_flow_runs").fetchall()
+        assert len(ids) == len(set(ids))
+        return {i for (i,) in ids}
 
-    with duckdb.connect(str(warehouse(stack, "prefect_history")), read_only=True) as con:
-        assert con.sql(
-            "SELECT COUNT(*), COUNT(DISTINCT id) FROM platform.prefect_flow_runs"
-        ).fetchall() == [(len(finished) + 1, len(finished) + 1)]
-        records = con.sql(
-            "SELECT COUNT(*) FROM platform.prefect_artifacts WHERE "
-            f"key LIKE 'run-record-%' AND flow_run_id = '{run.id}'"
-        ).fetchall()
+    with _schedule_paused(client, "platform-history"):
+
+        def finished() -> set[str]:
+            return {str(r.id) for r in client.read_flow_runs(limit=200) if r.end_time is not None}
+
+        def daily() -> FlowRun:
+            rows = {"source_options": {"rows": 1000}}
+            return wait(client, start(client, "synthetic-daily", parameters=rows).id)
+
+        before = loaded_ids()
+        if not finished() - before:  # the test runs alone
+            daily()
+        done = finished()
+        first = history()
+        assert first["loaded_rows"]["prefect_flow_runs"] == len(done - before)
+        assert first["loaded_rows"]["prefect_task_runs"] > 0
+        assert first["loaded_rows"]["prefect_artifacts"] > 0
+        assert loaded_ids() == done | before
+        second = history()
+        assert second["extracted_rows"].get("prefect_flow_runs", 0) == 0
+        run = daily()
+        third = history()
+        assert third["extracted_rows"]["prefect_flow_runs"] == 1
+        assert loaded_ids() == done | before | {str(run.id)}
+        with duckdb.connect(str(warehouse(stack, "prefect_history")), read_only=True) as con:
+            records = con.sql(
+                "SELECT COUNT(*) FROM platform.prefect_artifacts WHERE "
+                f"key LIKE 'run-record-%' AND flow_run_id = '{run.id}'"
+            ).fetchall()
         assert records == [(1,)]
