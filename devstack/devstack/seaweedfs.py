@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sysconfig
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -195,23 +196,33 @@ class SeaweedFS(Service):
         )
 
     def _wait_ready(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
-        """Poll ListBuckets: the port opens before the filer and IAM are ready."""
+        """Poll ListBuckets, then the master's topology: the port opens before the filer and
+        IAM are ready, and ListBuckets answers (from the filer) seconds before the volume
+        server has registered; until then a read of an object fails with InternalError."""
         client = self._client(attempts=1)
         deadline = time.monotonic() + timeout
-        last: Exception | None = None
+        last: Exception | str | None = None
         while time.monotonic() < deadline:
             code = proc.poll()
             if code is not None:
                 raise RuntimeError(f"weed exited with code {code}:\n{_tail(self.log_path)}")
             try:
                 client.list_buckets()
-                return
-            except (BotoCoreError, ClientError) as exc:
+                if self._volume_slots() > 0:
+                    return
+                last = "no volume server registered with the master yet"
+            except (BotoCoreError, ClientError, OSError, ValueError) as exc:
                 last = exc
             time.sleep(0.2)
         raise RuntimeError(
             f"SeaweedFS not ready after {timeout:.0f} s ({last}):\n{_tail(self.log_path)}"
         )
+
+    def _volume_slots(self) -> int:
+        """Volume slots the master knows of: 0 until a volume server has registered."""
+        url = f"http://127.0.0.1:{self.ports['master']}/dir/status"
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(json.load(response)["Topology"]["Max"])
 
     def _remove_local_sockets(self) -> None:
         """weed leaves /tmp/seaweedfs-<role>-<port>.sock behind; one set per run piles up."""

@@ -106,6 +106,7 @@ class PrefectCollector(Collector):
         self.step = ""
         self._current: _Step | None = None
         self._lock = threading.Lock()
+        self._send_lock = threading.Lock()  # the ticker's updates against the step's last
         self._stop_event = threading.Event()
         self._ticker: threading.Thread | None = None
         self._schema_before: dict[str, dict[str, str | None]] = {}
@@ -159,6 +160,7 @@ class PrefectCollector(Collector):
         self._start_ticker()
 
     def _stop(self) -> None:
+        self._stop_ticker()  # first: a tick under way would send its figure after "done"
         step = self._current
         if step is not None and step.handle is not None:
             self.sink.update(
@@ -166,7 +168,6 @@ class PrefectCollector(Collector):
                 100.0,
                 f"{self.pipeline_name}: {step.label} done. " + self._describe(step),
             )
-        self._stop_ticker()
 
     def on_start_trace(self, trace: Any, step: Any, pipeline: Any) -> None:
         self.pipeline_name = pipeline.pipeline_name
@@ -304,28 +305,35 @@ class PrefectCollector(Collector):
         return 0.0
 
     def _start_ticker(self) -> None:
-        self._stop_event.clear()
-        if self._ticker is None or not self._ticker.is_alive():
-            self._ticker = threading.Thread(target=self._tick, name="flows-progress", daemon=True)
-            self._ticker.start()
+        if self._ticker is not None and self._ticker.is_alive():
+            return
+        self._stop_event = threading.Event()  # its own: one outliving its join stays stopped
+        self._ticker = threading.Thread(
+            target=self._tick, args=(self._stop_event,), name="flows-progress", daemon=True
+        )
+        self._ticker.start()
 
     def _stop_ticker(self) -> None:
-        self._stop_event.set()
+        """Once this returns, the ticker sends nothing more: it sends under `_send_lock`
+        and looks at its event there, so a tick under way ends before the set."""
+        with self._send_lock:
+            self._stop_event.set()
         if self._ticker is not None:
             self._ticker.join(timeout=5)
             self._ticker = None
 
-    def _tick(self) -> None:
-        while not self._stop_event.wait(self.interval):
-            step = self._current
-            if step is None or step.handle is None or not step.dirty:
-                continue
-            step.dirty = False
-            self.sink.update(
-                step.handle,
-                round(self._progress(step), 1),
-                f"{self.pipeline_name}: {step.label}: {self._describe(step)}",
-            )
+    def _tick(self, stop: threading.Event) -> None:
+        while not stop.wait(self.interval):
+            with self._send_lock:
+                step = self._current
+                if stop.is_set() or step is None or step.handle is None or not step.dirty:
+                    continue
+                step.dirty = False
+                self.sink.update(
+                    step.handle,
+                    round(self._progress(step), 1),
+                    f"{self.pipeline_name}: {step.label}: {self._describe(step)}",
+                )
 
     def _summarize(self, trace_step: Any, step_info: Any) -> None:
         kind = trace_step.step

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import dlt
 
-from flows.prefect.artifacts import markdown_pairs, rows_phrase, rows_tables, step_label
-from flows.prefect.collector import nested_tables
+from flows.prefect.artifacts import (
+    _Handle,
+    markdown_pairs,
+    rows_phrase,
+    rows_tables,
+    step_label,
+)
+from flows.prefect.collector import PrefectCollector, nested_tables
 from flows.sources.synthetic import synthetic
 
 
@@ -40,3 +49,42 @@ def test_step_names_show_when_the_package_was_extracted_not_its_load_id() -> Non
         "Normalize synthetic (package extracted 2026-12-01 21:31:34 UTC)"
     )
     assert step_label("Extract synthetic") == "Extract synthetic"
+
+
+class SlowSink:
+    """Records progress updates in the order they finish; a tick's update takes a while,
+    as an API call under load does."""
+
+    def __init__(self) -> None:
+        self.calls = self.failures = 0
+        self.updates: list[float] = []
+        self.ticking = threading.Event()
+
+    def create(self, key: str, kind: str, data: Any, description: str) -> _Handle:
+        return _Handle()
+
+    def update(self, handle: _Handle, data: Any, description: str) -> None:
+        if data != 100.0:
+            self.ticking.set()
+            time.sleep(0.5)
+        self.updates.append(data)
+
+    def create_once(self, key: str, kind: str, data: Any, description: str, marker: str) -> None:
+        pass
+
+    def flush(self, timeout: float = 30.0) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_step_ends_at_100_even_when_a_tick_is_under_way() -> None:
+    sink = SlowSink()
+    collector = PrefectCollector(sink=sink, interval=0.01, pipeline_name="p")
+    collector._start("Normalize")
+    collector.update("events", 10)
+    assert sink.ticking.wait(10)
+    collector._stop()  # while the tick's update is still being sent
+    time.sleep(0.7)
+    assert sink.updates[-1] == 100.0, sink.updates
