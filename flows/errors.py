@@ -48,8 +48,8 @@ class TerminalError(PlatformError, TerminalException):
     """No retry can fix this (a corrupt snapshot, a contract violation)."""
 
 
-# Raised by a storage backend for a request that was understood and refused: retrying
-# cannot help.
+# Raised by a storage backend (flows/state/backends.py translates its client's errors into
+# these) for a request that was understood and refused: retrying cannot help.
 PERMANENT_IO_ERRORS = (
     FileNotFoundError,
     FileExistsError,
@@ -65,15 +65,6 @@ def is_transient_io(exc: BaseException) -> bool:
     """For one storage call: True for network-level failures worth another try."""
     if isinstance(exc, PERMANENT_IO_ERRORS):
         return False
-    try:
-        from botocore.exceptions import BotoCoreError, NoCredentialsError
-
-        if isinstance(exc, NoCredentialsError):
-            return False
-        if isinstance(exc, BotoCoreError):
-            return True
-    except ImportError:  # pragma: no cover - s3 extra not installed
-        pass
     return isinstance(exc, OSError | ConnectionError | TimeoutError)
 
 

@@ -9,8 +9,9 @@ and time:
   in milliseconds instead of importing them again. The child drops what belongs to the
   engine: its signal handlers, its log handlers (Prefect's API log handler among them), its
   stdout; Prefect resets its own services after a fork.
-- **spawn** (macOS and other systems, where forking a process with threads is not safe): a
-  fresh `python -m flows.prefect.child` reads the pickled attempt on its stdin.
+- **spawn** (macOS and other systems, where forking a process with threads is not safe, and
+  an engine that used the S3 state store itself): a fresh `python -m flows.prefect.child`
+  reads the pickled attempt on its stdin.
 """
 
 from __future__ import annotations
@@ -96,8 +97,18 @@ class ForkedAttempt:
             os.kill(self.pid, signal.SIGKILL)
 
 
-def start_attempt(attempt: Attempt, method: str = START_METHOD) -> AttemptProcess:
+def start_method() -> str:
+    """fork where it is safe: not on other systems, and not once this process has used the
+    S3 state store (a task with `isolate=False` before), whose HTTP runtime a forked child
+    cannot use."""
+    from flows.state.s3 import runtime_started
+
+    return "spawn" if runtime_started() else START_METHOD
+
+
+def start_attempt(attempt: Attempt, method: str | None = None) -> AttemptProcess:
     """Starts the attempt's process; read its stdout to the end, then wait for it."""
+    method = method or start_method()
     if method == "fork":
         return ForkedAttempt(attempt)
     if method != "spawn":

@@ -68,7 +68,7 @@ def test_runs_as_non_root_with_what_the_chart_needs(image: BuiltImage) -> None:
         "sh",
         "-ec",
         "id -u; id -g; prefect version; flows --version; "
-        "python -c 'import flows, httpx, botocore, prefect_kubernetes, sys; "
+        "python -c 'import flows, httpx, botocore, obstore, prefect_kubernetes, sys; "
         'print("python", sys.version.split()[0]); print("flows at", flows.__file__)\'; '
         "test -f /opt/flows/prefect.yaml; test -f /opt/flows/flows/prefect/flows.py; "
         "python -c 'from prefect.settings import get_current_settings as s; "

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from flows.state import CorruptSnapshotError, StateSession, open_store
+from flows.state.backends import MAX_UPLOAD_BATCH, UPLOAD_BUFFER_BYTES, upload_batch_size
 from flows.state.snapshot import MANAGED_PATHS, PipelineLayout
-from flows.state.store import MAX_UPLOAD_BATCH, UPLOAD_BUFFER_BYTES, upload_batch_size
 
 
 def make_working_dir(root: Path) -> Path:
