@@ -128,11 +128,14 @@ class SeaweedFS(Service):
             self.stop()
             raise
 
-    def stop(self, timeout: float = 20) -> None:
+    def stop(self, timeout: float = 2) -> None:
         """SIGTERM the process group, SIGKILL it if still alive after `timeout` seconds.
 
-        A clean stop takes about 15 s (the filer waits that long for its gRPC streams to
-        close); a kill loses no acknowledged write, but a clean stop is nicer to the files.
+        A clean stop takes about 15 s: the filer waits that long for its gRPC streams to
+        close. A kill loses no acknowledged write (the volume files and the filer's store
+        log are written through to the OS before a request is answered;
+        tests/integration/test_services.py reads them back after a restart), so the grace is
+        short.
         """
         pid = self._running_pid()
         if pid is None and self._proc is None:
