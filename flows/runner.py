@@ -11,7 +11,7 @@ boundary. It returns dlt's `LoadInfo`; the platform's `RunReport` is `runner.rep
 
 Steps are called one by one instead of `pipeline.run()`: `run()` with pending packages only
 finishes them and drops the new data, and its destination sync wipes a restored working dir
-on a first run (FACTS.md).
+on a first run (the dataset not yet at the destination).
 """
 
 from __future__ import annotations
