@@ -401,12 +401,14 @@ def make_pipeline_flow(
     flow_name: str,
     *,
     full_refresh: bool = False,
+    isolate: bool = True,
     description: str = "",
     **flow_kwargs: Any,
 ) -> Flow[..., dict[str, Any]]:
-    """A flow with one parameter, the source's options, that runs the pipeline's task."""
+    """A flow with one parameter, the source's options, that runs the pipeline's task
+    (`isolate` as in `make_pipeline_task`)."""
     name = pipeline if isinstance(pipeline, str) else pipeline.name
-    pipeline_task = make_pipeline_task(pipeline, full_refresh=full_refresh)
+    pipeline_task = make_pipeline_task(pipeline, full_refresh=full_refresh, isolate=isolate)
 
     def run(source_options: dict[str, Any] | None = None) -> dict[str, Any]:
         get_run_logger().info("%s: pipeline %s, options %s", flow_name, name, source_options)

@@ -231,7 +231,13 @@ def main() -> int:
                     prefect = Variant(
                         "Prefect flow + isolated attempt + S3", "prefect_flow", env=s3_state
                     )
-                    variants.append(prefect)
+                    in_process = Variant(
+                        "Prefect flow, attempt in-process (isolate=False) + S3",
+                        "prefect_flow",
+                        {"isolate": False},
+                        s3_state,
+                    )
+                    variants += [prefect, in_process]
                     comparisons += [
                         Comparison(
                             f"Prefect path / plain, wall, {rows:,} rows",
@@ -246,6 +252,20 @@ def main() -> int:
                             plain.name,
                             "peak",
                             1.30,
+                        ),
+                        Comparison(
+                            f"isolate=False / plain, wall, {rows:,} rows",
+                            in_process.name,
+                            plain.name,
+                            "wall",
+                            None,
+                        ),
+                        Comparison(
+                            f"isolate=False / plain, cgroup peak, {rows:,} rows",
+                            in_process.name,
+                            plain.name,
+                            "peak",
+                            None,
                         ),
                     ]
                 if "synthetic" in suites and rows == args.rows:

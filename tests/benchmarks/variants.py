@@ -106,11 +106,14 @@ def flows_run(workdir: Path, pipeline: str = "synthetic", pod: str = "pod") -> d
     }
 
 
-def prefect_flow(workdir: Path, pipeline: str = "synthetic") -> dict[str, Any]:
-    """A Prefect flow whose task runs the pipeline in an isolated attempt with the collector."""
+def prefect_flow(
+    workdir: Path, pipeline: str = "synthetic", isolate: bool = True
+) -> dict[str, Any]:
+    """A Prefect flow whose task runs the pipeline with the collector: in an isolated attempt
+    (the default), or in the task's own process (`isolate=False`)."""
     from flows.prefect.tasks import make_pipeline_flow
 
-    result = make_pipeline_flow(pipeline, f"bench-{pipeline}")()
+    result = make_pipeline_flow(pipeline, f"bench-{pipeline}", isolate=isolate)()
     return {"rows": sum(result["rows"].values())}
 
 
