@@ -75,7 +75,8 @@ class CheckpointCollector(Collector):
         self, trace: Any, step: Any, pipeline: Any, step_info: Any, send_state: bool
     ) -> None:
         if step.step in SNAPSHOT_STEPS:
-            release_memory()  # before the upload, so the snapshot does not raise the peak
+            # before the upload, so the snapshot does not raise the peak
+            release_memory(collect_cycles=False)
             self._checkpoint(step.step)
         self.inner.on_end_trace_step(trace, step, pipeline, step_info, send_state)
 
