@@ -58,18 +58,27 @@ def weed_binary() -> str:
     return found
 
 
+@dataclass(frozen=True)
+class TLSFiles:
+    certificate: Path
+    key: Path
+    ca: Path
+
+
 @dataclass
 class SeaweedFS(Service):
     """A `weed server` keeping everything under `data_dir`; restarting on it keeps the data.
 
     Ports are picked free on first use and remembered in data_dir/ports.json, so a restart
-    (even from another process) serves the same endpoint.
+    (even from another process) serves the same endpoint. With `tls` (a certificate, its key
+    and the CA that signed it, PEM files) S3 is served over HTTPS only.
     """
 
     data_dir: Path
     access_key: str = "flows"
     secret_key: str = "flows-secret"
     s3_port: int | None = None
+    tls: TLSFiles | None = None
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -82,7 +91,8 @@ class SeaweedFS(Service):
 
     @property
     def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['s3']}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.ports['s3']}"
 
     @property
     def log_path(self) -> Path:
@@ -93,17 +103,24 @@ class SeaweedFS(Service):
         return {
             "key": self.access_key,
             "secret": self.secret_key,
-            "client_kwargs": {"endpoint_url": self.endpoint_url, "region_name": REGION},
+            "client_kwargs": {
+                "endpoint_url": self.endpoint_url,
+                "region_name": REGION,
+                **({"verify": str(self.tls.ca)} if self.tls else {}),
+            },
         }
 
     def env(self) -> dict[str, str]:
         """Environment for processes using the AWS SDKs (boto, dlt, DuckDB's httpfs)."""
-        return {
+        env = {
             "AWS_ACCESS_KEY_ID": self.access_key,
             "AWS_SECRET_ACCESS_KEY": self.secret_key,
             "AWS_ENDPOINT_URL": self.endpoint_url,
             "AWS_DEFAULT_REGION": REGION,
         }
+        if self.tls:
+            env["AWS_CA_BUNDLE"] = str(self.tls.ca)
+        return env
 
     def start(self, timeout: float = 60) -> None:
         """Launch the server and return once S3 answers an authenticated ListBuckets."""
@@ -176,6 +193,11 @@ class SeaweedFS(Service):
             f"-s3.port={ports['s3']}",
             f"-s3.config={self.data_dir / 'identities.json'}",
             *_FLAGS,
+            *(
+                [f"-s3.cert.file={self.tls.certificate}", f"-s3.key.file={self.tls.key}"]
+                if self.tls
+                else []
+            ),
         ]
 
     def _write_identities(self) -> None:
@@ -196,6 +218,7 @@ class SeaweedFS(Service):
             aws_secret_access_key=self.secret_key,
             region_name=REGION,
             config=Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": attempts}),
+            verify=str(self.tls.ca) if self.tls else None,
         )
 
     def _wait_ready(self, proc: subprocess.Popen[bytes], timeout: float) -> None:

@@ -12,7 +12,7 @@ to spawn instead of fork, and a process that inherited a started runtime refuses
 
 Credentials come from dlt-style config (`STATE__CREDENTIALS__*` or `[state.credentials]`),
 then the standard AWS variables, then AWS's own chain (web identity, container or instance
-credentials), as obstore reads them.
+credentials), as obstore reads them. `AWS_CA_BUNDLE` adds a private CA to the trusted roots.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from flows.state.backends import UPLOAD_PART_BYTES, UPLOAD_PART_CONCURRENCY, upload_batch_size
-from flows.state.errors import StateStoreError
+from flows.state.errors import StateConfigError, StateStoreError
 
 T = TypeVar("T")
 
@@ -69,6 +69,20 @@ def s3_config() -> dict[str, Any]:
     return {k: v for k, v in config.items() if v}
 
 
+def ca_bundle() -> str | None:
+    """The PEM of `AWS_CA_BUNDLE` (botocore's variable, for a store behind a private CA)."""
+    path = os.environ.get("AWS_CA_BUNDLE")
+    if not path:
+        return None
+    try:
+        return Path(path).read_text()
+    except OSError as err:
+        raise StateConfigError(
+            f"AWS_CA_BUNDLE = {path!r} cannot be read ({err.strerror}); point it at a PEM file "
+            "of the CA that signed the S3 endpoint's certificate"
+        ) from err
+
+
 def _translate(err: Exception) -> Exception:
     """obstore's errors as the builtin families the store retries on or gives up on."""
     from obstore import exceptions as obs
@@ -106,6 +120,8 @@ class S3Backend:
 
             endpoint = self.config.get("endpoint", "")
             options: Any = {**CLIENT_OPTIONS, "allow_http": endpoint.startswith("http://")}
+            if ca := ca_bundle():
+                options["root_certificate"] = ca  # added to the system's roots
             store = S3Store(
                 bucket, config=self.config, client_options=options, retry_config=RETRY_CONFIG
             )

@@ -75,6 +75,7 @@ def test_bad_state_url_is_refused_and_nothing_is_created(
         ("SOURCES__SYNTHETIC__ROWS", "abc", "SOURCES__SYNTHETIC__ROWS = 'abc' is not a valid int"),
         ("STATE__LEASE_TTL", "soon", "STATE__LEASE_TTL"),
         ("STATE__RETRY_WINDOW", "-1", "STATE__RETRY_WINDOW"),
+        ("AWS_CA_BUNDLE", "/nonexistent/ca.pem", "AWS_CA_BUNDLE = '/nonexistent/ca.pem'"),
     ],
 )
 def test_bad_setting_names_the_setting_and_changes_nothing(

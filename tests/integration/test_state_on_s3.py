@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import s3fs
 
 from devstack.ports import free_port
+from devstack.seaweedfs import SeaweedFS, TLSFiles
 from flows.run import run_pipeline
-from flows.state import open_store
+from flows.state import StoreUnreachableError, open_store
 from tests.integration.helpers import (
     assert_late_writer_cannot_clobber,
     bucket_listing,
@@ -262,3 +266,70 @@ def test_a_fork_after_the_s3_store_was_used_is_refused_not_hung(
     assert lines[0] == "spawn"
     assert lines[1].startswith("refused:") and "start it with spawn" in lines[1]
     assert lines[2] == "parent"
+
+
+def _private_ca(folder: Path) -> TLSFiles:
+    """A CA of the test's own and a certificate it signed for 127.0.0.1 (PEM files)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    folder.mkdir(parents=True)
+    now = datetime.now(UTC)
+
+    def issue(subject: str, key: Any, issuer: x509.Name, signer: Any, ca: bool) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "flows test CA")])
+    ca_cert = issue("flows test CA", ca_key, ca_name, ca_key, ca=True)
+    server_cert = issue("127.0.0.1", server_key, ca_name, ca_key, ca=False)
+    files = TLSFiles(folder / "server.pem", folder / "server.key", folder / "ca.pem")
+    files.certificate.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
+    files.key.write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    files.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    return files
+
+
+def test_s3_store_behind_a_private_ca_is_trusted_through_aws_ca_bundle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An S3 endpoint whose certificate a private CA signed: AWS_CA_BUNDLE (botocore's
+    variable) makes the store trust it; without it the store refuses the endpoint."""
+    tls = _private_ca(tmp_path / "tls")
+    with SeaweedFS(tmp_path / "s3", tls=tls) as server:
+        assert server.endpoint_url.startswith("https://")
+        server.create_bucket("private")
+        for key, value in server.env().items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("STATE__RETRY_WINDOW", "2")
+        store = open_store("s3://private/state")
+        store.write_bytes(store.path("probe"), b"over tls")
+        assert store.read_bytes(store.path("probe")) == b"over tls"
+
+        monkeypatch.delenv("AWS_CA_BUNDLE")
+        with pytest.raises(StoreUnreachableError, match="s3://private/state unreachable"):
+            open_store("s3://private/state").read_bytes("private/state/probe")
