@@ -260,12 +260,12 @@ def test_crashed_run_is_rerun_by_the_automation_and_resumes_exactly(
     crashed = kinds.index(StateType.CRASHED)
     assert StateType.SCHEDULED in kinds[crashed:], kinds  # the automation's rerun
     assert kinds[-1] == StateType.COMPLETED, states[-1]
-    # one rerun per crash report: Prefect's process worker may report the kill twice (its
-    # runner at once, the worker when it sees the process's exit code), and a report that
-    # lands after the first rerun started makes a second one; the lease keeps them apart
+    # at most one rerun per crash report: Prefect's process worker may report the kill twice
+    # (its runner at once, the worker when it sees the process's exit code); a report that
+    # lands after the first rerun started makes a second one, which the lease keeps apart
     crashes = kinds.count(StateType.CRASHED)
     assert 1 <= crashes <= 2, kinds
-    assert client.read_flow_run(run.id).run_count == 1 + crashes
+    assert 2 <= client.read_flow_run(run.id).run_count <= 1 + crashes
     counts = synthetic_counts(warehouse(stack, "synthetic"))
     assert {k: counts[k] for k in exact(rows)} == exact(rows)
     assert counts["loads"] == counts["distinct_loads"]
