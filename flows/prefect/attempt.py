@@ -41,6 +41,9 @@ class Attempt:
     attempt: int = 1
     # an undeclared pipeline (`@dlt_task(pipeline_name=...)`): its whole declaration
     spec: PipelineSpec | None = None
+    # the attempt's empty working dir, made by whoever removes it when the attempt is over
+    # (the parent of an isolated attempt: a killed child cannot); None: a new one here
+    workdir: str | None = None
 
     def build_source(self) -> DltSource:
         fn = self.source
@@ -57,12 +60,17 @@ class Attempt:
         )
 
 
+def new_workdir(pipeline: str) -> str:
+    """An empty working dir for one attempt of `pipeline`, under TMPDIR."""
+    return tempfile.mkdtemp(prefix=f"flows-{pipeline}-")
+
+
 def run_attempt(attempt: Attempt, sink: Sink) -> dict[str, Any]:
     """Runs the attempt and returns the run report as a dict; artifacts go to `sink`."""
     from flows.run import run_pipeline
 
     collector = PrefectCollector(attempt.target, pipeline_name=attempt.pipeline, sink=sink)
-    workdir = tempfile.mkdtemp(prefix=f"flows-{attempt.pipeline}-")
+    workdir = attempt.workdir or new_workdir(attempt.pipeline)
     try:
         report = run_pipeline(
             attempt.spec or attempt.pipeline,

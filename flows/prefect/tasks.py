@@ -18,11 +18,13 @@ backoff and jitter and the new attempt resumes from the state store.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import inspect
 import os
 import resource
+import shutil
 import site
 import sys
 import threading
@@ -40,7 +42,7 @@ from prefect.tasks import exponential_backoff
 from flows.errors import EXIT_CONFIG, RetryableError, TerminalError, exit_code_for, is_terminal
 from flows.pipelines import PipelineSpec, discover
 from flows.prefect.artifacts import ArtifactSink
-from flows.prefect.attempt import Attempt, run_attempt
+from flows.prefect.attempt import Attempt, new_workdir, run_attempt
 from flows.prefect.collector import PrefectCollector
 from flows.prefect.isolation import start_attempt
 from flows.prefect.protocol import Relay
@@ -140,6 +142,7 @@ def execute_in_child(attempt: Attempt, log: Any) -> dict[str, Any]:
     sink = ArtifactSink(attempt.target)
     relay = Relay(sink)
     tail: deque[str] = deque(maxlen=40)
+    attempt = dataclasses.replace(attempt, workdir=new_workdir(attempt.pipeline))
     free_large_blocks_at_once()
     release_memory()  # what this process frees now, the child neither shares nor copies
     with keep_heap_shared():
@@ -159,6 +162,8 @@ def execute_in_child(attempt: Attempt, log: Any) -> dict[str, Any]:
                 proc.kill()
                 proc.wait()
             sink.close()
+            # a killed child leaves its files: gigabytes of packages on the pod's disk
+            shutil.rmtree(str(attempt.workdir), ignore_errors=True)
 
 
 def _outcome(attempt: Attempt, code: int, relay: Relay, last_line: str) -> dict[str, Any]:

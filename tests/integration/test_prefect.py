@@ -201,18 +201,23 @@ def _kill_attempt_at(client: SyncPrefectClient, run_id: UUID, artifact: str) -> 
 
 
 def test_run_killed_during_load_is_retried_and_resumes_exactly(
-    stack: LocalStack, client: SyncPrefectClient
+    stack: LocalStack, client: SyncPrefectClient, tmp_path: Path
 ) -> None:
     rows = 150_000  # 30,000 loaded by the first test: 120,000 new ones
+    scratch = tmp_path / "pod-tmp"  # the attempts' working dirs
+    scratch.mkdir()
+    env = {"DATA_WRITER__FILE_MAX_ITEMS": "2000", "LOAD__WORKERS": "1", "TMPDIR": str(scratch)}
     run = start(
         client,
         "synthetic-daily",
         parameters={"source_options": {"rows": rows}},
-        job_variables={"env": {"DATA_WRITER__FILE_MAX_ITEMS": "2000", "LOAD__WORKERS": "1"}},
+        job_variables={"env": env},
     )
     _kill_attempt_at(client, run.id, "synthetic-load-progress")
     final = wait(client, run.id, timeout=400)
     assert final.state is not None and final.state.type == StateType.COMPLETED, final.state
+    # the killed attempt's packages are not left on the pod's disk, nor the rerun's
+    assert list(scratch.glob("flows-synthetic-*")) == []
     tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
     assert [t.run_count for t in tasks] == [2]
     found = artifacts(client, run.id)
