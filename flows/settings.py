@@ -7,6 +7,7 @@ platform's values come from the last provider in dlt's chain.
 from __future__ import annotations
 
 import copy
+import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -41,6 +42,9 @@ PLATFORM_DEFAULTS: Mapping[str, str] = {
 # jobs only multiply memory: `pipeline.run()` of 1M synthetic rows peaked at 615 MB with 20
 # workers and 275 MB with 1, in 55.6 s and 56.7 s (a bench_state run; now tests/benchmarks).
 DESTINATION_DEFAULTS: Mapping[str, Mapping[str, str]] = {"duckdb": {"load.workers": "1"}}
+# DuckDB's threads under a memory limit (sizing.duckdb_threads), in the settings dlt applies
+# to each DuckDB connection it opens; a user's own `global_config` replaces it whole.
+DUCKDB_GLOBAL_CONFIG = "destination.duckdb.credentials.global_config"
 
 
 def config_value(key: str) -> str | None:
@@ -82,19 +86,21 @@ def apply_platform_defaults(
     destination_defaults = DESTINATION_DEFAULTS.get(destination or "", {})
     if adaptive:
         from flows.resources import container_limits, effective_cpus
-        from flows.sizing import adaptive_settings
+        from flows.sizing import adaptive_settings, duckdb_threads
 
         limits = container_limits()
+        cpus = effective_cpus(limits)
         loader_format = (
             config_value(f"pipelines.{pipeline_name}.loader_file_format") if pipeline_name else None
         ) or LOADER_FILE_FORMATS.get(destination or "")
         # load files sized for the jobs the destination runs at once (DuckDB: one)
         pinned = destination_defaults.get("load.workers")
         wanted.update(
-            adaptive_settings(
-                limits, effective_cpus(limits), loader_format, int(pinned) if pinned else None
-            )
+            adaptive_settings(limits, cpus, loader_format, int(pinned) if pinned else None)
         )
+        if destination == "duckdb" and (threads := duckdb_threads(limits, cpus)) is not None:
+            # dlt sets it on every connection it opens (`SET GLOBAL threads = ...`)
+            wanted[DUCKDB_GLOBAL_CONFIG] = json.dumps({"threads": threads})
     scoped = {
         f"{pipeline_name}.{key}" if pipeline_name else key: value
         for key, value in destination_defaults.items()

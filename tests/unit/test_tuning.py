@@ -8,7 +8,7 @@ from dlt.normalize.worker import group_worker_files
 from flows.prefect.records import RunRecord
 from flows.quantities import cpu_cores, format_cpu, format_memory, memory_bytes
 from flows.resources import ContainerLimits
-from flows.sizing import adaptive_settings
+from flows.sizing import adaptive_settings, duckdb_threads
 from flows.tune import TuneError, covers, recommend
 
 MiB = 2**20
@@ -32,6 +32,17 @@ def test_quantities_round_up_to_kubernetes_steps() -> None:
     assert format_cpu(0.23) == "250m" and format_cpu(2.0) == "2" and format_cpu(0.001) == "50m"
     assert format_memory(700e6) == "704Mi" and format_memory(2 * 1024 * MiB) == "2Gi"
     assert cpu_cores("500m") == 0.5 and memory_bytes("1Gi") == 1024 * MiB
+
+
+def test_duckdb_gets_a_thread_per_4_gib_of_the_limit_at_most_one_per_cpu() -> None:
+    def threads(memory_mib: int | None, cpus: float) -> int | None:
+        limits = ContainerLimits(2, cpus, memory_mib * MiB if memory_mib else None, 0, 0.0)
+        return duckdb_threads(limits, cpus)
+
+    assert threads(None, 8.0) is None  # no memory limit: DuckDB's own default
+    assert threads(512, 2.0) == threads(4096, 2.0) == threads(8191, 4.0) == 1
+    assert threads(8192, 2.0) == threads(65536, 2.0) == 2
+    assert threads(65536, 16.0) == 16 and threads(65536, 0.5) == 1
 
 
 def test_adaptive_settings_shrink_with_memory() -> None:
