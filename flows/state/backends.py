@@ -49,7 +49,6 @@ def upload_batch_size(sizes: Iterable[int]) -> int:
 class Backend(Protocol):
     """One object store's primitive calls on full store paths (`bucket/key` or a local path)."""
 
-    is_local: bool
     conditional_writes: bool  # write_if is a real compare-and-swap
 
     def read(self, path: str) -> bytes: ...
@@ -90,7 +89,6 @@ def _digest(data: bytes) -> str:
 class LocalBackend:
     """A folder on a filesystem every attempt sees (a volume, or the laptop's disk)."""
 
-    is_local = True
     conditional_writes = True
 
     def read(self, path: str) -> bytes:
@@ -158,7 +156,6 @@ class LocalBackend:
 class FsspecBackend:
     """Any fsspec filesystem; no compare-and-swap."""
 
-    is_local = False
     conditional_writes = False
 
     def __init__(self, fs: Any) -> None:

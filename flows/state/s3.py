@@ -105,7 +105,6 @@ def _translate(err: Exception) -> Exception:
 class S3Backend:
     """Store paths are `bucket/key`; one obstore client per bucket."""
 
-    is_local = False
     conditional_writes = True
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:

@@ -68,11 +68,13 @@ class StateStore:
         self.backend = backend
         self.root = root.rstrip("/")
         self.retry = retry or RetrySettings()
-        self.is_local = backend.is_local
-        # compare-and-swap for the lease: S3's If-Match / If-None-Match (AWS, SeaweedFS,
-        # MinIO) or a file lock on a local store; other backends fall back to
-        # write-then-confirm (lease.py)
-        self.conditional_writes = backend.conditional_writes
+
+    @property
+    def conditional_writes(self) -> bool:
+        """Compare-and-swap for the lease: S3's If-Match / If-None-Match (AWS, SeaweedFS,
+        MinIO) or a file lock on a local store; other backends fall back to
+        write-then-confirm (lease.py)."""
+        return self.backend.conditional_writes
 
     def with_retry(self, retry: RetrySettings) -> StateStore:
         """The same store with other retry settings (the lease heartbeat gives up sooner)."""
