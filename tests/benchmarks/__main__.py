@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.csv
 import pyarrow.parquet as pq
 
+from tests.benchmarks import pod
 from tests.benchmarks.harness import (
     REPO,
     Comparison,
@@ -221,6 +222,7 @@ def main() -> int:
             )
             if not wait_ready(env["PREFECT_API_URL"], 180, lambda: server.poll() is None):
                 raise RuntimeError("the Prefect server did not become ready")
+            deployment = pod.deploy(env["PREFECT_API_URL"])
 
         if "synthetic" in suites or "prefect" in suites:
             for rows in sorted({args.small_rows, args.rows}):
@@ -237,8 +239,30 @@ def main() -> int:
                         {"isolate": False},
                         s3_state,
                     )
-                    variants += [prefect, in_process]
+                    in_pod = Variant(
+                        f"flow run as its pod runs it ({pod.command_line()}) + S3",
+                        "command",
+                        env=s3_state,
+                        prepare=pod.new_flow_run(env["PREFECT_API_URL"], deployment),
+                        command=pod.pod_command(),
+                        check=pod.completed_rows(env["PREFECT_API_URL"]),
+                    )
+                    variants += [prefect, in_process, in_pod]
                     comparisons += [
+                        Comparison(
+                            f"pod command / plain, wall, {rows:,} rows",
+                            in_pod.name,
+                            plain.name,
+                            "wall",
+                            1.15,
+                        ),
+                        Comparison(
+                            f"pod command / plain, cgroup peak, {rows:,} rows",
+                            in_pod.name,
+                            plain.name,
+                            "peak",
+                            1.30,
+                        ),
                         Comparison(
                             f"Prefect path / plain, wall, {rows:,} rows",
                             prefect.name,

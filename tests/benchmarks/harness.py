@@ -36,6 +36,10 @@ class Variant:
     memory: int | None = 4 * GiB
     # untimed, before each sample, outside its cgroup: (sample dir, sample env) -> None
     prepare: Callable[[Path, dict[str, str]], None] | None = None
+    # run instead of `variants.py KIND`: a command that prints no RESULT line...
+    command: tuple[str, ...] | None = None
+    # ...whose figures this reads afterwards, untimed, outside the cgroup (raises on failure)
+    check: Callable[[dict[str, str]], dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,7 @@ def run_sample(variant: Variant, base: Path, env: Mapping[str, str]) -> Sample:
     }
     if variant.prepare is not None:
         variant.prepare(work, sample_env)
-    cmd = [
+    cmd = list(variant.command or ()) or [
         sys.executable,
         "-m",
         "tests.benchmarks.variants",
@@ -87,11 +91,13 @@ def run_sample(variant: Variant, base: Path, env: Mapping[str, str]) -> Sample:
     )
     wall = time.perf_counter() - started
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-    if proc.returncode != 0 or line is None:
+    if proc.returncode != 0 or (line is None and variant.check is None):
         raise RuntimeError(
             f"{variant.name}: exit {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
         )
-    return Sample(wall, peak, json.loads(line[len("RESULT ") :]))
+    if variant.check is not None:
+        return Sample(wall, peak, variant.check(sample_env))
+    return Sample(wall, peak, json.loads(line[len("RESULT ") :]))  # type: ignore[index]
 
 
 def interleave(

@@ -1,0 +1,85 @@
+"""A deployment's flow run started the way a flow-run pod starts it.
+
+The platform's work pool leaves `command` unset, so the worker gives the pod Prefect's own
+command (`prefect flow-run execute`, read here from the worker's base class). That command
+is not the engine alone: the CLI process stays up for the whole run and starts Prefect's
+workspace supervisor, which runs the deployment's pull steps and then the engine. This
+variant measures all of it, against the same Prefect server the flow variants use.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from tests.benchmarks.harness import REPO
+
+ENTRYPOINT = "flows.prefect.flows:synthetic_daily"  # as prefect.yaml deploys it
+
+
+def command_line() -> str:
+    """What the worker puts in a flow-run pod's `args` when the pool sets no command."""
+    from prefect.workers.base import BaseJobConfiguration
+
+    return BaseJobConfiguration._base_flow_run_command()
+
+
+def pod_command() -> tuple[str, ...]:
+    """The worker's command, its program taken from this interpreter's environment (the
+    image has it on PATH; a venv that is not activated does not)."""
+    program, *args = shlex.split(command_line())
+    beside = Path(sys.executable).with_name(program)
+    return (str(beside) if beside.exists() else program, *args)
+
+
+def deploy(api_url: str) -> UUID:
+    """The synthetic-daily deployment with prefect.yaml's pull step (the repository as the
+    working directory) and no parameters: the rows come from the sample's environment."""
+    from prefect.client.orchestration import SyncPrefectClient
+
+    from flows.prefect.flows import synthetic_daily
+
+    with SyncPrefectClient(api_url) as client:
+        flow_id = client.create_flow(synthetic_daily)
+        return client.create_deployment(
+            flow_id=flow_id,
+            name="bench-pod",
+            entrypoint=ENTRYPOINT,
+            pull_steps=[
+                {"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}
+            ],
+        )
+
+
+def new_flow_run(api_url: str, deployment_id: UUID) -> Any:
+    """A `prepare` hook: a fresh flow run of the deployment for each sample, its id where
+    the worker puts it (PREFECT__FLOW_RUN_ID)."""
+    from prefect.client.orchestration import SyncPrefectClient
+
+    def prepare(work: Path, env: dict[str, str]) -> None:
+        with SyncPrefectClient(api_url) as client:
+            run = client.create_flow_run_from_deployment(deployment_id)
+        env["PREFECT__FLOW_RUN_ID"] = str(run.id)
+
+    return prepare
+
+
+def completed_rows(api_url: str) -> Any:
+    """A `check` hook: the flow run must have completed and its rows be in the warehouse."""
+    import duckdb
+    from prefect.client.orchestration import SyncPrefectClient
+
+    def check(env: dict[str, str]) -> dict[str, Any]:
+        with SyncPrefectClient(api_url) as client:
+            run = client.read_flow_run(UUID(env["PREFECT__FLOW_RUN_ID"]))
+        if run.state is None or not run.state.is_completed():
+            raise RuntimeError(f"flow run {run.id} ended {run.state}")
+        warehouse = env["DESTINATION__DUCKDB__CREDENTIALS"]
+        with duckdb.connect(warehouse, read_only=True) as con:
+            rows = con.sql("SELECT COUNT(*) FROM synthetic.events").fetchall()[0][0]
+        return {"rows": int(rows)}
+
+    return check
