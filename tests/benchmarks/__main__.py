@@ -247,8 +247,31 @@ def main() -> int:
                         command=pod.pod_command(),
                         check=pod.completed_rows(env["PREFECT_API_URL"]),
                     )
-                    variants += [prefect, in_process, in_pod]
+                    # reference: the engine the pod's command ends up running, started alone
+                    engine = Variant(
+                        "flow run by Prefect's engine alone (python -m prefect.engine) + S3",
+                        "command",
+                        env=s3_state,
+                        prepare=pod.new_flow_run(env["PREFECT_API_URL"], deployment),
+                        command=(sys.executable, "-m", "prefect.engine"),
+                        check=pod.completed_rows(env["PREFECT_API_URL"]),
+                    )
+                    variants += [prefect, in_process, in_pod, engine]
                     comparisons += [
+                        Comparison(
+                            f"engine alone / plain, wall, {rows:,} rows",
+                            engine.name,
+                            plain.name,
+                            "wall",
+                            None,
+                        ),
+                        Comparison(
+                            f"engine alone / plain, cgroup peak, {rows:,} rows",
+                            engine.name,
+                            plain.name,
+                            "peak",
+                            None,
+                        ),
                         Comparison(
                             f"pod command / plain, wall, {rows:,} rows",
                             in_pod.name,
