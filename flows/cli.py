@@ -7,13 +7,10 @@ Exit codes: 0 success, 1 failure, 2 bad input or config, 3 the lease is held or 
 from __future__ import annotations
 
 import argparse
-import atexit
-import contextlib
 import json
 import logging
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -23,6 +20,7 @@ from typing import Any, NoReturn
 
 from flows import __version__
 from flows.errors import exit_code_for, one_line
+from flows.exits import exit_now
 from flows.state import LeaseHeldError
 
 # subcommands contributed by installed distributions (_add_installed_commands)
@@ -196,26 +194,6 @@ def _add_installed_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
 def entry() -> NoReturn:
     """The `flows` console script and `python -m flows`: `main`, then `exit_now`."""
     exit_now(main())
-
-
-def exit_now(code: int) -> NoReturn:
-    """Ends the process once its output is out, without tearing the interpreter down.
-
-    Python's teardown frees every module and object one by one: after a run has imported
-    dlt, pyarrow and DuckDB (about 1,100 modules) it took 0.2-0.3 s here, about as long as
-    DuckDB takes to load 100,000 rows. What an exit must do still happens: threading's exit
-    hooks run and non-daemon threads are joined, atexit handlers run (logging's flush among
-    them), stdout and stderr are flushed. A run's lease is released and its snapshots
-    written before `main` returns.
-    """
-    # the interpreter's own first two exit steps, in its order: threading's exit hooks (where
-    # Prefect drains its log and event workers) and the join of non-daemon threads, then atexit
-    threading._shutdown()  # type: ignore[attr-defined]
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe has nothing to flush
-            stream.flush()
-    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

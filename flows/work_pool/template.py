@@ -72,6 +72,14 @@ class FlowRunVariables(KubernetesWorkerVariables):
 
     model_config = ConfigDict(extra="forbid")
 
+    command: str | None = Field(
+        default="python -m flows.prefect.pod",
+        title="Command",
+        description="What the flow-run container runs. The default starts Prefect's engine "
+        "under a lean supervisor that reschedules the run on SIGTERM as Prefect's "
+        "`prefect flow-run execute` does, without that command's CLI and workspace "
+        "processes (flows/prefect/pod.py).",
+    )
     service_account_name: Name | None = Field(
         default="prefect-dlt-flow-run",
         description="The Kubernetes service account of the flow-run pod.",

@@ -169,7 +169,7 @@ def main() -> int:
         result["count"], result["distinct"] = _rows(workdir, name, dataset)
     print("RESULT " + json.dumps(result), flush=True)
     if kind == "flows_run":
-        from flows.cli import exit_now
+        from flows.exits import exit_now
 
         exit_now(0)
     return 0

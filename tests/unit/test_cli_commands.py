@@ -86,7 +86,7 @@ def test_exit_now_ends_as_an_exit_would_with_the_code_given() -> None:
     output reaches the pipe: in the order of the interpreter's own exit."""
     code = (
         "import atexit, sys, threading, time\n"
-        "from flows.cli import exit_now\n"
+        "from flows.exits import exit_now\n"
         "atexit.register(lambda: print('atexit ran'))\n"
         "threading._register_atexit(lambda: print('threading hook'))\n"  # Prefect's drains
         "threading.Thread(target=lambda: (time.sleep(0.3), print('thread done'))).start()\n"
