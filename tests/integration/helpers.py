@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +135,14 @@ def artifacts(client: SyncPrefectClient, run_id: UUID) -> dict[str, list[Any]]:
     for artifact in sorted(found, key=lambda a: a.created):
         by_key.setdefault(artifact.key, []).append(artifact)
     return by_key
+
+
+def wait_for_artifact(client: SyncPrefectClient, run_id: UUID, artifact: str) -> None:
+    """Returns once the flow run wrote `artifact` (a step's progress: the run is in that step)."""
+    deadline = time.monotonic() + 300
+    while artifact not in artifacts(client, run_id):
+        assert time.monotonic() < deadline, f"the run never wrote {artifact}"
+        time.sleep(0.05)
 
 
 def flow_run_processes(flow_run_id: UUID | str, name: str | None = None) -> list[psutil.Process]:

@@ -36,6 +36,7 @@ from tests.integration.helpers import (
     exact,
     flow_run_processes,
     synthetic_counts,
+    wait_for_artifact,
 )
 
 # every test here shares one stack: one pytest-xdist worker runs them all
@@ -182,18 +183,10 @@ def test_limit_one_deployment_never_runs_twice_at_once(
     assert seen_running == 1
 
 
-def _wait_for_artifact(client: SyncPrefectClient, run_id: UUID, artifact: str) -> None:
-    """Returns once the flow run wrote `artifact` (a step's progress: the run is in that step)."""
-    deadline = time.monotonic() + 300
-    while artifact not in artifacts(client, run_id):
-        assert time.monotonic() < deadline, f"the run never wrote {artifact}"
-        time.sleep(0.05)
-
-
 def _kill_attempt_at(client: SyncPrefectClient, run_id: UUID, artifact: str) -> int:
     """SIGKILLs the flow run's one attempt process as soon as `artifact` exists (the kill
     lands in that step); its pid."""
-    _wait_for_artifact(client, run_id, artifact)
+    wait_for_artifact(client, run_id, artifact)
     children = flow_run_processes(run_id, "flows-attempt")
     assert len(children) == 1, children
     children[0].send_signal(signal.SIGKILL)
@@ -247,7 +240,7 @@ def test_crashed_run_is_rerun_by_the_automation_and_resumes_exactly(
             }
         },
     )
-    _wait_for_artifact(client, run.id, "synthetic-load-progress")
+    wait_for_artifact(client, run.id, "synthetic-load-progress")
     # the whole flow run at once, as when its pod is OOM-killed or its node is lost
     processes = flow_run_processes(run.id)
     assert len(processes) >= 2, processes

@@ -1,0 +1,157 @@
+"""The flow-run pod's main process (`python -m flows.prefect.pod`, the pool's command) run
+as a worker runs it, against a real Prefect server, SeaweedFS and DuckDB: no worker here, so
+this test decides when each "pod" starts and stops.
+
+- SIGTERM during load with the behaviour prefect-kubernetes sets for `backoffLimit: 0`:
+  the pod itself reschedules the run (AwaitingRetry), kills its engine and attempt, exits 0;
+  the next pod for the same flow run resumes from the state store, every row exactly once.
+- SIGTERM without it: the engine reports the run Crashed, the pod exits 128 + SIGTERM.
+- no flow run id: one line naming the setting, exit 2, no engine started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+from devstack.ports import free_port
+from devstack.stack import LocalStack
+from tests.integration.helpers import (
+    artifacts,
+    exact,
+    flow_run_processes,
+    synthetic_counts,
+    wait_for_artifact,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("pod")]
+
+POD = [sys.executable, "-m", "flows.prefect.pod"]
+BEHAVIOR = "PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    stack = LocalStack(tmp_path_factory.mktemp("stack"), api_port=free_port(avoid_plus=None))
+    try:
+        stack.up(worker=False)
+        with temporary_settings(
+            {PREFECT_API_URL: stack.api_url, PREFECT_API_AUTH_STRING: stack.auth_string}
+        ):
+            yield stack
+    finally:
+        stack.down()
+
+
+@pytest.fixture
+def client(stack: LocalStack) -> Iterator[SyncPrefectClient]:
+    with get_client(sync_client=True) as c:
+        yield c
+
+
+def new_run(client: SyncPrefectClient, rows: int) -> FlowRun:
+    dep = client.read_deployment_by_name("synthetic-daily/synthetic-daily")
+    return client.create_flow_run_from_deployment(
+        dep.id, parameters={"source_options": {"rows": rows}}
+    )
+
+
+def start_pod(stack: LocalStack, run_id: UUID, tmp: Path, **env: str) -> subprocess.Popen[str]:
+    """The pod's command with what the worker gives it: the run's id and the stack's env."""
+    tmp.mkdir(exist_ok=True)
+    pod_env = {
+        **os.environ,
+        **stack.run_env(),
+        "PREFECT__FLOW_RUN_ID": str(run_id),
+        # a long load, in small jobs, so that the stop lands in it
+        "DATA_WRITER__FILE_MAX_ITEMS": "2000",
+        "LOAD__WORKERS": "1",
+        "TMPDIR": str(tmp),
+        **env,
+    }
+    return subprocess.Popen(
+        POD,
+        env=pod_env,
+        cwd=stack.run_env()["FLOWS_PROJECT_DIR"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def stop_in_load(client: SyncPrefectClient, run_id: UUID, pod: subprocess.Popen[str]) -> str:
+    """SIGTERM once the run is loading, as the kubelet stops an evicted pod; its output."""
+    wait_for_artifact(client, run_id, "synthetic-load-progress")
+    pod.send_signal(signal.SIGTERM)
+    out, _ = pod.communicate(timeout=60)
+    return out
+
+
+def test_pod_stopped_during_load_reschedules_its_run_and_the_next_pod_resumes_exactly(
+    stack: LocalStack, client: SyncPrefectClient, tmp_path: Path
+) -> None:
+    rows = 120_000
+    run = new_run(client, rows)
+    first = start_pod(stack, run.id, tmp_path / "pod1", **{BEHAVIOR: "reschedule"})
+    out = stop_in_load(client, run.id, first)
+
+    assert first.returncode == 0, out[-3000:]
+    assert "SIGTERM: rescheduled: the run is AwaitingRetry" in out, out[-3000:]
+    stopped = client.read_flow_run(run.id)
+    assert stopped.state is not None and stopped.state.name == "AwaitingRetry", stopped.state
+    assert flow_run_processes(run.id) == []  # the engine and its attempt are gone
+
+    second = start_pod(stack, run.id, tmp_path / "pod2", **{BEHAVIOR: "reschedule"})
+    out, _ = second.communicate(timeout=400)
+    assert second.returncode == 0, out[-3000:]
+    final = client.read_flow_run(run.id)
+    assert final.state is not None and final.state.type == StateType.COMPLETED, final.state
+    report = artifacts(client, run.id)["synthetic-report"][-1].data
+    assert "| **rows extracted (this attempt)** | 0 |" in report, report
+    counts = synthetic_counts(warehouse(stack))
+    assert {k: counts[k] for k in exact(rows)} == exact(rows)
+    assert counts["loads"] == counts["distinct_loads"]
+
+
+def test_pod_stopped_without_reschedule_lets_the_engine_report_the_crash(
+    stack: LocalStack, client: SyncPrefectClient, tmp_path: Path
+) -> None:
+    run = new_run(client, 240_000)
+    pod = start_pod(stack, run.id, tmp_path / "pod", **{BEHAVIOR: ""})
+    out = stop_in_load(client, run.id, pod)
+
+    assert pod.returncode == 128 + signal.SIGTERM, out[-3000:]
+    kinds = [s.type for s in client.read_flow_run_states(run.id)]
+    assert StateType.CRASHED in kinds, kinds
+    assert flow_run_processes(run.id) == []
+
+
+def test_pod_without_a_flow_run_id_names_the_setting_and_starts_nothing(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT__FLOW_RUN_ID"}
+    proc = subprocess.run(
+        POD,
+        env={**env, "PREFECT__FLOW_RUN_ID": "not-a-run"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: PREFECT__FLOW_RUN_ID = 'not-a-run' is not a flow run id"
+    ]
+    assert proc.stdout == ""
+
+
+def warehouse(stack: LocalStack) -> Path:
+    return stack.root / "home" / "warehouse" / "flows_synthetic.duckdb"
