@@ -240,38 +240,24 @@ def main() -> int:
                         s3_state,
                     )
                     in_pod = Variant(
-                        f"flow run as its pod runs it ({pod.command_line()}) + S3",
+                        f"flow run as its pod runs it ({pod.platform_command_line()}) + S3",
                         "command",
                         env=s3_state,
                         prepare=pod.new_flow_run(env["PREFECT_API_URL"], deployment),
-                        command=pod.pod_command(),
+                        command=pod.runnable(pod.platform_command_line()),
                         check=pod.completed_rows(env["PREFECT_API_URL"]),
                     )
-                    # reference: the engine the pod's command ends up running, started alone
-                    engine = Variant(
-                        "flow run by Prefect's engine alone (python -m prefect.engine) + S3",
+                    # reference: the same pod with Prefect's default command
+                    prefect_pod = Variant(
+                        f"flow run with Prefect's pod command ({pod.prefect_command_line()}) + S3",
                         "command",
                         env=s3_state,
                         prepare=pod.new_flow_run(env["PREFECT_API_URL"], deployment),
-                        command=(sys.executable, "-m", "prefect.engine"),
+                        command=pod.runnable(pod.prefect_command_line()),
                         check=pod.completed_rows(env["PREFECT_API_URL"]),
                     )
-                    variants += [prefect, in_process, in_pod, engine]
+                    variants += [prefect, in_process, in_pod, prefect_pod]
                     comparisons += [
-                        Comparison(
-                            f"engine alone / plain, wall, {rows:,} rows",
-                            engine.name,
-                            plain.name,
-                            "wall",
-                            None,
-                        ),
-                        Comparison(
-                            f"engine alone / plain, cgroup peak, {rows:,} rows",
-                            engine.name,
-                            plain.name,
-                            "peak",
-                            None,
-                        ),
                         Comparison(
                             f"pod command / plain, wall, {rows:,} rows",
                             in_pod.name,
@@ -285,6 +271,20 @@ def main() -> int:
                             plain.name,
                             "peak",
                             1.30,
+                        ),
+                        Comparison(
+                            f"Prefect's pod command / plain, wall, {rows:,} rows",
+                            prefect_pod.name,
+                            plain.name,
+                            "wall",
+                            None,
+                        ),
+                        Comparison(
+                            f"Prefect's pod command / plain, cgroup peak, {rows:,} rows",
+                            prefect_pod.name,
+                            plain.name,
+                            "peak",
+                            None,
                         ),
                         Comparison(
                             f"Prefect path / plain, wall, {rows:,} rows",

@@ -1,10 +1,10 @@
 """A deployment's flow run started the way a flow-run pod starts it.
 
-The platform's work pool leaves `command` unset, so the worker gives the pod Prefect's own
-command (`prefect flow-run execute`, read here from the worker's base class). That command
-is not the engine alone: the CLI process stays up for the whole run and starts Prefect's
-workspace supervisor, which runs the deployment's pull steps and then the engine. This
-variant measures all of it, against the same Prefect server the flow variants use.
+The pod's command is the work pool's `command` (`python -m flows.prefect.pod`, read from the
+pool's template); as a reference, Prefect's own default (`prefect flow-run execute`, read
+from the worker's base class), which keeps the Prefect CLI up for the whole run and starts a
+workspace supervisor before the engine. Both run a real deployment's flow run against the
+same Prefect server the flow variants use, pull steps included.
 """
 
 from __future__ import annotations
@@ -20,17 +20,24 @@ from tests.benchmarks.harness import REPO
 ENTRYPOINT = "flows.prefect.flows:synthetic_daily"  # as prefect.yaml deploys it
 
 
-def command_line() -> str:
-    """What the worker puts in a flow-run pod's `args` when the pool sets no command."""
+def platform_command_line() -> str:
+    """The pool's command: what the worker puts in a flow-run pod's `args`."""
+    from flows.work_pool.template import FlowRunVariables
+
+    return str(FlowRunVariables.model_fields["command"].default)
+
+
+def prefect_command_line() -> str:
+    """Prefect's command, which the worker uses when a pool sets none."""
     from prefect.workers.base import BaseJobConfiguration
 
     return BaseJobConfiguration._base_flow_run_command()
 
 
-def pod_command() -> tuple[str, ...]:
-    """The worker's command, its program taken from this interpreter's environment (the
-    image has it on PATH; a venv that is not activated does not)."""
-    program, *args = shlex.split(command_line())
+def runnable(command_line: str) -> tuple[str, ...]:
+    """The command, its program taken from this interpreter's environment (the image has
+    the venv first on PATH; a venv that is not activated is not)."""
+    program, *args = shlex.split(command_line)
     beside = Path(sys.executable).with_name(program)
     return (str(beside) if beside.exists() else program, *args)
 
