@@ -21,7 +21,9 @@ What it keeps of Prefect's command:
   with `backoffLimit: 0`, the only value the pool allows) the engine is stopped first
   (SIGSTOP, so that it reports nothing of its own), the run is proposed `AwaitingRetry`
   unless it has already ended or is being cancelled, then the engine is killed and the pod
-  exits 0: the run is scheduled again and its next pod resumes from the state store. Without
+  exits 0: the run is scheduled again and its next pod resumes from the state store (if
+  the API cannot be reached, the pod exits 1, so that the worker reports the run Crashed
+  and the crash automation reruns it, where Prefect's command leaves it Running). Without
   that setting the engine receives the SIGTERM and reports the run Crashed, as under
   Prefect's command.
 - **The exit code** is the engine's (128 + the signal if a signal ended it).
@@ -95,12 +97,15 @@ def on_sigterm(engine: subprocess.Popen[bytes], flow_run_id: UUID) -> int:
     engine.send_signal(signal.SIGSTOP)
     try:
         log.warning("SIGTERM: %s", reschedule(flow_run_id))
-    except Exception as err:  # the run stays Running; the worker reports the pod's end
+        return 0
+    except Exception as err:
+        # Prefect's command exits 0 here and leaves the run Running; a failed Job instead
+        # has the worker report it Crashed, and `flows setup`'s automation reruns it
         log.error("SIGTERM: rescheduling flow run %s failed: %s", flow_run_id, err)
+        return 1
     finally:
         engine.kill()  # its attempt dies with it (PR_SET_PDEATHSIG, flows/workers.py)
         engine.wait()
-    return 0
 
 
 def run_engine() -> NoReturn:

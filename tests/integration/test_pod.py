@@ -6,6 +6,7 @@ this test decides when each "pod" starts and stops.
   the pod itself reschedules the run (AwaitingRetry), kills its engine and attempt, exits 0;
   the next pod for the same flow run resumes from the state store, every row exactly once.
 - SIGTERM without it: the engine reports the run Crashed, the pod exits 128 + SIGTERM.
+- SIGTERM when the API cannot be reached: exit 1, so that the worker reports a crash.
 - no flow run id: one line naming the setting, exit 2, no engine started.
 """
 
@@ -15,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID
@@ -155,3 +157,26 @@ def test_pod_without_a_flow_run_id_names_the_setting_and_starts_nothing(tmp_path
 
 def warehouse(stack: LocalStack) -> Path:
     return stack.root / "home" / "warehouse" / "flows_synthetic.duckdb"
+
+
+def test_pod_that_cannot_reschedule_fails_so_that_the_worker_reports_a_crash(
+    tmp_path: Path,
+) -> None:
+    """The API is unreachable when the SIGTERM comes: exit 1 (a failed Job, reported Crashed
+    and rerun by the automation), not 0 with the run left Running."""
+    closed = f"http://127.0.0.1:{free_port(avoid_plus=None)}/api"
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": closed,
+        "PREFECT_CLIENT_MAX_RETRIES": "0",
+        "PREFECT__FLOW_RUN_ID": "00000000-0000-4000-8000-000000000001",
+        BEHAVIOR: "reschedule",
+    }
+    pod = subprocess.Popen(
+        POD, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    time.sleep(0.5)  # the engine is still importing Prefect
+    pod.send_signal(signal.SIGTERM)
+    out, _ = pod.communicate(timeout=120)
+    assert pod.returncode == 1, out[-3000:]
+    assert "SIGTERM: rescheduling flow run 00000000-0000-4000-8000-000000000001 failed" in out
