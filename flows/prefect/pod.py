@@ -122,9 +122,9 @@ def run_engine() -> NoReturn:
 
 
 def main() -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # its own lines only: the reschedule's HTTP client logs each request at INFO
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.INFO)
     raw = os.environ.get(RUN_ID_ENV, "")
     try:
         flow_run_id = UUID(raw)

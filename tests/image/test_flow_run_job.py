@@ -8,12 +8,16 @@ against a real Prefect server, PostgreSQL and SeaweedFS on the host.
   kubelet would run it (tests/image/kube_docker.py), until the flow run is Completed;
 - a Job container killed with SIGKILL during load, its flow run rescheduled, and a fresh
   container for the same flow run resumes from the state store: nothing extracted again,
-  every row exactly once in PostgreSQL.
+  every row exactly once in PostgreSQL;
+- a Job container stopped during load as the kubelet stops it on eviction (SIGTERM to PID 1,
+  a grace period): the pod's own supervisor (flows/prefect/pod.py) reschedules the run
+  (AwaitingRetry) and exits 0, and a fresh container resumes it exactly once, as above.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import time
 import uuid
@@ -30,6 +34,7 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.states import Scheduled
 
 from devstack.stack import BUCKET, LocalStack
+from flows.work_pool.template import FlowRunVariables
 from tests.chart.chart import FULLNAME, Rendered
 from tests.image import kube_docker
 from tests.image.conftest import IMAGE, REPO, BuiltImage
@@ -45,6 +50,8 @@ pytestmark = [
 TERMINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
 DEPLOYMENT = "synthetic-daily"
 MANIFEST_PREFIX = "JOB_MANIFEST "
+# a load long enough to be interrupted: 60 files of 2,000 rows, loaded one at a time
+LOAD_ROWS = 120_000
 
 
 # ---------- helpers ----------
@@ -193,6 +200,54 @@ def run_env(dsn: str, **extra: str) -> dict[str, str]:
     }
 
 
+def _has_events(dsn: str) -> bool:
+    with psycopg2.connect(dsn) as con, con.cursor() as cur:
+        cur.execute("SELECT to_regclass('synthetic.events') IS NOT NULL")
+        row = cur.fetchone()
+        return bool(row and row[0])
+
+
+def start_long_load(
+    client: SyncPrefectClient, worker: Worker, dsn: str, state_url: str
+) -> tuple[FlowRun, str]:
+    """Starts a flow run with a long load (small files, one load worker) in a first Job
+    container; returns the run and the container once the load has begun, to interrupt it."""
+    dep = client.read_deployment_by_name(f"{DEPLOYMENT}/{DEPLOYMENT}")
+    run = client.create_flow_run_from_deployment(
+        dep.id,
+        parameters={"source_options": {"rows": LOAD_ROWS}},
+        job_variables={
+            "state_url": state_url,
+            "env": run_env(dsn, DATA_WRITER__FILE_MAX_ITEMS="2000", LOAD__WORKERS="1"),
+        },
+    )
+    first = worker.run(run.id)
+    deadline = time.monotonic() + 300
+    while "synthetic-load-progress" not in artifacts(client, run.id):
+        assert container_state(first)["Running"], kube_docker.logs_of(first)[-4000:]
+        assert time.monotonic() < deadline, "the run never reached load"
+        time.sleep(0.2)
+    return run, first
+
+
+def resume_exactly_once(client: SyncPrefectClient, worker: Worker, run_id: UUID, dsn: str) -> None:
+    """A fresh container for the interrupted (and rescheduled) run completes it from the
+    state store: nothing extracted again, every row exactly once in PostgreSQL."""
+    rows_before = pg_counts(dsn)["events"] if _has_events(dsn) else 0
+    assert rows_before < LOAD_ROWS, "load finished before the interruption: make it longer"
+    second = worker.run(run_id)
+    final = wait_for_run(client, run_id, second)
+    assert final.state is not None and final.state.type == StateType.COMPLETED, final.state
+
+    report = artifacts(client, run_id)["synthetic-report"][-1].data
+    assert "| **rows extracted (this attempt)** | 0 |" in report, report
+    assert "normalized packages" in report, report
+    counts = pg_counts(dsn)
+    assert counts["events"] == counts["distinct_ids"] == LOAD_ROWS, counts
+    assert counts["tags"] == 2 * LOAD_ROWS and counts["orphan_tags"] == 0, counts
+    assert counts["loads"] == counts["distinct_loads"], counts
+
+
 # ---------- fixtures ----------
 
 
@@ -273,7 +328,7 @@ def test_flow_run_job_runs_to_completion(
     env = {e["name"]: e for e in container["env"]}
     wanted = job_variables(DEPLOYMENT)
     assert container["image"] == IMAGE
-    assert container["args"] == ["prefect", "flow-run", "execute"]
+    assert container["args"] == shlex.split(FlowRunVariables.model_fields["command"].default)
     assert env["PREFECT__FLOW_RUN_ID"]["value"] == str(run.id)
     assert env["PREFECT_API_AUTH_STRING"]["valueFrom"]["secretKeyRef"]["name"] == f"{FULLNAME}-api"
     assert env["PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR"]["value"] == "reschedule"
@@ -308,51 +363,39 @@ def test_job_killed_during_load_resumes_in_a_fresh_container(
     stack: LocalStack,
     worker: Worker,
 ) -> None:
-    rows = 120_000
     dsn = destination(stack, "image_kill")
-    dep = client.read_deployment_by_name(f"{DEPLOYMENT}/{DEPLOYMENT}")
-    run = client.create_flow_run_from_deployment(
-        dep.id,
-        parameters={"source_options": {"rows": rows}},
-        job_variables={
-            "state_url": f"s3://{BUCKET}/state-image-kill",
-            "env": run_env(dsn, DATA_WRITER__FILE_MAX_ITEMS="2000", LOAD__WORKERS="1"),
-        },
-    )
-    first = worker.run(run.id)
-
-    deadline = time.monotonic() + 300
-    while "synthetic-load-progress" not in artifacts(client, run.id):
-        assert container_state(first)["Running"], kube_docker.logs_of(first)[-4000:]
-        assert time.monotonic() < deadline, "the run never reached load"
-        time.sleep(0.2)
+    run, first = start_long_load(client, worker, dsn, f"s3://{BUCKET}/state-image-kill")
     kube_docker.docker("kill", "--signal", "KILL", first)
     assert kube_docker.wait(first, timeout=60).code == 137
     killed = client.read_flow_run(run.id)
     assert killed.state is not None and killed.state.type == StateType.RUNNING, killed.state
-    rows_before = pg_counts(dsn)["events"] if _has_events(dsn) else 0
-    assert rows_before < rows, "load finished before the kill: make it longer"
 
     # what Prefect does to a run whose pod was lost: schedule it again, for a new pod
     client.set_flow_run_state(run.id, Scheduled(), force=True)
-    second = worker.run(run.id)
-    final = wait_for_run(client, run.id, second)
-    assert final.state is not None and final.state.type == StateType.COMPLETED, final.state
-
-    report = artifacts(client, run.id)["synthetic-report"][-1].data
-    assert "| **rows extracted (this attempt)** | 0 |" in report, report
-    assert "normalized packages" in report, report
-    counts = pg_counts(dsn)
-    assert counts["events"] == counts["distinct_ids"] == rows, counts
-    assert counts["tags"] == 2 * rows and counts["orphan_tags"] == 0, counts
-    assert counts["loads"] == counts["distinct_loads"], counts
+    resume_exactly_once(client, worker, run.id, dsn)
 
 
-def _has_events(dsn: str) -> bool:
-    with psycopg2.connect(dsn) as con, con.cursor() as cur:
-        cur.execute("SELECT to_regclass('synthetic.events') IS NOT NULL")
-        row = cur.fetchone()
-        return bool(row and row[0])
+def test_job_stopped_during_load_is_rescheduled_and_resumes_in_a_fresh_container(
+    deployed: list[kube_docker.Finished],
+    client: SyncPrefectClient,
+    stack: LocalStack,
+    worker: Worker,
+) -> None:
+    """An eviction or a node drain: the pod itself schedules its run again (nothing here
+    touches the run's state), so the next pod picks it up without a crash to recover from."""
+    dsn = destination(stack, "image_stop")
+    run, first = start_long_load(client, worker, dsn, f"s3://{BUCKET}/state-image-stop")
+    # as the kubelet stops a container: SIGTERM to PID 1, SIGKILL after the grace period
+    kube_docker.docker("stop", "--time", "30", first, timeout=120)
+    stopped = kube_docker.wait(first, timeout=60)
+    assert stopped.code == 0, str(stopped)  # 137: the grace period ran out
+    assert "SIGTERM: rescheduled" in stopped.logs, stopped.logs[-4000:]
+    rescheduled = client.read_flow_run(run.id)
+    state = rescheduled.state
+    assert state is not None and state.type == StateType.SCHEDULED, state
+    assert state.name == "AwaitingRetry", state
+
+    resume_exactly_once(client, worker, run.id, dsn)
 
 
 def test_backfill_job_runs_tasks_defined_in_the_entrypoint_file(
