@@ -239,22 +239,21 @@ def main() -> int:
                         {"isolate": False},
                         s3_state,
                     )
-                    in_pod = Variant(
-                        f"flow run as its pod runs it ({pod.platform_command_line()}) + S3",
-                        "command",
-                        env=s3_state,
-                        prepare=pod.new_flow_run(env["PREFECT_API_URL"], deployment),
-                        command=pod.runnable(pod.platform_command_line()),
-                        check=pod.completed_rows(env["PREFECT_API_URL"]),
+                    api = env["PREFECT_API_URL"]
+                    in_pod = pod.pod_variant(
+                        "flow run as its pod runs it",
+                        pod.platform_command_line(),
+                        api,
+                        deployment,
+                        s3_state,
                     )
                     # reference: the same pod with Prefect's default command
-                    prefect_pod = Variant(
-                        f"flow run with Prefect's pod command ({pod.prefect_command_line()}) + S3",
-                        "command",
-                        env=s3_state,
-                        prepare=pod.new_flow_run(env["PREFECT_API_URL"], deployment),
-                        command=pod.runnable(pod.prefect_command_line()),
-                        check=pod.completed_rows(env["PREFECT_API_URL"]),
+                    prefect_pod = pod.pod_variant(
+                        "flow run with Prefect's pod command",
+                        pod.prefect_command_line(),
+                        api,
+                        deployment,
+                        s3_state,
                     )
                     variants += [prefect, in_process, in_pod, prefect_pod]
                     comparisons += [

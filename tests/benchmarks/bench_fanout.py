@@ -17,9 +17,9 @@ from pathlib import Path
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
-from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
 from tests.integration.fanout_stack import run_parent, start_stack
+from tests.integration.helpers import prefect_settings
 from tests.integration.paged_api import PagedApi
 
 GOAL = 0.40
@@ -35,8 +35,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as root:
         stack = start_stack(Path(root), api)
         try:
-            settings = {PREFECT_API_URL: stack.api_url, PREFECT_API_AUTH_STRING: stack.auth_string}
-            with temporary_settings(settings), get_client(sync_client=True) as client:
+            with prefect_settings(stack), get_client(sync_client=True) as client:
                 walls: dict[int, float] = {}
                 for parallelism, first in ((4, date(2024, 1, 1)), (1, date(2024, 6, 1))):
                     last = first + timedelta(days=args.parts - 1)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from tests.benchmarks.harness import REPO
+from tests.benchmarks.harness import REPO, Variant
 
 ENTRYPOINT = "flows.prefect.flows:synthetic_daily"  # as prefect.yaml deploys it
 
@@ -90,3 +90,18 @@ def completed_rows(api_url: str) -> Any:
         return {"rows": int(rows)}
 
     return check
+
+
+def pod_variant(
+    name: str, command_line: str, api_url: str, deployment_id: UUID, env: dict[str, str]
+) -> Variant:
+    """A fresh flow run of the deployment per sample, run by `command_line` as a pod would
+    run it, checked to have completed with its rows in the warehouse."""
+    return Variant(
+        f"{name} ({command_line}) + S3",
+        "command",
+        env=env,
+        prepare=new_flow_run(api_url, deployment_id),
+        command=runnable(command_line),
+        check=completed_rows(api_url),
+    )

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
 from devstack.ports import free_port
 from devstack.stack import LocalStack
 from tests.chart.chart import FULLNAME, NAMESPACE, Rendered, helm_binary, render
 from tests.image import kube_docker
+from tests.integration.helpers import serving
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_REPOSITORY = "prefect-dlt"
@@ -141,14 +141,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """PostgreSQL, SeaweedFS and a Prefect server (auth on) on the host; no worker, no
     deployments: the chart's deploy hook registers those from inside the image."""
     stack = LocalStack(tmp_path_factory.mktemp("image-stack"), api_port=free_port(avoid_plus=None))
-    try:
-        stack.up(deploy=False, worker=False)
-        with temporary_settings(
-            {PREFECT_API_URL: stack.api_url, PREFECT_API_AUTH_STRING: stack.auth_string}
-        ):
-            yield stack
-    finally:
-        stack.down()
+    with serving(stack, deploy=False, worker=False):
+        yield stack
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
-"""Helpers shared by the integration and image tests: run the CLI in a subprocess, read
-DuckDB, read a flow run's artifacts, race two lease holders."""
+"""Helpers shared by the integration and image tests: a local stack as Prefect's API, run
+the CLI in a subprocess, read DuckDB, read a flow run's artifacts, race two lease holders."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,34 @@ import psutil
 import pytest
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
+from devstack.stack import LocalStack
 from flows.state import LeaseHeldError, StateStore
 from flows.state.lease import Lease
 
 KILLER = Path(__file__).with_name("killer.py")
+
+
+@contextmanager
+def prefect_settings(stack: LocalStack) -> Iterator[None]:
+    """Prefect clients made inside talk to the stack's server, with its auth string."""
+    with temporary_settings(
+        {PREFECT_API_URL: stack.api_url, PREFECT_API_AUTH_STRING: stack.auth_string}
+    ):
+        yield
+
+
+@contextmanager
+def serving(stack: LocalStack, **up: bool) -> Iterator[LocalStack]:
+    """The stack started (`up` as `LocalStack.up` takes it) and Prefect's API for the
+    block; stopped after it, however it ended."""
+    try:
+        stack.up(**up)
+        with prefect_settings(stack):
+            yield stack
+    finally:
+        stack.down()
 
 
 @dataclass

@@ -15,15 +15,14 @@ from uuid import UUID
 
 import psycopg2
 import pytest
-from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterName
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.exceptions import PrefectHTTPStatusError
-from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
 from devstack.stack import LocalStack
 from tests.integration.fanout_stack import TERMINAL, flows_cli, run_parent, start_stack, wait
-from tests.integration.helpers import artifacts, flow_run_processes
+from tests.integration.helpers import artifacts, flow_run_processes, prefect_settings
 from tests.integration.paged_api import PagedApi
 
 pytestmark = pytest.mark.xdist_group("fanout")
@@ -51,18 +50,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, api: PagedApi) -> Iterator[L
     stack = None
     try:
         stack = start_stack(root, api)
-        with temporary_settings(
-            {PREFECT_API_URL: stack.api_url, PREFECT_API_AUTH_STRING: stack.auth_string}
-        ):
+        with prefect_settings(stack):
             yield stack
     finally:
         (stack or LocalStack(root)).down()
-
-
-@pytest.fixture
-def client(stack: LocalStack) -> Iterator[SyncPrefectClient]:
-    with get_client(sync_client=True) as c:
-        yield c
 
 
 def part_runs(client: SyncPrefectClient, names: list[str]) -> list[FlowRun]:

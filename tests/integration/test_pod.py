@@ -22,9 +22,8 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
-from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.objects import FlowRun, StateType
-from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
 from devstack.ports import free_port
 from devstack.stack import LocalStack
@@ -32,6 +31,7 @@ from tests.integration.helpers import (
     artifacts,
     exact,
     flow_run_processes,
+    serving,
     synthetic_counts,
     wait_for_artifact,
 )
@@ -45,20 +45,8 @@ BEHAVIOR = "PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR"
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     stack = LocalStack(tmp_path_factory.mktemp("stack"), api_port=free_port(avoid_plus=None))
-    try:
-        stack.up(worker=False)
-        with temporary_settings(
-            {PREFECT_API_URL: stack.api_url, PREFECT_API_AUTH_STRING: stack.auth_string}
-        ):
-            yield stack
-    finally:
-        stack.down()
-
-
-@pytest.fixture
-def client(stack: LocalStack) -> Iterator[SyncPrefectClient]:
-    with get_client(sync_client=True) as c:
-        yield c
+    with serving(stack, worker=False):
+        yield stack
 
 
 def new_run(client: SyncPrefectClient, rows: int) -> FlowRun:

@@ -18,7 +18,7 @@ from uuid import UUID
 
 import psycopg2
 import pytest
-from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterId,
@@ -27,7 +27,6 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.exceptions import ObjectNotFound
-from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
 from devstack.ports import free_port
 from devstack.stack import BUCKET, LocalStack
@@ -35,6 +34,7 @@ from tests.integration.helpers import (
     artifacts,
     exact,
     flow_run_processes,
+    serving,
     synthetic_counts,
     wait_for_artifact,
 )
@@ -76,20 +76,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, webhook: str) -> Iterator[Lo
         api_port=free_port(avoid_plus=None),
         alert_webhook_url=webhook,
     )
-    try:
-        stack.up()
-        with temporary_settings(
-            {PREFECT_API_URL: stack.api_url, PREFECT_API_AUTH_STRING: stack.auth_string}
-        ):
-            yield stack
-    finally:
-        stack.down()
-
-
-@pytest.fixture
-def client(stack: LocalStack) -> Iterator[SyncPrefectClient]:
-    with get_client(sync_client=True) as c:
-        yield c
+    with serving(stack):
+        yield stack
 
 
 def start(client: SyncPrefectClient, deployment: str, **kwargs: Any) -> FlowRun:
