@@ -2,8 +2,14 @@
 
 dlt already splits its errors into `TerminalException` (bad config, bad credentials,
 contract violations: no retry helps) and `TransientException` (network, a busy database).
-The platform's own errors join those two families, so one question, `is_terminal`, serves
-the runner's in-process retries, Prefect's retry condition and the CLI's exit codes.
+The platform's own errors form the same two families (`TerminalError` and `ConfigError`,
+`RetryableError`), and one question, `is_terminal`, answers for both: it serves the
+runner's in-process retries, Prefect's retry condition and the CLI's exit codes.
+
+Importing this module imports no dlt. The Prefect engine of a flow run imports it, and only
+orchestrates: the pipeline runs in the attempt's process, and dlt (about 24 MB of the pod's
+memory in every process that imports it) stays there. dlt's classes are looked up only in a
+process that has imported dlt, the only kind of process where a dlt error can exist.
 
 Exit codes (the `flows` CLI and a task attempt's child process):
   0 success   1 failure   2 bad input or config (terminal)   3 the lease is held or was lost
@@ -13,12 +19,9 @@ Exit codes (the `flows` CLI and a task attempt's child process):
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from typing import Any
-
-from dlt.common.exceptions import TerminalException, TransientException
-from dlt.common.schema.exceptions import DataValidationError
-from dlt.pipeline.exceptions import PipelineStepFailed
 
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
@@ -33,18 +36,18 @@ class PlatformError(Exception):
     exit_code = EXIT_FAILURE
 
 
-class ConfigError(PlatformError, TerminalException):
+class ConfigError(PlatformError):
     """Bad input: a setting, an argument or a declaration. The message names where it came
     from (the env var, the config file, the option) and what is accepted. Never retried."""
 
     exit_code = EXIT_CONFIG
 
 
-class RetryableError(PlatformError, TransientException):
+class RetryableError(PlatformError):
     """Another attempt, later or on another pod, may succeed."""
 
 
-class TerminalError(PlatformError, TerminalException):
+class TerminalError(PlatformError):
     """No retry can fix this (a corrupt snapshot, a contract violation)."""
 
 
@@ -68,17 +71,26 @@ def is_transient_io(exc: BaseException) -> bool:
     return isinstance(exc, OSError | ConnectionError | TimeoutError)
 
 
+def _dlt_classes(module: str, *names: str) -> tuple[type[BaseException], ...]:
+    """dlt's exception classes `names` of `module`, if this process has imported it (no
+    instance of them can exist otherwise); never imports dlt."""
+    loaded = sys.modules.get(module)
+    return tuple(getattr(loaded, name) for name in names) if loaded is not None else ()
+
+
 def cause_chain(exc: BaseException) -> Iterator[BaseException]:
     """The exception and what it wraps: dlt's step and extraction errors hide the real cause."""
+    step_failed = _dlt_classes("dlt.pipeline.exceptions", "PipelineStepFailed")
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         yield current
-        if isinstance(current, PipelineStepFailed) and current.exception is not None:
-            current = current.exception
+        wrapped = getattr(current, "exception", None)
+        if step_failed and isinstance(current, step_failed) and wrapped is not None:
+            current = wrapped
         else:
-            current = current.__cause__ or getattr(current, "exception", None)
+            current = current.__cause__ or wrapped
 
 
 def root_cause(exc: BaseException) -> BaseException:
@@ -92,10 +104,21 @@ def first_platform_error(exc: BaseException) -> PlatformError | None:
 def is_terminal(exc: BaseException) -> bool:
     """True when no retry can help. The outermost error that belongs to a family decides
     (the platform wraps causes it has classified); an unknown error is retryable."""
+    transient: tuple[type[BaseException], ...] = (
+        RetryableError,
+        *_dlt_classes("dlt.common.exceptions", "TransientException"),
+    )
+    terminal: tuple[type[BaseException], ...] = (
+        ConfigError,
+        TerminalError,
+        ImportError,
+        *_dlt_classes("dlt.common.exceptions", "TerminalException"),
+        *_dlt_classes("dlt.common.schema.exceptions", "DataValidationError"),
+    )
     for error in cause_chain(exc):
-        if isinstance(error, TransientException):
+        if isinstance(error, transient):
             return False
-        if isinstance(error, TerminalException | DataValidationError | ImportError):
+        if isinstance(error, terminal):
             return True
     return False
 
@@ -105,9 +128,11 @@ def exit_code_for(exc: BaseException) -> int:
     ours = first_platform_error(exc)
     if ours is not None:
         return ours.exit_code
-    from dlt.common.configuration.exceptions import ConfigurationException
-
-    if any(isinstance(e, ConfigurationException | ImportError) for e in cause_chain(exc)):
+    config: tuple[type[BaseException], ...] = (
+        ImportError,
+        *_dlt_classes("dlt.common.configuration.exceptions", "ConfigurationException"),
+    )
+    if any(isinstance(e, config) for e in cause_chain(exc)):
         return EXIT_CONFIG
     return EXIT_FAILURE
 
@@ -115,15 +140,12 @@ def exit_code_for(exc: BaseException) -> int:
 def one_line(exc: BaseException) -> str:
     """`Type: first line` of the cause worth showing: our own error, else a dlt config error
     (naming the setting it came from), else the root cause."""
-    from dlt.common.configuration.exceptions import (
-        ConfigurationException,
-        ConfigValueCannotBeCoercedException,
-    )
-
+    module = "dlt.common.configuration.exceptions"
     cause: BaseException | None = first_platform_error(exc)
     if cause is None:
-        cause = next((e for e in cause_chain(exc) if isinstance(e, ConfigurationException)), None)
-        if isinstance(cause, ConfigValueCannotBeCoercedException):
+        config = _dlt_classes(module, "ConfigurationException")
+        cause = next((e for e in cause_chain(exc) if isinstance(e, config)), None)
+        if isinstance(cause, _dlt_classes(module, "ConfigValueCannotBeCoercedException")):
             return f"{type(cause).__name__}: {describe_bad_value(cause)}"
     cause = cause or root_cause(exc)
     text = str(cause).strip().splitlines()

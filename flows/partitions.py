@@ -19,15 +19,16 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
-
-from dlt.common.destination import Destination
-from dlt.extract.exceptions import ResourcesNotFoundError
-from dlt.sources import DltSource
+from typing import TYPE_CHECKING, Any
 
 from flows.errors import ConfigError
 from flows.pipelines import PipelineSpec
-from flows.state import StateStore
+
+if TYPE_CHECKING:  # no dlt for the flows that only plan parts (flows/errors.py says why)
+    from dlt.common.destination import Destination
+    from dlt.sources import DltSource
+
+    from flows.state import StateStore
 
 PART_SEPARATOR = "--"
 DEFAULT_PARALLELISM = 4
@@ -139,6 +140,8 @@ class PartSpec(PipelineSpec):
         return destination
 
     def check_source(self, built: Any) -> DltSource:
+        from dlt.extract.exceptions import ResourcesNotFoundError
+
         source = self._base().check_source(built)
         source = source.clone(with_name=part_schema_name(source.schema.name, self.part.key))
         if self.part.resources:
@@ -174,6 +177,8 @@ def part_spec(base: PipelineSpec, part: Part, options: dict[str, Any] | None = N
 
 def destination_kind(spec: PipelineSpec) -> str:
     """`duckdb`, `postgres`, ... also for a named destination or a full reference."""
+    from dlt.common.destination import Destination
+
     name = spec.destination_name()
     try:
         destination = Destination.from_reference(name)

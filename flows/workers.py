@@ -1,7 +1,7 @@
 """Forked processes share the forker's memory, die with it, and say what they are.
 
-dlt's normalize pool forks its workers (sizing.py); on Linux an isolated attempt is forked
-from the Prefect engine (flows/prefect/isolation.py).
+dlt's normalize pool forks its workers (sizing.py); an isolated attempt may be forked from
+the Prefect engine (flows/prefect/isolation.py).
 
 **Sharing.** A forked process shares its parent's pages until one of them writes to them,
 and Python's cyclic GC writes to the header of every object it tracks: the first full
@@ -66,12 +66,19 @@ def _after_fork_in_parent() -> None:
         gc.unfreeze()
 
 
+def die_with_parent(parent: int) -> None:
+    """The kernel SIGKILLs this process when its parent, pid `parent`, dies; exits now if
+    that parent is already gone."""
+    if LINUX:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+
 def _after_fork_in_child() -> None:
     global _holds_lock
     _holds_lock = threading.Lock()  # another thread may have held it at the fork
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != _forker:  # the parent died before prctl took effect
-        os._exit(1)
+    die_with_parent(_forker)
     set_process_name("flows-worker")
 
 

@@ -31,8 +31,6 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
-import dlt
-
 from flows.pipelines.errors import (
     DeclarationError,
     DuplicatePipelineError,
@@ -99,6 +97,8 @@ def config_locations() -> list[str]:
     """The dlt config files that exist (absolute), else where dlt looks for config.toml."""
     present: list[str] = []
     possible: list[str] = []
+    import dlt
+
     for provider in dlt.config.config_providers:
         if provider.name == "config.toml":
             possible += [str(Path(p).resolve()) for p in provider.locations[:1]]
@@ -109,6 +109,8 @@ def config_locations() -> list[str]:
 
 def _from_config() -> Iterator[PipelineSpec]:
     """`[pipelines.<name>]` tables with a `source`, from every provider that has them."""
+    import dlt
+
     seen: set[str] = set()
     for provider in dlt.config.config_providers:
         if provider.name == "Environment Variables":

@@ -2,6 +2,8 @@
 
 Declarations hold the source as a `module:function` string, so listing pipelines imports no
 user code; the source is imported (and checked) only when the pipeline is about to run.
+Importing this module imports no dlt either: a Prefect engine that only hands a spec to the
+attempt's process never loads it (flows/errors.py says why).
 """
 
 from __future__ import annotations
@@ -11,19 +13,15 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import dlt
-from dlt.common.destination import Destination
-from dlt.common.normalizers.json.relational import DataItemNormalizer
-from dlt.common.runtime.collector import Collector
-from dlt.common.schema import Schema
-from dlt.extract.reference import SourceFactory
-from dlt.extract.resource import DltResource
-from dlt.sources import DltSource
+from typing import TYPE_CHECKING, Any
 
 from flows.pipelines.errors import NotASourceError, SourceImportError
-from flows.settings import LOADER_FILE_FORMATS, config_value, flows_home
+
+if TYPE_CHECKING:
+    import dlt
+    from dlt.common.destination import Destination
+    from dlt.common.runtime.collector import Collector
+    from dlt.sources import DltSource
 
 # Nested rows carry the load id of their root row, so a partly loaded package can be
 # removed from every table it touched before it is loaded again (see runner.py).
@@ -64,6 +62,8 @@ class PipelineSpec:
         )
 
     def destination_name(self) -> str:
+        from flows.settings import config_value
+
         return (
             config_value(f"pipelines.{self.name}.destination")
             or self.destination
@@ -72,6 +72,11 @@ class PipelineSpec:
         )
 
     def build_destination(self) -> Destination[Any, Any]:
+        import dlt
+        from dlt.common.destination import Destination
+
+        from flows.settings import config_value, flows_home
+
         name = self.destination_name()
         if name == "duckdb" and not config_value("destination.duckdb.credentials"):
             path = flows_home() / "warehouse" / f"flows_{self.name}.duckdb"
@@ -82,6 +87,8 @@ class PipelineSpec:
         return destination
 
     def loader_file_format(self) -> str | None:
+        from flows.settings import LOADER_FILE_FORMATS, config_value
+
         return config_value(f"pipelines.{self.name}.loader_file_format") or (
             LOADER_FILE_FORMATS.get(self.destination_name())
         )
@@ -97,6 +104,9 @@ class PipelineSpec:
         only once the pipeline is attached to its state (its body may read that state or
         connect to the source system). A plain function is called up front instead, so that
         one returning something else is refused before anything is written."""
+        from dlt.extract.reference import SourceFactory
+        from dlt.extract.resource import DltResource
+
         return isinstance(self.source_function(), SourceFactory | DltResource)
 
     def build_source(self, **overrides: Any) -> DltSource:
@@ -105,6 +115,11 @@ class PipelineSpec:
     def check_source(self, built: Any) -> DltSource:
         """The platform settings every source gets, whoever built it; a resource becomes a
         source of its own name."""
+        from dlt.common.normalizers.json.relational import DataItemNormalizer
+        from dlt.common.schema import Schema
+        from dlt.extract.resource import DltResource
+        from dlt.sources import DltSource
+
         if isinstance(built, DltResource):
             built = DltSource(Schema(self.name), self.name, [built])
         if not isinstance(built, DltSource):
@@ -120,6 +135,8 @@ class PipelineSpec:
     def build_pipeline(
         self, pipelines_dir: Path, progress: Collector | None = None
     ) -> dlt.Pipeline:
+        import dlt
+
         return dlt.pipeline(
             pipeline_name=self.name,
             pipelines_dir=str(pipelines_dir),
@@ -147,6 +164,8 @@ def import_reference(reference: str, what: str, callable_only: bool = True) -> A
     module, _, qualname = reference.partition(":")
     if not module or not qualname:
         raise SourceImportError(f"{what}: source {reference!r} is not 'module:function'")
+    import dlt
+
     run_dir = str(Path(dlt.current.run_context().run_dir).resolve())
     if run_dir not in sys.path:
         sys.path.insert(0, run_dir)

@@ -2,6 +2,7 @@
 
 Free of prefect imports: it runs in the isolated child (artifacts go to the parent as
 messages) as well as in the task's own process (`isolate=False`, artifacts go to the API).
+Importing it imports no dlt: the engine only builds the request (flows/errors.py says why).
 """
 
 from __future__ import annotations
@@ -11,15 +12,15 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
-
-from dlt.sources import DltSource
 
 from flows.pipelines import PipelineSpec
 from flows.pipelines.spec import import_reference
 from flows.prefect.artifacts import RunTarget, Sink
-from flows.prefect.collector import PrefectCollector
+
+if TYPE_CHECKING:
+    from dlt.sources import DltSource
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ def new_workdir(pipeline: str) -> str:
 
 def run_attempt(attempt: Attempt, sink: Sink) -> dict[str, Any]:
     """Runs the attempt and returns the run report as a dict; artifacts go to `sink`."""
+    from flows.prefect.collector import PrefectCollector
     from flows.run import run_pipeline
 
     collector = PrefectCollector(attempt.target, pipeline_name=attempt.pipeline, sink=sink)

@@ -20,8 +20,9 @@ import cloudpickle
 
 from flows.errors import exit_code_for, first_platform_error, is_terminal, root_cause
 from flows.prefect.attempt import Attempt, run_attempt
+from flows.prefect.isolation import PARENT_PID
 from flows.prefect.protocol import MessageSink
-from flows.workers import set_process_name
+from flows.workers import die_with_parent, set_process_name
 
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
@@ -78,6 +79,9 @@ def _log_to_stderr() -> None:
 
 def main() -> int:
     """The spawned child."""
+    if parent := os.environ.pop(PARENT_PID, ""):
+        die_with_parent(int(parent))
+    set_process_name("flows-attempt")
     channel = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr

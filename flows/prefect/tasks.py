@@ -40,10 +40,9 @@ from prefect.context import TaskRunContext
 from prefect.tasks import exponential_backoff
 
 from flows.errors import EXIT_CONFIG, RetryableError, TerminalError, exit_code_for, is_terminal
-from flows.pipelines import PipelineSpec, discover
+from flows.pipelines import PipelineSpec
 from flows.prefect.artifacts import ArtifactSink
 from flows.prefect.attempt import Attempt, new_workdir, run_attempt
-from flows.prefect.collector import PrefectCollector
 from flows.prefect.isolation import start_attempt
 from flows.prefect.protocol import Relay
 from flows.prefect.records import CONFIG_ERROR, RunRecord, requests_from_env, write_record
@@ -189,6 +188,8 @@ def _outcome(attempt: Attempt, code: int, relay: Relay, last_line: str) -> dict[
         f"last output: {last_line}"
     )
     if code < 0:  # the child could not report its own death
+        from flows.prefect.collector import PrefectCollector  # imports dlt: only on this path
+
         PrefectCollector(
             attempt.target, pipeline_name=attempt.pipeline, sink=relay.sink
         ).on_attempt_failed("run", attempt.attempt, error)
@@ -229,15 +230,12 @@ def _run_task(
     check_pod_resources()  # requests above limits: terminal, before any work
     ctx = TaskRunContext.get()
     assert ctx is not None, "a dlt task runs inside a Prefect task run"
-    # a bad declaration fails here, terminal (ConfigError): Prefect does not retry it
-    catalog = discover()
-    spec = catalog.get(pipeline) if isinstance(pipeline, str) else pipeline
-    if source is None:
-        with catalog.known_names():
-            spec.source_function()
+    # the attempt resolves the declaration (this process needs no dlt: flows/errors.py); a
+    # bad one fails it terminally (ConfigError), and Prefect does not retry it
+    name = pipeline if isinstance(pipeline, str) else pipeline.name
     request = Attempt(
-        pipeline=spec.name,
-        spec=None if isinstance(pipeline, str) else spec,
+        pipeline=name,
+        spec=None if isinstance(pipeline, str) else pipeline,
         source=source,
         args=tuple(args),
         kwargs=dict(kwargs),
@@ -251,7 +249,7 @@ def _run_task(
     from prefect.runtime import flow_run
 
     before_attempt(ctx.task_run.flow_run_id, flow_run.run_count, log)
-    log.info("running pipeline %s (attempt %d)", spec.name, request.attempt)
+    log.info("running pipeline %s (attempt %d)", name, request.attempt)
     before = _usage_of_children() if isolate else current_usage()
     throttled_before = container_limits().cpu_throttled_seconds
     started = time.perf_counter()
@@ -270,13 +268,13 @@ def _run_task(
         record = _record(request, report, outcome, before, time.perf_counter() - started, isolate)
         record.cpu_throttled_seconds -= throttled_before
         for warning in record.warnings():
-            log.warning("%s: %s", spec.name, warning)
+            log.warning("%s: %s", name, warning)
         try:
             write_record(record, ctx.task_run.flow_run_id, ctx.task_run.id)
         except Exception as err:  # a record must never fail the run
             log.warning("could not write the run record: %s", err)
     result = summary(report, request.attempt)
-    log.info("pipeline %s done: %s", spec.name, result)
+    log.info("pipeline %s done: %s", name, result)
     return result
 
 

@@ -102,11 +102,13 @@ def test_child_reports_artifacts_logs_and_outcome(tmp_path: Path, home: Path, me
     # a print and a log record of the source reach the log stream, not the message channel
     child = next(line for line in out.logs if line.startswith("source built in pid"))
     assert f"logged by pid {child.split()[4]}" in "\n".join(out.logs)
-    if method == "fork":
-        assert child.endswith("named flows-attempt")
+    assert child.endswith("named flows-attempt")
 
 
-def test_attempts_forked_at_once_each_end_on_their_own(tmp_path: Path, home: Path) -> None:
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_attempts_started_at_once_each_end_on_their_own(
+    tmp_path: Path, home: Path, method: str
+) -> None:
     """Two tasks of one flow run at the same time: each child's streams end when that child
     ends, so neither parent waits on a pipe the other child inherited."""
 
@@ -118,14 +120,22 @@ def test_attempts_forked_at_once_each_end_on_their_own(tmp_path: Path, home: Pat
         return Attempt(name, None, kwargs=kwargs, state_url=f"file://{tmp_path / name}", spec=spec)
 
     procs: dict[str, AttemptProcess] = {}
+    started = threading.Barrier(3)
+    done = threading.Event()
+
+    def task(name: str, until: Path | None) -> None:
+        """A task's thread: it outlives its child, as the kernel's parent-death signal
+        (PR_SET_PDEATHSIG) follows the thread that started the child."""
+        procs[name] = start_attempt(attempt(name, until), method)
+        started.wait()
+        done.wait(timeout=300)
+
     threads = [
-        threading.Thread(target=lambda n=n, u=u: procs.update({n: start_attempt(attempt(n, u))}))
-        for n, u in (("quick", None), ("slow", release))
+        threading.Thread(target=task, args=(n, u)) for n, u in (("quick", None), ("slow", release))
     ]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    started.wait()
     outputs = {name: Output(proc) for name, proc in procs.items()}
     try:
         assert procs["quick"].wait() == 0, outputs["quick"].logs[-20:]
@@ -137,6 +147,9 @@ def test_attempts_forked_at_once_each_end_on_their_own(tmp_path: Path, home: Pat
     assert procs["slow"].wait() == 0, outputs["slow"].logs[-20:]
     outputs["slow"].join()
     assert outputs["slow"].messages[-1]["report"]["loaded_rows"]["events"] == 300
+    done.set()
+    for thread in threads:
+        thread.join()
 
 
 def test_forked_child_leaves_the_engines_handlers_behind(

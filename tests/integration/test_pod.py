@@ -3,8 +3,9 @@ as a worker runs it, against a real Prefect server, SeaweedFS and DuckDB: no wor
 this test decides when each "pod" starts and stops.
 
 - SIGTERM during load with the behaviour prefect-kubernetes sets for `backoffLimit: 0`:
-  the pod itself reschedules the run (AwaitingRetry), kills its engine and attempt, exits 0;
-  the next pod for the same flow run resumes from the state store, every row exactly once.
+  the pod itself reschedules the run (AwaitingRetry), kills its engine and attempt (a
+  spawned one: the engine holds no dlt), exits 0; the next pod for the same flow run
+  resumes from the state store, every row exactly once.
 - SIGTERM without it: the engine reports the run Crashed, the pod exits 128 + SIGTERM.
 - SIGTERM when the API cannot be reached: exit 1, so that the worker reports a crash.
 - no flow run id: one line naming the setting, exit 2, no engine started.
@@ -93,6 +94,11 @@ def test_pod_stopped_during_load_reschedules_its_run_and_the_next_pod_resumes_ex
     rows = 120_000
     run = new_run(client, rows)
     first = start_pod(stack, run.id, tmp_path / "pod1", **{BEHAVIOR: "reschedule"})
+    wait_for_artifact(client, run.id, "synthetic-load-progress")
+    # the engine of a declared pipeline's flow holds no dlt, so its attempt is a fresh
+    # interpreter (flows/prefect/isolation.py), not a fork with the engine's command line
+    [attempt] = flow_run_processes(run.id, "flows-attempt")
+    assert attempt.cmdline()[1:] == ["-m", "flows.prefect.child"], attempt.cmdline()
     out = stop_in_load(client, run.id, first)
 
     assert first.returncode == 0, out[-3000:]

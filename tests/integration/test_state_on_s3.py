@@ -230,8 +230,8 @@ def test_s3_store_keeps_the_python_s3_stack_out(env: dict[str, str], bucket: str
 
 FORK_CODE = """
 import os, sys
+from flows.state import StateStoreError, open_store  # imports dlt: a fork shares it
 from flows.prefect.isolation import start_method
-from flows.state import StateStoreError, open_store
 assert start_method() == "fork"
 store = open_store(sys.argv[1], origin="test")
 store.write_bytes(store.path("probe"), b"parent")

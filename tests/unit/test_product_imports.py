@@ -1,9 +1,16 @@
-"""The product never depends on the dev tooling: no module under flows/ imports devstack
-(the image ships flows/ alone, so such an import would fail only there)."""
+"""What the product's modules import.
+
+- Never the dev tooling: no module under flows/ imports devstack (the image ships flows/
+  alone, so such an import would fail only there).
+- No dlt in a flow run's Prefect engine: the deployable flows and the task machinery import
+  without it, so dlt's memory is paid only by the attempt's process (flows/errors.py).
+"""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,3 +68,19 @@ def test_no_module_of_the_product_imports_devstack() -> None:
         if _is_devstack(name)
     ]
     assert offenders == []
+
+
+ENGINE_IMPORTS = """
+import sys
+import prefect.engine
+import flows.prefect.flows, flows.prefect.tasks, flows.prefect.pod
+print(sorted({m.split(".")[0] for m in sys.modules} & {"dlt", "duckdb", "pyarrow", "obstore"}))
+"""
+
+
+def test_the_engine_of_a_deployed_flow_imports_no_dlt() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", ENGINE_IMPORTS], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
