@@ -18,9 +18,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
 
 def _steps(trace: Any) -> dict[str, float]:
     return {
@@ -42,11 +39,13 @@ def _rows(workdir: Path, table: str, dataset: str) -> tuple[int, int]:
 def synthetic_arrow(rows: int, batch_size: int = 50_000) -> Any:
     """The synthetic `events` rows (without the nested tags) as arrow tables."""
     import dlt
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
     from flows.sources.synthetic import EPOCH
 
     @dlt.resource(name="events", write_disposition="append", primary_key="id")
-    def events() -> Iterator[pa.Table]:
+    def events() -> Iterator[Any]:
         for first in range(1, rows + 1, batch_size):
             ids = pa.array(range(first, min(first + batch_size, rows + 1)), pa.int64())
             seconds = pc.multiply(ids, 1_000_000)
