@@ -10,8 +10,10 @@ Never calls Prefect: a spawned child does not even import it. Exits like the `fl
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import select
 import signal
 import sys
 from typing import IO
@@ -20,7 +22,7 @@ import cloudpickle
 
 from flows.errors import exit_code_for, first_platform_error, is_terminal, root_cause
 from flows.prefect.attempt import Attempt, run_attempt
-from flows.prefect.isolation import PARENT_PID
+from flows.prefect.isolation import PARENT_PID, WARM_WAIT_SECONDS
 from flows.prefect.protocol import MessageSink
 from flows.workers import die_with_parent, set_process_name
 
@@ -78,7 +80,8 @@ def _log_to_stderr() -> None:
 
 
 def main() -> int:
-    """The spawned child."""
+    """The spawned child: imports what every attempt runs (dlt, the runner) before it reads
+    the attempt, which a prewarmed child receives only when the engine's task starts."""
     if parent := os.environ.pop(PARENT_PID, ""):
         die_with_parent(int(parent))
     set_process_name("flows-attempt")
@@ -86,8 +89,22 @@ def main() -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=LOG_FORMAT)
+    import flows.run  # noqa: F401  # dlt and the runner: resolves no config, reads no cwd
+
+    if not select.select([sys.stdin], [], [], WARM_WAIT_SECONDS)[0]:
+        return 0  # prewarmed for a flow that ran no attempt in time
+    _move_to(json.loads(sys.stdin.buffer.readline()))
     attempt: Attempt = cloudpickle.loads(sys.stdin.buffer.read())
     return serve(attempt, channel)
+
+
+def _move_to(cwd: str) -> None:
+    """The engine's working directory (a deployment's pull step may have changed it since
+    this process started), also as the first import path, as `python -m` set it."""
+    started = os.getcwd()
+    if cwd != started:
+        os.chdir(cwd)
+        sys.path[:] = [cwd if entry == started else entry for entry in sys.path]
 
 
 if __name__ == "__main__":

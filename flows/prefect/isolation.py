@@ -25,6 +25,7 @@ that holds the lease.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -39,6 +40,9 @@ from flows.prefect.attempt import Attempt
 from flows.workers import LINUX
 
 PARENT_PID = "FLOWS_ATTEMPT_PARENT"  # the engine's pid, for the spawned child to die with it
+WARM_WAIT_SECONDS = 120.0  # how long a prewarmed child waits for its attempt
+_warm: tuple[subprocess.Popen[bytes], dict[str, str]] | None = None  # (child, its environ)
+_warm_lock = threading.Lock()
 
 _forking = threading.Lock()  # one fork at a time, so no child inherits another's pipes
 
@@ -117,6 +121,50 @@ def start_method() -> str:
     return "fork"
 
 
+def handover(attempt: Attempt) -> bytes:
+    """What a spawned child reads on its stdin: this process's working directory (a JSON
+    line: the child moves there before it unpickles anything), then the attempt, pickled
+    (task arguments may be dates, decimals, ...; both sides run the same code)."""
+    return json.dumps(os.getcwd()).encode() + b"\n" + cloudpickle.dumps(attempt)
+
+
+def _spawn() -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.prefect.child"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", PARENT_PID: str(os.getpid())},
+    )
+
+
+def prewarm() -> None:
+    """Starts the first spawned attempt's interpreter now, before this process imports
+    Prefect: the child imports dlt and the runner (flows/prefect/child.py) while the engine
+    imports Prefect and sets the flow run up, on another CPU. The pod's engine calls it
+    (flows/prefect/pod.py). The first `start_attempt` that spawns takes it if this
+    process's environment is still the one it was started with (the working directory
+    goes with the attempt); a child that gets no attempt within WARM_WAIT_SECONDS exits."""
+    global _warm
+    with _warm_lock:
+        if _warm is None:
+            _warm = (_spawn(), dict(os.environ))
+
+
+def _take_warm() -> subprocess.Popen[bytes] | None:
+    global _warm
+    with _warm_lock:
+        warm, _warm = _warm, None
+    if warm is None:
+        return None
+    proc, environ = warm
+    if proc.poll() is None and environ == dict(os.environ):
+        return proc
+    proc.kill()
+    proc.communicate()
+    return None
+
+
 def start_attempt(attempt: Attempt, method: str | None = None) -> AttemptProcess:
     """Starts the attempt's process; read its stdout to the end, then wait for it."""
     method = method or start_method()
@@ -124,15 +172,17 @@ def start_attempt(attempt: Attempt, method: str | None = None) -> AttemptProcess
         return ForkedAttempt(attempt)
     if method != "spawn":
         raise ValueError(f"unknown start method {method!r}: fork or spawn")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flows.prefect.child"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", PARENT_PID: str(os.getpid())},
-    )
-    assert proc.stdin is not None
-    # pickled: task arguments may be dates, decimals, ... (same code on both sides)
-    proc.stdin.write(cloudpickle.dumps(attempt))
-    proc.stdin.close()
-    return proc  # type: ignore[return-value]
+    message = handover(attempt)
+    for start in (_take_warm, _spawn):
+        proc = start()
+        if proc is None:
+            continue
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(message)
+            proc.stdin.close()
+        except BrokenPipeError:  # a warm child that stopped waiting just now
+            proc.communicate()
+            continue
+        return proc  # type: ignore[return-value]
+    raise RuntimeError("the attempt's process ended before it read the attempt")

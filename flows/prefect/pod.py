@@ -13,6 +13,8 @@ of plain `pipeline.run()`; with this command 1.15x and 1.22x. This process impor
 of Prefect's while the run goes on; its child runs Prefect's own engine entrypoint, the
 `__main__` of `prefect.engine` (it reads the flow run, runs the deployment's pull steps and
 the flow, and reports the run's state), and exits without tearing its interpreter down.
+Before it imports Prefect, the engine starts its first attempt's interpreter
+(`flows.prefect.isolation.prewarm`), which imports dlt meanwhile on the pod's other CPU.
 
 What it keeps of Prefect's command:
 
@@ -32,8 +34,8 @@ What it drops: the workspace supervisor's temporary workspace and its crash hook
 a flow's `on_crashed` hooks when the engine dies; the platform's flows declare none (a crash
 is reported by the worker and rerun by `flows setup`'s automation).
 
-Only the standard library is imported up front: Prefect's client is imported when a SIGTERM
-asks for a reschedule.
+Only the standard library (and the platform's exit codes) is imported up front: Prefect's
+client is imported when a SIGTERM asks for a reschedule.
 """
 
 from __future__ import annotations
@@ -48,12 +50,12 @@ from types import FrameType
 from typing import Any, NoReturn
 from uuid import UUID
 
+from flows.errors import EXIT_CONFIG
 from flows.exits import exit_now
 
 ENGINE = (sys.executable, "-m", "flows.prefect.pod", "engine")
 RUN_ID_ENV = "PREFECT__FLOW_RUN_ID"
 BEHAVIOR_ENV = "PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR"
-EXIT_CONFIG = 2  # flows.errors.EXIT_CONFIG (not imported: it imports dlt)
 
 log = logging.getLogger("flows.pod")
 
@@ -112,7 +114,10 @@ def run_engine() -> NoReturn:
     """The child: `python -m prefect.engine` as Prefect runs it, then `exit_now`, which
     skips the interpreter's teardown (about 0.5 s after a flow run) and keeps every exit
     step Prefect relies on (its log and event workers drain in threading's exit hooks)."""
+    from flows.prefect.isolation import prewarm
+
     del sys.argv[1:]  # Prefect's engine takes a first argument as the flow run id
+    prewarm()  # the attempt's interpreter imports dlt while this one imports Prefect
     try:
         runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
         code = 0

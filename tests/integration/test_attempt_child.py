@@ -19,13 +19,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import cloudpickle
+import psutil
 import pytest
 from dlt.sources import DltSource
 
 from flows.pipelines import PipelineSpec
 from flows.prefect.attempt import Attempt
-from flows.prefect.isolation import AttemptProcess, start_attempt
+from flows.prefect.isolation import AttemptProcess, handover, prewarm, start_attempt
 from flows.sources.synthetic import synthetic
 
 NOISY = "tests.integration.test_attempt_child:noisy_source"
@@ -197,7 +197,7 @@ def test_forked_child_leaves_the_engines_handlers_behind(
 def test_spawned_child_never_imports_prefect(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "flows.prefect.child"],
-        input=cloudpickle.dumps(_attempt(tmp_path, rows=200)),
+        input=handover(_attempt(tmp_path, rows=200)),
         capture_output=True,
         env={**os.environ, "FLOWS_HOME": str(tmp_path / "home")},
         timeout=300,
@@ -208,3 +208,68 @@ def test_spawned_child_never_imports_prefect(tmp_path: Path) -> None:
     assert "dlt" in imported
     assert not {m for m in imported if m == "prefect" or m.startswith("prefect.")}
     assert json.loads(proc.stdout.decode().splitlines()[-1])["op"] == "report"
+
+
+PROJECT_SOURCE = """
+import os
+from flows.sources.synthetic import synthetic
+
+def events(rows):
+    print(f"built in {os.getcwd()}", flush=True)
+    return synthetic(rows=rows)
+"""
+
+
+def _spawned_children() -> list[psutil.Process]:
+    return [
+        child
+        for child in psutil.Process().children()
+        if child.cmdline()[1:] == ["-m", "flows.prefect.child"]
+    ]
+
+
+def test_prewarmed_child_takes_the_attempt_in_the_engines_directory(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pod's engine starts its first attempt's interpreter before a deployment's pull
+    step moves it to the project: the child moves there too and imports the project's
+    source from it."""
+    started, project = tmp_path / "started", tmp_path / "project"
+    started.mkdir()
+    project.mkdir()
+    (project / "warm_project.py").write_text(PROJECT_SOURCE)
+    monkeypatch.chdir(started)
+    prewarm()
+    [warm] = _spawned_children()
+    monkeypatch.chdir(project)  # the pull step
+    attempt = Attempt(
+        "synthetic",
+        "warm_project:events",
+        kwargs={"rows": 300},
+        state_url=f"file://{tmp_path / 'state'}",
+        flow_run_id="00000000-0000-0000-0000-000000000002",
+    )
+    proc = start_attempt(attempt, "spawn")
+    out = Output(proc)
+    assert proc.wait() == 0, out.logs[-20:]
+    out.join()
+    assert proc.pid == warm.pid
+    assert f"built in {project}" in out.logs
+    assert out.messages[-1]["report"]["loaded_rows"]["events"] == 300
+
+
+def test_prewarmed_child_is_replaced_when_the_environment_changed(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Modules the child imported while it waited may have read the environment: a flow
+    that changed it gets a fresh child, and the waiting one is gone."""
+    prewarm()
+    [warm] = _spawned_children()
+    monkeypatch.setenv("FLOWS_TEST_SET_BY_THE_FLOW", "1")
+    proc = start_attempt(_attempt(tmp_path, rows=100), "spawn")
+    out = Output(proc)
+    assert proc.wait() == 0, out.logs[-20:]
+    out.join()
+    assert proc.pid != warm.pid
+    assert not psutil.pid_exists(warm.pid)
+    assert out.messages[-1]["report"]["loaded_rows"]["events"] == 100
