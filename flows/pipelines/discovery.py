@@ -95,10 +95,10 @@ def get_spec(name: str) -> PipelineSpec:
 
 def config_locations() -> list[str]:
     """The dlt config files that exist (absolute), else where dlt looks for config.toml."""
-    present: list[str] = []
-    possible: list[str] = []
     import dlt
 
+    present: list[str] = []
+    possible: list[str] = []
     for provider in dlt.config.config_providers:
         if provider.name == "config.toml":
             possible += [str(Path(p).resolve()) for p in provider.locations[:1]]

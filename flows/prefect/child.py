@@ -1,8 +1,9 @@
 """The isolated attempt's process: runs the pipeline and reports to the parent in messages.
 
 Started by flows/prefect/isolation.py: forked from the engine (`run_forked`) or spawned as
-`python -m flows.prefect.child < attempt` (`main`, the attempt pickled on stdin; parent and
-child run the same code). Its channel carries only protocol messages
+`python -m flows.prefect.child < handover` (`main`: the engine's working directory, then the
+attempt pickled, on stdin; parent and child run the same code; a prewarmed child is spawned
+before the engine knows its attempt). Its channel carries only protocol messages
 (flows.prefect.protocol); everything else the process writes to its fd 1 and 2, a user's
 `print` included, goes to the log stream, which the parent forwards to the task's logger.
 Never calls Prefect: a spawned child does not even import it. Exits like the `flows` CLI.

@@ -14,7 +14,9 @@ of Prefect's while the run goes on; its child runs Prefect's own engine entrypoi
 `__main__` of `prefect.engine` (it reads the flow run, runs the deployment's pull steps and
 the flow, and reports the run's state), and exits without tearing its interpreter down.
 Before it imports Prefect, the engine starts its first attempt's interpreter
-(`flows.prefect.isolation.prewarm`), which imports dlt meanwhile on the pod's other CPU.
+(`flows.prefect.isolation.prewarm`), which imports dlt meanwhile on the pod's other CPU
+and waits for the attempt; `FLOWS_PREWARM_ATTEMPT=0` turns that off (a flow that runs no
+dlt task then does not hold the waiting interpreter, about 40 MiB, for up to 120 s).
 
 What it keeps of Prefect's command:
 
@@ -56,6 +58,7 @@ from flows.exits import exit_now
 ENGINE = (sys.executable, "-m", "flows.prefect.pod", "engine")
 RUN_ID_ENV = "PREFECT__FLOW_RUN_ID"
 BEHAVIOR_ENV = "PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR"
+PREWARM_ENV = "FLOWS_PREWARM_ATTEMPT"  # 1 (default) or 0
 
 log = logging.getLogger("flows.pod")
 
@@ -117,7 +120,8 @@ def run_engine() -> NoReturn:
     from flows.prefect.isolation import prewarm
 
     del sys.argv[1:]  # Prefect's engine takes a first argument as the flow run id
-    prewarm()  # the attempt's interpreter imports dlt while this one imports Prefect
+    if os.environ.get(PREWARM_ENV, "1") == "1":
+        prewarm()  # the attempt's interpreter imports dlt while this one imports Prefect
     try:
         runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
         code = 0
@@ -135,6 +139,9 @@ def main() -> int:
         flow_run_id = UUID(raw)
     except ValueError:
         print(f"error: {RUN_ID_ENV} = {raw!r} is not a flow run id", file=sys.stderr)
+        return EXIT_CONFIG
+    if (prewarm := os.environ.get(PREWARM_ENV, "1")) not in ("0", "1"):
+        print(f"error: {PREWARM_ENV} = {prewarm!r} is not 0 or 1", file=sys.stderr)
         return EXIT_CONFIG
     engine: subprocess.Popen[bytes] | None = None
     try:

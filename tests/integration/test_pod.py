@@ -8,7 +8,8 @@ this test decides when each "pod" starts and stops.
   resumes from the state store, every row exactly once.
 - SIGTERM without it: the engine reports the run Crashed, the pod exits 128 + SIGTERM.
 - SIGTERM when the API cannot be reached: exit 1, so that the worker reports a crash.
-- no flow run id: one line naming the setting, exit 2, no engine started.
+- no flow run id, or a bad FLOWS_PREWARM_ATTEMPT: one line naming the setting, exit 2, no
+  engine started.
 """
 
 from __future__ import annotations
@@ -99,6 +100,9 @@ def test_pod_stopped_during_load_reschedules_its_run_and_the_next_pod_resumes_ex
     # interpreter (flows/prefect/isolation.py), not a fork with the engine's command line
     [attempt] = flow_run_processes(run.id, "flows-attempt")
     assert attempt.cmdline()[1:] == ["-m", "flows.prefect.child"], attempt.cmdline()
+    # prewarmed: started by the engine before it imported Prefect and set the run Running
+    started = client.read_flow_run(run.id).start_time
+    assert started is not None and attempt.create_time() < started.timestamp()
     out = stop_in_load(client, run.id, first)
 
     assert first.returncode == 0, out[-3000:]
@@ -145,6 +149,20 @@ def test_pod_without_a_flow_run_id_names_the_setting_and_starts_nothing(tmp_path
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "error: PREFECT__FLOW_RUN_ID = 'not-a-run' is not a flow run id"
+    ]
+    assert proc.stdout == ""
+
+
+def test_pod_with_a_bad_prewarm_setting_names_it_and_starts_nothing(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PREFECT__FLOW_RUN_ID": "00000000-0000-4000-8000-000000000001",
+        "FLOWS_PREWARM_ATTEMPT": "yes",
+    }
+    proc = subprocess.run(POD, env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: FLOWS_PREWARM_ATTEMPT = 'yes' is not 0 or 1"
     ]
     assert proc.stdout == ""
 
