@@ -6,11 +6,11 @@ and time:
 
 - **spawn** (the default): a fresh `python -m flows.prefect.child` reads the pickled attempt
   on its stdin, imports dlt and the source, and holds nothing of the engine's. The engine of
-  a declared pipeline's flow never imports dlt (flows/errors.py), so the child has nothing to
-  share with it: a forked child would start with Prefect's heap, which it never uses, and
-  copy the pages it allocates into. Measured (1,000,000 synthetic rows, 2 CPUs, the pod's
-  command, one-off runs): the pod's anonymous memory at its peak was 16 MiB below a fork
-  from an engine that had imported dlt, and 30 MiB below a spawn from one.
+  a declared pipeline's flow never imports dlt (flows/errors.py), so a forked child would
+  share only Prefect's heap, which it never uses. Measured with `python -m tests.benchmarks
+  --suites prefect` (1,000,000 synthetic rows, 2 CPUs, the pod's command, 2026-12-05): the
+  pod's cgroup peak went from 493 MiB, the attempt forked from an engine that held dlt, to
+  478 MiB (plain `pipeline.run()`: 380 and 389 in those runs).
 - **fork** (Linux, once the engine has imported dlt: a flow module that imports it, a
   fan-out part that resolved its declaration): the child starts with the engine's memory,
   dlt included, shared page by page, and in milliseconds instead of importing dlt again. It
