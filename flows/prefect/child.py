@@ -94,7 +94,9 @@ def main() -> int:
 
     if not select.select([sys.stdin], [], [], WARM_WAIT_SECONDS)[0]:
         return 0  # prewarmed for a flow that ran no attempt in time
-    _move_to(json.loads(sys.stdin.buffer.readline()))
+    if not (cwd := sys.stdin.buffer.readline()):
+        return 0  # the engine closed its end without an attempt
+    _move_to(json.loads(cwd))
     attempt: Attempt = cloudpickle.loads(sys.stdin.buffer.read())
     return serve(attempt, channel)
 
