@@ -143,7 +143,8 @@ def execute_in_child(attempt: Attempt, log: Any) -> dict[str, Any]:
     tail: deque[str] = deque(maxlen=40)
     attempt = dataclasses.replace(attempt, workdir=new_workdir(attempt.pipeline))
     free_large_blocks_at_once()
-    release_memory()  # what this process frees now, the child neither shares nor copies
+    release_memory()  # what this process frees now leaves the pod (a forked child would
+    # otherwise share it, and copy what it touches)
     with keep_heap_shared():
         proc = start_attempt(attempt)
         logs = threading.Thread(
