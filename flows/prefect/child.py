@@ -6,11 +6,13 @@ attempt pickled, on stdin; parent and child run the same code; a prewarmed child
 before the engine knows its attempt). Its channel carries only protocol messages
 (flows.prefect.protocol); everything else the process writes to its fd 1 and 2, a user's
 `print` included, goes to the log stream, which the parent forwards to the task's logger.
-Never calls Prefect: a spawned child does not even import it. Exits like the `flows` CLI.
+Never calls Prefect: a spawned child does not even import it. Exits like the `flows` CLI
+(`exit_now`: no interpreter teardown).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -22,12 +24,23 @@ from typing import IO
 import cloudpickle
 
 from flows.errors import exit_code_for, first_platform_error, is_terminal, root_cause
+from flows.exits import exit_now
 from flows.prefect.attempt import Attempt, run_attempt
 from flows.prefect.isolation import PARENT_PID, WARM_WAIT_SECONDS
 from flows.prefect.protocol import MessageSink
 from flows.workers import die_with_parent, set_process_name
 
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+# What an attempt on the platform's default path imports after it starts, none of which
+# reads config or the working directory: a prewarmed child imports them while it waits.
+# About 0.26 s off the task's time, measured here; a pipeline that loads neither DuckDB nor
+# Parquet holds about 40 MiB it would not otherwise hold.
+WARM_IMPORTS = (
+    "dlt.sources.helpers.requests",  # dlt's runtime set-up, on every run
+    "dlt.common.libs.sql_alchemy_compat",  # parses any connection-string credentials
+    "duckdb",  # the embedded default destination
+    "pyarrow.parquet",  # the loader file format for DuckDB and filesystem (flows.settings)
+)
 
 
 def serve(attempt: Attempt, channel: IO[str]) -> int:
@@ -92,13 +105,20 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=LOG_FORMAT)
     import flows.run  # noqa: F401  # dlt and the runner: resolves no config, reads no cwd
 
-    if not select.select([sys.stdin], [], [], WARM_WAIT_SECONDS)[0]:
+    if not _readable(sys.stdin, 0):  # prewarmed: the attempt is not there yet
+        for module in WARM_IMPORTS:
+            importlib.import_module(module)
+    if not _readable(sys.stdin, WARM_WAIT_SECONDS):
         return 0  # prewarmed for a flow that ran no attempt in time
     if not (cwd := sys.stdin.buffer.readline()):
         return 0  # the engine closed its end without an attempt
     _move_to(json.loads(cwd))
     attempt: Attempt = cloudpickle.loads(sys.stdin.buffer.read())
     return serve(attempt, channel)
+
+
+def _readable(stream: IO[str], timeout: float) -> bool:
+    return bool(select.select([stream], [], [], timeout)[0])
 
 
 def _move_to(cwd: str) -> None:
@@ -111,4 +131,6 @@ def _move_to(cwd: str) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # without the interpreter's teardown: 0.25-0.3 s between the report and the child's
+    # exit, measured here after 300,000 synthetic rows, all of it on the task's time
+    exit_now(main())

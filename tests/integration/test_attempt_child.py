@@ -232,20 +232,27 @@ def test_prewarmed_child_takes_the_attempt_in_the_engines_directory(
     tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The pod's engine starts its first attempt's interpreter before a deployment's pull
-    step moves it to the project: the child moves there too and imports the project's
-    source from it."""
+    step moves it to the project: what the child imports while it waits reads no config,
+    so once it moves it finds the pipeline the project declares and imports its source."""
     started, project = tmp_path / "started", tmp_path / "project"
     started.mkdir()
-    project.mkdir()
+    (project / ".dlt").mkdir(parents=True)
     (project / "warm_project.py").write_text(PROJECT_SOURCE)
+    (project / ".dlt" / "config.toml").write_text(
+        '[pipelines.warm_events]\nsource = "warm_project:events"\n'
+        "[pipelines.warm_events.options]\nrows = 300\n"
+    )
     monkeypatch.chdir(started)
     prewarm()
     [warm] = _spawned_children()
+    deadline = time.monotonic() + 60  # its last warm import loads pyarrow's Parquet module
+    while "_parquet" not in Path(f"/proc/{warm.pid}/maps").read_text():
+        assert time.monotonic() < deadline, "the prewarmed child did not import pyarrow.parquet"
+        time.sleep(0.05)
     monkeypatch.chdir(project)  # the pull step
     attempt = Attempt(
-        "synthetic",
-        "warm_project:events",
-        kwargs={"rows": 300},
+        "warm_events",
+        None,
         state_url=f"file://{tmp_path / 'state'}",
         flow_run_id="00000000-0000-0000-0000-000000000002",
     )
