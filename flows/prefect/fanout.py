@@ -29,6 +29,7 @@ from flows.errors import RetryableError
 from flows.partitions import Part, parallelism_for, part_name, part_spec
 from flows.pipelines import PipelineSpec, get_spec
 from flows.prefect.artifacts import artifact_key, cell, markdown_table
+from flows.prefect.isolation import discard_prewarmed
 from flows.prefect.tasks import make_pipeline_task
 
 PART_DEPLOYMENT = "fanout-part/fanout-part"
@@ -123,6 +124,7 @@ def fan_out(
             log.warning("no deployment %s: parts run in process", part_deployment)
             _run_inline(spec.name, outcomes, options, part_retries)
         else:
+            discard_prewarmed()  # each part runs its attempt in a pod of its own
             log.info(
                 "%s: %d parts via %s, %d at a time", spec.name, len(parts), part_deployment, limit
             )

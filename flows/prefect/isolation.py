@@ -140,11 +140,12 @@ def _spawn() -> subprocess.Popen[bytes]:
 
 def prewarm() -> None:
     """Starts the first spawned attempt's interpreter now, before this process imports
-    Prefect: the child imports dlt and the runner (flows/prefect/child.py) while the engine
-    imports Prefect and sets the flow run up, on another CPU. The pod's engine calls it
-    (flows/prefect/pod.py). The first `start_attempt` that spawns takes it if this
-    process's environment is still the one it was started with (the working directory
-    goes with the attempt); a child that gets no attempt within WARM_WAIT_SECONDS exits."""
+    Prefect: the child imports dlt, the runner and what the default path imports next
+    (flows/prefect/child.py) while the engine imports Prefect and sets the flow run up, on
+    another CPU. The pod's engine calls it (flows/prefect/pod.py). The first
+    `start_attempt` that spawns takes it if this process's environment is still the one it
+    was started with (the working directory goes with the attempt); a child that gets no
+    attempt within WARM_WAIT_SECONDS exits, and `discard_prewarmed` ends it sooner."""
     global _warm
     with _warm_lock:
         if _warm is None:
@@ -163,6 +164,15 @@ def _take_warm() -> subprocess.Popen[bytes] | None:
     proc.kill()
     proc.communicate()
     return None
+
+
+def discard_prewarmed() -> None:
+    """Ends the prewarmed child now, in a flow that runs no attempt in its own process (a
+    fan-out parent whose parts are flow runs of their own): it holds about 100 MiB while it
+    waits (dlt, DuckDB, pyarrow)."""
+    if (proc := _take_warm()) is not None:
+        proc.kill()
+        proc.communicate()
 
 
 def start_attempt(attempt: Attempt, method: str | None = None) -> AttemptProcess:

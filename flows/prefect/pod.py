@@ -16,7 +16,7 @@ the flow, and reports the run's state), and exits without tearing its interprete
 Before it imports Prefect, the engine starts its first attempt's interpreter
 (`flows.prefect.isolation.prewarm`), which imports dlt meanwhile on the pod's other CPU
 and waits for the attempt; `FLOWS_PREWARM_ATTEMPT=0` turns that off (a flow that runs no
-dlt task then does not hold the waiting interpreter, about 40 MiB, for up to 120 s).
+dlt task then does not hold the waiting interpreter, about 100 MiB, for up to 120 s).
 
 What it keeps of Prefect's command:
 

@@ -25,7 +25,13 @@ from dlt.sources import DltSource
 
 from flows.pipelines import PipelineSpec
 from flows.prefect.attempt import Attempt
-from flows.prefect.isolation import AttemptProcess, handover, prewarm, start_attempt
+from flows.prefect.isolation import (
+    AttemptProcess,
+    discard_prewarmed,
+    handover,
+    prewarm,
+    start_attempt,
+)
 from flows.sources.synthetic import synthetic
 
 NOISY = "tests.integration.test_attempt_child:noisy_source"
@@ -279,4 +285,21 @@ def test_prewarmed_child_is_replaced_when_the_environment_changed(
     out.join()
     assert proc.pid != warm.pid
     assert not psutil.pid_exists(warm.pid)
+    assert out.messages[-1]["report"]["loaded_rows"]["events"] == 100
+
+
+def test_a_discarded_prewarmed_child_is_gone_and_the_next_attempt_spawns_its_own(
+    tmp_path: Path, home: Path
+) -> None:
+    """A fan-out parent runs no attempt itself: it ends the waiting interpreter at once,
+    and an attempt started afterwards still runs, in a fresh child."""
+    prewarm()
+    [warm] = _spawned_children()
+    discard_prewarmed()
+    assert not psutil.pid_exists(warm.pid)
+    proc = start_attempt(_attempt(tmp_path, rows=100), "spawn")
+    out = Output(proc)
+    assert proc.wait() == 0, out.logs[-20:]
+    out.join()
+    assert proc.pid != warm.pid
     assert out.messages[-1]["report"]["loaded_rows"]["events"] == 100
