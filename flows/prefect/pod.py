@@ -8,8 +8,8 @@ With no `command` in the pool, the worker starts Prefect's `prefect flow-run exe
 Prefect CLI stays up for the whole run (about 90 MB of the pod's memory) and starts Prefect's
 workspace supervisor, which starts the engine: three Prefect imports one after the other,
 about 2.5 s before the flow begins. Measured with `python -m tests.benchmarks --suites
-prefect` (300,000 rows, 2 CPUs, 2026-12-05): 1.43x the wall time and 1.45x the cgroup peak
-of plain `pipeline.run()`; with this command 1.15x and 1.22x. This process imports nothing
+prefect` (300,000 rows, 2 CPUs, 2026-12-05): 1.54x the wall time and 1.37x the cgroup peak
+of plain `pipeline.run()`; with this command 1.18x and 1.12x. This process imports nothing
 of Prefect's while the run goes on; its child runs Prefect's own engine entrypoint, the
 `__main__` of `prefect.engine` (it reads the flow run, runs the deployment's pull steps and
 the flow, and reports the run's state), and exits without tearing its interpreter down.
