@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from flows import __version__
-from flows.errors import exit_code_for, one_line
+from flows.errors import ConfigError, exit_code_for, one_line
 from flows.exits import exit_now
+from flows.prefect.setup import MIN_UNRESPONSIVE_AFTER_SECONDS, UNRESPONSIVE_AFTER_SECONDS
 from flows.state import LeaseHeldError
 
 # subcommands contributed by installed distributions (_add_installed_commands)
@@ -88,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--alert-block",
         default=os.environ.get("FLOWS_ALERT_BLOCK"),
         help="notification block as <block-type-slug>/<name>",
+    )
+    setup.add_argument(
+        "--unresponsive-after",
+        type=int,
+        default=UNRESPONSIVE_AFTER_SECONDS,
+        metavar="SECONDS",
+        help="mark a running flow run Crashed after this long without a heartbeat "
+        f"(default {UNRESPONSIVE_AFTER_SECONDS}, at least {MIN_UNRESPONSIVE_AFTER_SECONDS}; "
+        "0: never)",
     )
     setup.set_defaults(func=cmd_setup)
 
@@ -242,7 +252,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _pipeline_to_run(args: argparse.Namespace) -> Any:
     """A declared name, or an ad hoc spec for `module:function`."""
-    from flows.errors import ConfigError
     from flows.pipelines import PipelineSpec
 
     if ":" not in args.pipeline:
@@ -294,8 +303,14 @@ def cmd_setup(args: argparse.Namespace) -> int:
     for item in args.tag_limit:
         tag, _, value = item.partition("=")
         if not tag or not value.isdigit():
-            raise ValueError(f"--tag-limit takes TAG=N, got {item!r}")
+            raise ConfigError(f"--tag-limit takes TAG=N, got {item!r}")
         limits[tag] = int(value)
+    after = args.unresponsive_after
+    if after != 0 and after < MIN_UNRESPONSIVE_AFTER_SECONDS:
+        raise ConfigError(
+            f"--unresponsive-after takes 0 or at least {MIN_UNRESPONSIVE_AFTER_SECONDS} s "
+            f"(flow runs send a heartbeat every 30 s at the most), got {after}"
+        )
     options = SetupOptions(
         pool=args.pool,
         pool_type=args.pool_type,
@@ -304,6 +319,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
         tag_limits=limits,
         alert_webhook_url=args.alert_webhook_url,
         alert_block=args.alert_block,
+        unresponsive_after=args.unresponsive_after,
     )
     for line in run_setup(options):
         print(line)

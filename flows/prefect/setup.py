@@ -1,4 +1,5 @@
-"""`flows setup`: the work pool, its limits and the failure alert, created or updated in place.
+"""`flows setup`: the work pool, its limits, the failure alert and the crash automations,
+created or updated in place.
 
 Idempotent: run it on every install and upgrade (the Helm chart's hook Job does).
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 from uuid import UUID
@@ -15,6 +17,11 @@ from flows.work_pool import base_job_template
 
 AUTOMATION_NAME = "dlt-run-failed"
 RERUN_AUTOMATION_NAME = "dlt-rerun-crashed"
+UNRESPONSIVE_AUTOMATION_NAME = "dlt-crash-unresponsive"
+# a flow run's engine sends a heartbeat every PREFECT_FLOWS_HEARTBEAT_FREQUENCY seconds (180
+# unless set, 30 at the least): three missed, and a margin, before a Running run counts as gone
+UNRESPONSIVE_AFTER_SECONDS = 600
+MIN_UNRESPONSIVE_AFTER_SECONDS = 60  # two beats at the fastest frequency
 WEBHOOK_BLOCK_NAME = "dlt-failure-webhook"
 FAILURE_EVENTS = ("prefect.flow-run.Failed", "prefect.flow-run.Crashed")
 WEBHOOK_PAYLOAD = (
@@ -34,6 +41,7 @@ class SetupOptions:
     tag_limits: dict[str, int] = field(default_factory=lambda: {"dlt": 8})
     alert_webhook_url: str | None = None
     alert_block: str | None = None  # "<block-type-slug>/<name>" of a notification block
+    unresponsive_after: int = UNRESPONSIVE_AFTER_SECONDS  # 0: no unresponsive-run automation
 
 
 def local_process_template() -> dict[str, Any]:
@@ -73,6 +81,7 @@ def run_setup(options: SetupOptions) -> list[str]:
             done.append(f"tag concurrency limit {tag!r} = {limit}")
         done.append(_apply_automation(client, options))
         done.append(_apply_crash_rerun(client))
+        done.append(apply_unresponsive_crash(client, options.unresponsive_after))
     return done
 
 
@@ -123,6 +132,54 @@ def _apply_crash_rerun(client: Any) -> str:
         ],
     )
     return f"crash rerun automation {_upsert_automation(client, automation)}"
+
+
+def apply_unresponsive_crash(client: Any, after_seconds: int) -> str:
+    """A Running flow run whose heartbeats stop (its node lost, and with it the worker that
+    would have reported the pod's end) would stay Running for ever: this marks it Crashed
+    once no heartbeat and no state change of it came for `after_seconds`, and
+    dlt-rerun-crashed then reruns it from the state store. Prefect's own recipe for zombie
+    flow runs, limited to deployments tagged dlt; 0 removes it."""
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+
+    if after_seconds <= 0:
+        for old in client.read_automations_by_name(UNRESPONSIVE_AUTOMATION_NAME):
+            client.delete_automation(old.id)
+        return "unresponsive-run automation: none (--unresponsive-after 0)"
+    automation = AutomationCore(
+        name=UNRESPONSIVE_AUTOMATION_NAME,
+        description=(
+            f"Crash a running flow run of a deployment tagged dlt, silent for {after_seconds} s"
+        ),
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={"prefect.flow-run.*"},  # the next heartbeat, or any change of state
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match_related={
+                "prefect.resource.role": "tag",
+                "prefect.resource.id": "prefect.tag.dlt",
+            },
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=after_seconds),
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED,
+                name="Crashed",
+                force=False,  # a run that has ended meanwhile stays as it ended
+                message=(
+                    f"no heartbeat for {after_seconds} s "
+                    f"(automation {UNRESPONSIVE_AUTOMATION_NAME})"
+                ),
+            )
+        ],
+    )
+    done = _upsert_automation(client, automation)
+    return f"unresponsive-run automation {done}: Crashed after {after_seconds} s silent"
 
 
 def _apply_pool(client: Any, options: SetupOptions, template: dict[str, Any]) -> str:

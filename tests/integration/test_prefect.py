@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +22,7 @@ from uuid import UUID
 import psycopg2
 import pytest
 from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterId,
@@ -27,9 +31,11 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.exceptions import ObjectNotFound
+from prefect.states import Cancelled
 
 from devstack.ports import free_port
 from devstack.stack import BUCKET, LocalStack
+from flows.prefect.setup import UNRESPONSIVE_AFTER_SECONDS, apply_unresponsive_crash
 from tests.integration.helpers import (
     artifacts,
     exact,
@@ -620,3 +626,82 @@ def test_history_pipeline_loads_only_new_runs(stack: LocalStack, client: SyncPre
                 f"key LIKE 'run-record-%' AND flow_run_id = '{run.id}'"
             ).fetchall()
         assert records == [(1,)]
+
+
+HANGING_FLOW = """
+import time
+
+from prefect import flow
+
+
+@flow
+def hang() -> None:
+    time.sleep(600)
+"""
+
+
+def _states(client: SyncPrefectClient, run_id: UUID) -> list[Any]:
+    return sorted(client.read_flow_run_states(run_id), key=lambda s: s.timestamp)
+
+
+def test_a_running_flow_run_whose_pod_vanished_is_crashed_and_rerun(
+    stack: LocalStack, client: SyncPrefectClient, tmp_path: Path
+) -> None:
+    """A node lost with the worker that would see its pod end: the run's heartbeats stop, the
+    unresponsive-run automation marks it Crashed, the crash automation schedules it again. A
+    run that keeps beating is left alone."""
+    (tmp_path / "hang.py").write_text(HANGING_FLOW)
+    pool = "no-worker"  # nothing polls it: the rerun stays scheduled
+    client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+    deployment = client.create_deployment(
+        flow_id=client.create_flow_from_name("hang"),
+        name="hang",
+        entrypoint="hang.py:hang",
+        work_pool_name=pool,
+        tags=["dlt"],
+        pull_steps=[
+            {"prefect.deployments.steps.set_working_directory": {"directory": str(tmp_path)}}
+        ],
+    )
+    silent, beating = (client.create_flow_run_from_deployment(deployment) for _ in range(2))
+    silence = 45  # heartbeats every 30 s: a live run is never silent this long
+    apply_unresponsive_crash(client, silence)
+    pods: dict[UUID, subprocess.Popen[bytes]] = {}
+    try:
+        for run in (silent, beating):
+            env = {
+                **os.environ,
+                "PREFECT_API_URL": stack.api_url,
+                "PREFECT_API_AUTH_STRING": stack.auth_string,
+                "PREFECT__FLOW_RUN_ID": str(run.id),
+                "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
+                "FLOWS_PREWARM_ATTEMPT": "0",
+            }
+            pods[run.id] = subprocess.Popen(
+                [sys.executable, "-m", "flows.prefect.pod"], env=env, start_new_session=True
+            )
+        deadline = time.monotonic() + 120
+        while not all(_states(client, r.id)[-1].is_running() for r in (silent, beating)):
+            assert time.monotonic() < deadline, "the flow runs did not start"
+            time.sleep(0.5)
+        time.sleep(3)  # the first heartbeat goes out as the flow begins
+        os.killpg(pods[silent.id].pid, signal.SIGKILL)  # the pod and its node, gone
+        pods[silent.id].wait()
+        killed = time.monotonic()
+        while StateType.SCHEDULED not in [s.type for s in _states(client, silent.id)[1:]]:
+            assert time.monotonic() < killed + silence + 90, _states(client, silent.id)
+            time.sleep(1)
+        kinds = [s.type for s in _states(client, silent.id)]
+        assert kinds[-3:] == [StateType.RUNNING, StateType.CRASHED, StateType.SCHEDULED], kinds
+        crashed = _states(client, silent.id)[-2]
+        assert f"no heartbeat for {silence} s" in (crashed.message or ""), crashed
+        assert time.monotonic() - killed >= silence - 5  # not before the silence
+        assert pods[beating.id].poll() is None
+        assert _states(client, beating.id)[-1].is_running(), "a live run was crashed"
+    finally:
+        apply_unresponsive_crash(client, UNRESPONSIVE_AFTER_SECONDS)
+        for run_id, pod in pods.items():
+            if pod.poll() is None:
+                os.killpg(pod.pid, signal.SIGKILL)
+                pod.wait()
+            client.set_flow_run_state(run_id, Cancelled(), force=True)
