@@ -319,7 +319,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
         tag_limits=limits,
         alert_webhook_url=args.alert_webhook_url,
         alert_block=args.alert_block,
-        unresponsive_after=args.unresponsive_after,
+        unresponsive_after=after,
     )
     for line in run_setup(options):
         print(line)

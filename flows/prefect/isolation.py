@@ -161,9 +161,13 @@ def _take_warm() -> subprocess.Popen[bytes] | None:
     proc, environ = warm
     if proc.poll() is None and environ == dict(os.environ):
         return proc
+    _end(proc)
+    return None
+
+
+def _end(proc: subprocess.Popen[bytes]) -> None:
     proc.kill()
     proc.communicate()
-    return None
 
 
 def discard_prewarmed() -> None:
@@ -171,8 +175,7 @@ def discard_prewarmed() -> None:
     fan-out parent whose parts are flow runs of their own): it holds about 100 MiB while it
     waits (dlt, DuckDB, pyarrow)."""
     if (proc := _take_warm()) is not None:
-        proc.kill()
-        proc.communicate()
+        _end(proc)
 
 
 def start_attempt(attempt: Attempt, method: str | None = None) -> AttemptProcess:

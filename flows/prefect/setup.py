@@ -109,6 +109,11 @@ def _upsert_automation(client: Any, automation: Any) -> str:
     return "created"
 
 
+def _delete_automations(client: Any, name: str) -> None:
+    for old in client.read_automations_by_name(name):
+        client.delete_automation(old.id)
+
+
 def _apply_crash_rerun(client: Any) -> str:
     """A Crashed run (its pod OOM-killed as a whole, evicted, its node lost) is not retried
     by Prefect: this automation schedules it again. The rerun keeps its flow run id, so it
@@ -145,8 +150,7 @@ def apply_unresponsive_crash(client: Any, after_seconds: int) -> str:
     from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 
     if after_seconds <= 0:
-        for old in client.read_automations_by_name(UNRESPONSIVE_AUTOMATION_NAME):
-            client.delete_automation(old.id)
+        _delete_automations(client, UNRESPONSIVE_AUTOMATION_NAME)
         return "unresponsive-run automation: none (--unresponsive-after 0)"
     automation = AutomationCore(
         name=UNRESPONSIVE_AUTOMATION_NAME,
@@ -236,8 +240,7 @@ def _apply_automation(client: Any, options: SetupOptions) -> str:
         )
         target = f"notification block {options.alert_block}"
     else:
-        for old in client.read_automations_by_name(AUTOMATION_NAME):
-            client.delete_automation(old.id)
+        _delete_automations(client, AUTOMATION_NAME)
         return "failure alert: none configured (pass --alert-webhook-url or --alert-block)"
 
     automation = AutomationCore(

@@ -101,6 +101,10 @@ def wait(client: SyncPrefectClient, run_id: UUID, timeout: float = 300) -> FlowR
     raise TimeoutError(f"flow run {run_id} not finished after {timeout} s")
 
 
+def _states(client: SyncPrefectClient, run_id: UUID) -> list[Any]:
+    return sorted(client.read_flow_run_states(run_id), key=lambda s: s.timestamp)
+
+
 def warehouse(stack: LocalStack, pipeline: str) -> Path:
     return stack.root / "home" / "warehouse" / f"flows_{pipeline}.duckdb"
 
@@ -243,7 +247,7 @@ def test_crashed_run_is_rerun_by_the_automation_and_resumes_exactly(
     states: list[Any] = []
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline:
-        states = sorted(client.read_flow_run_states(run.id), key=lambda s: s.timestamp)
+        states = _states(client, run.id)
         if states[-1].type in (StateType.COMPLETED, StateType.FAILED):
             break
         time.sleep(0.5)
@@ -640,10 +644,6 @@ def hang() -> None:
 """
 
 
-def _states(client: SyncPrefectClient, run_id: UUID) -> list[Any]:
-    return sorted(client.read_flow_run_states(run_id), key=lambda s: s.timestamp)
-
-
 def test_a_running_flow_run_whose_pod_vanished_is_crashed_and_rerun(
     stack: LocalStack, client: SyncPrefectClient, tmp_path: Path
 ) -> None:
@@ -691,9 +691,10 @@ def test_a_running_flow_run_whose_pod_vanished_is_crashed_and_rerun(
         while StateType.SCHEDULED not in [s.type for s in _states(client, silent.id)[1:]]:
             assert time.monotonic() < killed + silence + 90, _states(client, silent.id)
             time.sleep(1)
-        kinds = [s.type for s in _states(client, silent.id)]
+        states = _states(client, silent.id)
+        kinds = [s.type for s in states]
         assert kinds[-3:] == [StateType.RUNNING, StateType.CRASHED, StateType.SCHEDULED], kinds
-        crashed = _states(client, silent.id)[-2]
+        crashed = states[-2]
         assert f"no heartbeat for {silence} s" in (crashed.message or ""), crashed
         assert time.monotonic() - killed >= silence - 5  # not before the silence
         assert pods[beating.id].poll() is None
