@@ -48,6 +48,7 @@ import runpy
 import signal
 import subprocess
 import sys
+import warnings
 from types import FrameType
 from typing import Any, NoReturn
 from uuid import UUID
@@ -122,6 +123,11 @@ def run_engine() -> NoReturn:
     del sys.argv[1:]  # Prefect's engine takes a first argument as the flow run id
     if os.environ.get(PREWARM_ENV, "1") == "1":
         prewarm()  # the attempt's interpreter imports dlt while this one imports Prefect
+    from flows.prefect import heartbeats
+
+    heartbeats.install()  # imports Prefect's flow engine, and with it `prefect.engine`
+    # which runpy then runs as __main__ (Prefect's own __main__ imports that module again)
+    warnings.filterwarnings("ignore", "'prefect.engine' found in sys.modules", RuntimeWarning)
     try:
         runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
         code = 0
