@@ -8,8 +8,8 @@ With no `command` in the pool, the worker starts Prefect's `prefect flow-run exe
 Prefect CLI stays up for the whole run (about 90 MB of the pod's memory) and starts Prefect's
 workspace supervisor, which starts the engine: three Prefect imports one after the other,
 about 2.5 s before the flow begins. Measured with `python -m tests.benchmarks --suites
-prefect` (300,000 rows, 2 CPUs, 2026-12-05): 1.54x the wall time and 1.37x the cgroup peak
-of plain `pipeline.run()`; with this command 1.18x and 1.12x. This process imports nothing
+prefect` (300,000 rows, 2 CPUs, 2026-12-05): 1.54x the wall time and 1.35x the cgroup peak
+of plain `pipeline.run()`; with this command 1.13x and 1.08x. This process imports nothing
 of Prefect's while the run goes on; its child runs Prefect's own engine entrypoint, the
 `__main__` of `prefect.engine` (it reads the flow run, runs the deployment's pull steps and
 the flow, and reports the run's state), and exits without tearing its interpreter down.
@@ -17,6 +17,9 @@ Before it imports Prefect, the engine starts its first attempt's interpreter
 (`flows.prefect.isolation.prewarm`), which imports dlt meanwhile on the pod's other CPU
 and waits for the attempt; `FLOWS_PREWARM_ATTEMPT=0` turns that off (a flow that runs no
 dlt task then does not hold the waiting interpreter, about 100 MiB, for up to 120 s).
+The engine sends the run's heartbeats from a thread that ends with the run
+(flows/prefect/heartbeats.py): Prefect's sleeps in 1 s steps, and its engine waits for it
+after the run's final state, about a second per run.
 
 What it keeps of Prefect's command:
 
