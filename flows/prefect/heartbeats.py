@@ -5,9 +5,10 @@ PREFECT_FLOWS_HEARTBEAT_FREQUENCY seconds; what `flows setup`'s dlt-crash-unresp
 automation reads) from a thread that sleeps in steps of one second, and joins that thread
 when the run ends. So the engine, and with it the pod, waits up to a second after the run
 for nothing. Measured here (2026-12-05, 300,000 synthetic rows, the pod's command, 4 flow
-runs each): from the end of the run's last task to the end of the run, 1.04-1.18 s; 0.05-0.15
-s with the thread below, which waits on its stop event instead. The events, their resource and related
-resources, the interval and the thread are Prefect's: only the wait differs.
+runs each): from the end of the run's last task to the end of the run, 1.04-1.18 s; with
+the thread below, which waits on its stop event instead, 0.05-0.15 s. The events, their
+resource and related resources, the interval and the thread are Prefect's: only the wait
+differs.
 
 Prefect 3.8.8 and 3.9.1 both sleep in steps; 3.8.8 has no setting that turns heartbeats off
 (PREFECT_FLOWS_HEARTBEAT_FREQUENCY takes 30 or more), and the automation needs them. The pod's
