@@ -128,8 +128,10 @@ def run_engine() -> NoReturn:
         prewarm()  # the attempt's interpreter imports dlt while this one imports Prefect
     from flows.prefect import heartbeats
 
-    heartbeats.install()  # imports Prefect's flow engine, and with it `prefect.engine`
-    # which runpy then runs as __main__ (Prefect's own __main__ imports that module again)
+    heartbeats.install()
+    # Prefect's flow engine, imported by install(), imports `prefect.engine`: runpy warns
+    # that the module it runs as __main__ is loaded already, as it would be a moment later
+    # anyway (the __main__ imports the flow engine)
     warnings.filterwarnings("ignore", "'prefect.engine' found in sys.modules", RuntimeWarning)
     try:
         runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
