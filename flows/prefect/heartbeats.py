@@ -4,11 +4,11 @@ Prefect's flow engine sends a run's heartbeats (`prefect.flow-run.heartbeat`, ev
 PREFECT_FLOWS_HEARTBEAT_FREQUENCY seconds; what `flows setup`'s dlt-crash-unresponsive
 automation reads) from a thread that sleeps in steps of one second, and joins that thread
 when the run ends. So the engine, and with it the pod, waits up to a second after the run
-for nothing. Measured here (2026-12-05, 300,000 synthetic rows, the pod's command, 4 flow
-runs each): from the end of the run's last task to the end of the run, 1.04-1.18 s; with
-the thread below, which waits on its stop event instead, 0.05-0.15 s. The events, their
-resource and related resources, the interval and the thread are Prefect's: only the wait
-differs.
+for nothing. Measured here in a one-off run from Prefect's log timestamps (2026-12-05,
+300,000 synthetic rows, the pod's command, 4 flow runs each): from the end of the run's
+last task to the end of the run, 1.04-1.18 s; with the thread below, which waits on its
+stop event instead, 0.05-0.15 s. The events, their resource and related resources, the
+interval and the thread are Prefect's: only the wait differs.
 
 Prefect 3.8.8 and 3.9.1 both sleep in steps; 3.8.8 has no setting that turns heartbeats off
 (PREFECT_FLOWS_HEARTBEAT_FREQUENCY takes 30 or more), and the automation needs them. The pod's
