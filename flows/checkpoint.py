@@ -12,6 +12,7 @@ from typing import Any
 
 from dlt.common.runtime.collector import Collector, NullCollector
 
+from flows.errors import PlatformError
 from flows.resources import release_memory
 from flows.state import SnapshotFailedError, StateSession
 
@@ -98,10 +99,12 @@ class CheckpointCollector(Collector):
             self._jobs_since, self._last = 0, time.monotonic()
 
     def raise_failures(self) -> None:
-        """Raises the first snapshot failure since the last call, if any."""
+        """Raises the first snapshot failure since the last call, if any: the platform's own
+        error as it is (an unreachable store exits 5, a lost lease 3), anything else as a
+        `SnapshotFailedError`."""
         if self.failures:
             first, self.failures = self.failures[0], []
-            if isinstance(first, SnapshotFailedError):
+            if isinstance(first, PlatformError):
                 raise first
             raise SnapshotFailedError(
                 f"snapshot of {self.session.pipeline_name!r} to {self.session.store.url} "

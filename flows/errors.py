@@ -101,9 +101,9 @@ def first_platform_error(exc: BaseException) -> PlatformError | None:
     return next((e for e in cause_chain(exc) if isinstance(e, PlatformError)), None)
 
 
-def is_terminal(exc: BaseException) -> bool:
-    """True when no retry can help. The outermost error that belongs to a family decides
-    (the platform wraps causes it has classified); an unknown error is retryable."""
+def _family(exc: BaseException) -> str | None:
+    """ "transient", "terminal", or None for an error no family claims. The outermost error
+    that belongs to a family decides (the platform wraps causes it has classified)."""
     transient: tuple[type[BaseException], ...] = (
         RetryableError,
         *_dlt_classes("dlt.common.exceptions", "TransientException"),
@@ -117,10 +117,23 @@ def is_terminal(exc: BaseException) -> bool:
     )
     for error in cause_chain(exc):
         if isinstance(error, transient):
-            return False
+            return "transient"
         if isinstance(error, terminal):
-            return True
-    return False
+            return "terminal"
+    if isinstance(root_cause(exc), ConnectionError | TimeoutError):
+        return "transient"
+    return None
+
+
+def is_terminal(exc: BaseException) -> bool:
+    """True when no retry can help; an unknown error is retryable."""
+    return _family(exc) == "terminal"
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when the error is known to pass by itself (a connection lost, a busy database,
+    an unreachable store): worth retrying for a while, not just a few times."""
+    return _family(exc) == "transient"
 
 
 def exit_code_for(exc: BaseException) -> int:

@@ -82,7 +82,8 @@ def run_pipeline(
     try:
         fresh = restored is None and not (session.working_dir / "state.json").exists()
         pipeline = spec.build_pipeline(pipelines_dir, progress)
-        if fresh and _destination_exists(pipeline):
+        synced = fresh and _destination_exists(pipeline)
+        if synced:
             # no snapshot and no local state: take dlt's state from the destination, if any,
             # so a lost bucket does not mean extracting everything again
             pipeline.sync_destination()
@@ -99,6 +100,8 @@ def run_pipeline(
             listener=listener,
             callbacks=(*callbacks, *spec.run_callbacks()),
         )
+        if synced:
+            run.destination_answered()
         run.run(source, **spec.extract_kwargs(full_refresh=full_refresh))
         ok = True
         assert run.report is not None

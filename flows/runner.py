@@ -29,7 +29,7 @@ from dlt.common.pipeline import LoadInfo
 
 from flows import fencing
 from flows.checkpoint import CheckpointCollector
-from flows.errors import is_terminal, root_cause
+from flows.errors import is_terminal, is_transient, root_cause
 from flows.reattach import reattach
 from flows.resume import (
     ResumePlan,
@@ -53,10 +53,41 @@ T = TypeVar("T")
 STEPS = ("extract", "normalize", "load")
 
 
-def default_retry_policy() -> tenacity.Retrying:
+# How long a failure that passes by itself keeps being retried in-process (a destination's
+# lost connection, a database that restarts); any other error gets ATTEMPTS tries.
+ATTEMPTS = 3
+TRANSIENT_WINDOW = 90.0
+
+
+class stop_unless_transient(tenacity.stop.stop_base):
+    """Stops after `attempts` tries, except that an error `rides_out` accepts keeps being
+    retried until `window` seconds have passed since the first try: a database restart of a
+    few seconds must not use up the tries in the first four."""
+
+    def __init__(
+        self,
+        rides_out: Callable[[BaseException], bool] = is_transient,
+        attempts: int = ATTEMPTS,
+        window: float = TRANSIENT_WINDOW,
+    ) -> None:
+        self.rides_out, self.attempts, self.window = rides_out, attempts, window
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        if (retry_state.seconds_since_start or 0.0) >= self.window:
+            return True
+        if retry_state.attempt_number < self.attempts:
+            return False
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        return error is None or not self.rides_out(error)
+
+
+def default_retry_policy(
+    rides_out: Callable[[BaseException], bool] = is_transient,
+) -> tenacity.Retrying:
     return tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(3),
-        wait=tenacity.wait_exponential_jitter(multiplier=1, max=30),
+        stop=stop_unless_transient(rides_out),
+        wait=tenacity.wait_exponential_jitter(initial=1, max=10),
         reraise=True,
     )
 
@@ -147,7 +178,7 @@ class runner:
         if unknown:
             raise ValueError(f"retry_pipeline_steps has unknown steps {sorted(unknown)}")
         self.pipeline = pipeline
-        self.retry_policy = retry_policy or default_retry_policy()
+        self.retry_policy = retry_policy or default_retry_policy(self._rides_out)
         self.retry_steps = set(retry_pipeline_steps)
         self.session = session
         # a PrefectCollector passed as `progress=` also hears about failed attempts and gets
@@ -163,6 +194,10 @@ class runner:
         self.lease_wait = lease_wait
         self.checkpoints: CheckpointCollector | None = None
         self.report: RunReport | None = None
+        # the destination answered during this run's load: its credentials and address work,
+        # so a connection it drops now is a restart or a network blip, worth riding out
+        self._destination_answered = False
+        self._current_step = ""
         # packages normalized here and not yet attempted: no destination check needed
         self._trusted: set[str] = set()
         self._load_infos: list[Any] = []
@@ -197,6 +232,7 @@ class runner:
             if restored is None and self.pipeline.first_run:
                 # nothing stored and nothing local: dlt's state from the destination, if any
                 self.pipeline.sync_destination()
+                self.destination_answered()
             self.session = session
             self._attach_checkpoints(session)
             info = self._run(data, extract_kwargs)
@@ -288,6 +324,7 @@ class runner:
         def load() -> Any:
             # on every attempt: a failed attempt may itself have left a partial package
             prepare_normalized_packages(self.pipeline, report.resume, frozenset(self._trusted))
+            self._destination_answered = True
             self._trusted.clear()
             pending = self.pipeline.list_normalized_load_packages()
             for load_id in pending:
@@ -318,6 +355,19 @@ class runner:
             for table, count in rows.get(package.load_id, {}).items():
                 report.loaded_rows[table] = report.loaded_rows.get(table, 0) + count
 
+    def destination_answered(self) -> None:
+        """Tells the run that its destination answered with these credentials (a sync of
+        dlt's state from it): from now on a load that loses it rides the loss out."""
+        self._destination_answered = True
+
+    def _rides_out(self, error: BaseException) -> bool:
+        """Retried over the whole window: a transient family's error, or any error a load
+        meets once the destination has answered in this run (drivers raise a lost connection
+        as the same type as a refused password; only a password that worked tells them
+        apart)."""
+        loading = self._destination_answered and self._current_step == "load"
+        return is_transient(error) or (loading and not is_terminal(error))
+
     def _fenced(self) -> bool:
         """A run that lost its lease stops here: another attempt (Prefect's) may take it."""
         return self.session is not None and self.session.lease.lost is not None
@@ -325,10 +375,19 @@ class runner:
     def _step(self, report: RunReport, step: str, fn: Callable[[], T]) -> T:
         entry = StepReport(step)
         report.steps.append(entry)
+        self._current_step = step
+        pending_before = self._extracted_now() if step == "extract" else set()
+
+        def retryable(error: BaseException) -> bool:
+            if is_terminal(error) or self._fenced():
+                return False
+            # an extract that committed its package before it failed must not run again:
+            # the package is pending, and a second extract would load its rows twice
+            return step != "extract" or self._extracted_now() <= pending_before
+
         policy = (
             self.retry_policy.copy(
-                retry=self.retry_policy.retry
-                & tenacity.retry_if_exception(lambda e: not is_terminal(e) and not self._fenced()),
+                retry=self.retry_policy.retry & tenacity.retry_if_exception(retryable),
                 reraise=True,
             )
             if step in self.retry_steps
@@ -348,8 +407,6 @@ class runner:
                         callback.on_before_step(self.pipeline, step)
                     try:
                         result = fn()
-                        if self.checkpoints:
-                            self.checkpoints.raise_failures()
                     except Exception as err:
                         entry.errors.append(f"{type(root_cause(err)).__name__}: {root_cause(err)}")
                         log.warning("%s attempt %d failed: %s", step, entry.attempts, err)
@@ -357,11 +414,19 @@ class runner:
                         if self.listener is not None:
                             self.listener.on_attempt_failed(step, entry.attempts, err)
                         raise
+            # The step committed. A snapshot that failed after it (the store's own retries
+            # over its window already ran out) ends the run here, never by running the step
+            # again: the next run restores the last snapshot and resumes from it.
+            if self.checkpoints:
+                self.checkpoints.raise_failures()
             for callback in self.callbacks:
                 callback.on_after_step(self.pipeline, step, result)
             return result
         finally:
             entry.seconds = time.perf_counter() - started
+
+    def _extracted_now(self) -> set[str]:
+        return set(self.pipeline.list_extracted_load_packages())
 
 
 def _empty_load_info(pipeline: dlt.Pipeline) -> LoadInfo:
