@@ -151,6 +151,8 @@ class RunReport:
     loaded_rows: dict[str, int] = field(default_factory=dict)
     snapshots: SnapshotStats | None = None
     seconds: float = 0.0
+    # a retry of a run whose extract an earlier attempt committed: nothing new was extracted
+    extract_skipped: bool = False
 
 
 class runner:
@@ -257,10 +259,16 @@ class runner:
         error: BaseException | None = None
         try:
             self._finish_pending(report)
-            info = self._step(
-                report, "extract", lambda: self.pipeline.extract(data, **extract_kwargs)
-            )
-            report.extracted_rows = extracted_rows(info)
+            if self.session is not None and self.session.extract_done:
+                # an earlier attempt of this run committed its extract: what it extracted
+                # was finished above; extracting again would repeat it
+                report.extract_skipped = True
+                log.info("extract skipped: run %s committed it before", self.session.run_id)
+            else:
+                info = self._step(
+                    report, "extract", lambda: self.pipeline.extract(data, **extract_kwargs)
+                )
+                report.extracted_rows = extracted_rows(info)
             self._normalize(report)
             self._load(report)
             if self.session is not None:

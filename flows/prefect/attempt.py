@@ -39,6 +39,10 @@ class Attempt:
     lease_wait: float = 0.0
     flow_run_id: str | None = None
     task_run_id: str | None = None
+    # the logical run in the state store: the flow run and this call's place in it (a
+    # retry or crash rerun of the flow run gets the same), so a retry resumes the call's
+    # own extract and a second call of the pipeline in one flow run is a run of its own
+    run_key: str | None = None
     attempt: int = 1
     # an undeclared pipeline (`@dlt_task(pipeline_name=...)`): its whole declaration
     spec: PipelineSpec | None = None
@@ -78,7 +82,7 @@ def run_attempt(attempt: Attempt, sink: Sink) -> dict[str, Any]:
             attempt.spec or attempt.pipeline,
             state_url=attempt.state_url,
             pipelines_dir=Path(workdir),  # empty, like a new pod: state comes from the store
-            run_id=attempt.flow_run_id,
+            run_id=attempt.run_key or attempt.flow_run_id,
             wait=attempt.lease_wait,
             full_refresh=attempt.full_refresh,
             source_options=attempt.kwargs if attempt.source is None else None,

@@ -251,6 +251,7 @@ def _run_task(
         lease_wait=lease_wait,
         flow_run_id=str(ctx.task_run.flow_run_id),
         task_run_id=str(ctx.task_run.id),
+        run_key=f"{ctx.task_run.flow_run_id}/{ctx.task_run.task_key}/{ctx.task_run.dynamic_key}",
         attempt=ctx.task_run.run_count,
     )
     from prefect.runtime import flow_run

@@ -31,6 +31,9 @@ class Manifest:
     dirs: list[str] = field(default_factory=list)
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     format: str = FORMAT
+    # the run id whose extract this snapshot holds committed: a retry of that run resumes
+    # what is pending and does not extract again
+    extracted_by: str | None = None
 
     @property
     def total_bytes(self) -> int:
@@ -64,6 +67,7 @@ class Manifest:
                 dirs=[str(d) for d in raw.get("dirs", [])],
                 created_at=str(raw.get("created_at", "")),
                 format=str(raw.get("format", "")),
+                extracted_by=None if raw.get("extracted_by") is None else str(raw["extracted_by"]),
             )
         except (ValueError, KeyError, TypeError) as err:
             raise CorruptSnapshotError(f"manifest {source} is not readable: {err}") from err

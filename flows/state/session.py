@@ -72,6 +72,9 @@ class StateSession:
             wait=wait,
             settle=lease_settle,
         )
+        self.run_id = run_id
+        # set once this run's extract is in a snapshot (or was, by an earlier attempt)
+        self.extracted_by: str | None = None
         self.generation = 0
         self.restored: Manifest | None = None
         self.stats = SnapshotStats()
@@ -96,6 +99,8 @@ class StateSession:
                     self.layout, manifest, self.working_dir, self._cache
                 )
                 self.restored, self.stats.restored_generation = manifest, target
+                if self.run_id is not None and manifest.extracted_by == self.run_id:
+                    self.extracted_by = self.run_id
                 self._last_listing = (manifest.files, manifest.dirs)
                 log.info(
                     "restored %s generation %d (%d files, %d bytes fetched) from %s",
@@ -110,6 +115,13 @@ class StateSession:
             self.lease.release()
             raise
         return self.restored
+
+    @property
+    def extract_done(self) -> bool:
+        """True when an earlier attempt of this run (same run id) committed its extract: a
+        retry finishes what is pending and does not extract again (a source without a cursor
+        would yield the same rows twice)."""
+        return self.run_id is not None and self.extracted_by == self.run_id
 
     def snapshot(self, step: str, opportunistic: bool = False) -> Manifest | None:
         """Publishes the working dir as the next generation; None when nothing changed.
@@ -127,7 +139,8 @@ class StateSession:
             )
         try:
             entries, dirs, sources = describe_working_dir(self.working_dir, self._cache)
-            if (entries, dirs) == self._last_listing:
+            marks_extract = step == "extract" and self.extracted_by != self.run_id
+            if (entries, dirs) == self._last_listing and not marks_extract:
                 self.stats.skipped += 1
                 return None
             manifest = Manifest(
@@ -137,6 +150,7 @@ class StateSession:
                 owner=self.lease.info.holder if self.lease.info else "",
                 files=entries,
                 dirs=dirs,
+                extracted_by=self.run_id if step == "extract" else self.extracted_by,
             )
             staging = self.working_dir.parent / f".snapshot-{self.pipeline_name}"
             self.stats.bytes_uploaded += publish_snapshot(
@@ -149,6 +163,7 @@ class StateSession:
             self.stats.skipped += 1
             return None
         self.generation = manifest.generation
+        self.extracted_by = manifest.extracted_by
         self.stats.snapshots += 1
         self.stats.steps.append(step)
         self.stats.seconds += time.perf_counter() - started

@@ -7,6 +7,7 @@ POINT is one of:
   normalize    after normalize wrote its first items
   load-first   as soon as the first load job completed, before its snapshot
   load-last    after the last load job completed and was snapshotted, before `_dlt_loads`
+  loaded       after the package is in `_dlt_loads`, before the snapshot after load
 
 This is the only test seam: it wraps the platform's collector from outside, so the code under
 test is the shipped code. SIGKILL gives the process no chance to clean up, like a lost pod.
@@ -18,7 +19,7 @@ import os
 import signal
 import sys
 
-from seams import LoadJobs, Update, wrap_update  # beside this script
+from seams import LoadJobs, Update, before_step_snapshot, wrap_update  # beside this script
 
 from flows.cli import main
 
@@ -52,5 +53,11 @@ def after(update: Update) -> None:
         _die()
 
 
+def step_ended(step: str) -> None:
+    if POINT == "loaded" and step == "load":
+        _die()
+
+
 wrap_update(before, after)
+before_step_snapshot(step_ended)
 sys.exit(main(sys.argv[2:]))

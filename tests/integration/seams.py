@@ -75,3 +75,15 @@ def wrap_update(before: Hook | None = None, after: Hook | None = None) -> None:
             after(seen)
 
     checkpoint.CheckpointCollector.update = update  # type: ignore[method-assign]
+
+
+def before_step_snapshot(hook: Callable[[str], None]) -> None:
+    """Runs `hook(step)` when a step has ended (its work committed: for load, the package is
+    in `_dlt_loads`), before the collector snapshots it."""
+    original = checkpoint.CheckpointCollector.on_end_trace_step
+
+    def on_end_trace_step(self: checkpoint.CheckpointCollector, *args: Any) -> None:
+        hook(str(args[1].step))
+        original(self, *args)
+
+    checkpoint.CheckpointCollector.on_end_trace_step = on_end_trace_step  # type: ignore[method-assign]

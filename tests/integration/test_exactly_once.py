@@ -69,6 +69,35 @@ def test_a_store_outage_after_extract_ends_with_exit_5_and_the_rerun_is_exact(
     assert counts["loads"] == counts["distinct_loads"] == 1, counts
 
 
+@pytest.mark.parametrize("point", ["extract", "normalize", "load-first", "load-last", "loaded"])
+def test_a_retry_of_a_run_killed_anywhere_loads_a_cursorless_source_once(
+    point: str, flows_env: dict[str, str], bucket: str, tmp_path: Path
+) -> None:
+    """The source has no cursor, so only the run id says that the retry (a fresh pod, the
+    same --run-id, as Prefect's retries and reruns pass the flow run id) must finish the
+    killed attempt's extract instead of extracting again."""
+    state = f"s3://{bucket}/state"
+    database = tmp_path / "warehouse.duckdb"
+    rows = 40_000
+    env = {
+        **flows_env,
+        "DESTINATION__DUCKDB__CREDENTIALS": str(database),
+        "SOURCES__PLAIN__ROWS": str(rows),
+        "SOURCES__SYNTHETIC__ROWS": str(rows),  # the kill harness's halfway mark
+        "DATA_WRITER__FILE_MAX_ITEMS": "4000",
+        "STATE__LOAD_SNAPSHOT_INTERVAL": "0",
+        "LOAD__WORKERS": "2",
+    }
+    first = run_cli(plain_args(state, tmp_path / "pod-a", "--run-id", "R1"), env, kill_at=point)
+    assert first.code == -9, f"harness did not kill at {point}: {first.stderr[-2000:]}"
+    retry = run_cli(plain_args(state, tmp_path / "pod-b", "--run-id", "R1", "--json"), env)
+    assert retry.code == 0, retry.stderr[-3000:]
+    counts = synthetic_counts(database)
+    assert {k: counts[k] for k in exact(rows)} == exact(rows), counts
+    assert counts["loads"] == counts["distinct_loads"] == 1, counts
+    assert retry.json()["extract_skipped"] is (point != "extract")
+
+
 def test_a_database_restart_during_load_is_ridden_out(
     proxy: FaultProxy, postgres: Postgres, flows_env: dict[str, str], bucket: str, tmp_path: Path
 ) -> None:
