@@ -7,6 +7,7 @@ installs them with scripts/install-services.sh).
 from __future__ import annotations
 
 import os
+import random
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,23 @@ os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 # the embedded default starts Prefect's ephemeral server; on a busy machine it needs more
 # than the 20 s Prefect allows by default (the tests' subprocesses inherit this)
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+FAULT_SEED = "FLOWS_FAULT_SEED"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Draws the fault-injection seed once, in the controller: xdist's workers inherit it."""
+    os.environ.setdefault(FAULT_SEED, str(random.SystemRandom().randrange(2**32)))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    count = os.environ.get("FLOWS_FAULT_SCENARIOS", "12")
+    terminalreporter.write_line(
+        f"fault injection: seed {os.environ[FAULT_SEED]}, {count} scenarios "
+        f"(replay: {FAULT_SEED}={os.environ[FAULT_SEED]} "
+        "pytest tests/integration/test_fault_injection.py)"
+    )
 
 
 @pytest.fixture(scope="session")
