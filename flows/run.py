@@ -14,6 +14,7 @@ from dlt.common.schema import Schema
 from dlt.common.schema.utils import normalize_schema_name
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
+from flows.incomplete_loads import start_without_state
 from flows.persistence import refuse_scratch_duckdb
 from flows.pipelines import PipelineSpec, discover
 from flows.resources import free_large_blocks_at_once
@@ -82,7 +83,8 @@ def run_pipeline(
     try:
         fresh = restored is None and not (session.working_dir / "state.json").exists()
         pipeline = spec.build_pipeline(pipelines_dir, progress)
-        if fresh and _destination_exists(pipeline):
+        fresh = fresh and _destination_exists(pipeline)
+        if fresh:
             # no snapshot and no local state: take dlt's state from the destination, if any,
             # so a lost bucket does not mean extracting everything again
             pipeline.sync_destination()
@@ -98,6 +100,8 @@ def run_pipeline(
             session=session,
             listener=listener,
             callbacks=(*callbacks, *spec.run_callbacks()),
+            # after the sync, with the source's schema known: see flows/incomplete_loads.py
+            started_without_state=start_without_state(pipeline, source) if fresh else None,
         )
         run.run(source, **spec.extract_kwargs(full_refresh=full_refresh))
         ok = True
