@@ -200,8 +200,8 @@ def _remove(
     load_ids: list[str],
     pipeline_name: str,
 ) -> dict[str, int]:
-    """Deletes the rows of `load_ids`, then nested rows whose root row is gone, in one
-    transaction; returns the rows removed per table."""
+    """Deletes the rows of `load_ids`, then nested rows whose root (or parent) row is gone,
+    in one transaction; returns the rows removed per table."""
     removed: dict[str, int] = {}
     placeholders = ", ".join(["%s"] * len(load_ids))
     column = sql.escape_column_name(LOAD_ID)
@@ -214,24 +214,42 @@ def _remove(
                 where += f" AND {sql.escape_column_name('pipeline_name')} = %s"
                 args.append(pipeline_name)
             _delete(sql, name, where, args, removed)
-        for name, table in tables.items():
-            root = _root_of(tables, name)
-            if root in (None, name) or "_dlt_root_id" not in table["columns"]:
-                continue
-            roots = sql.make_qualified_table_name(str(root))
-            where = (
-                f"{sql.escape_column_name('_dlt_root_id')} NOT IN "
-                f"(SELECT {sql.escape_column_name('_dlt_id')} FROM {roots})"
-            )
-            _delete(sql, name, where, [], removed)
+        for name in sorted(tables, key=lambda n: _depth(tables, n)):
+            if owner := _owner(tables, name):
+                link, above = owner
+                where = (
+                    f"{sql.escape_column_name(link)} NOT IN (SELECT "
+                    f"{sql.escape_column_name('_dlt_id')} FROM "
+                    f"{sql.make_qualified_table_name(above)})"
+                )
+                _delete(sql, name, where, [], removed)
     return removed
 
 
-def _root_of(tables: dict[str, TTableSchema], name: str) -> str | None:
-    """The root table of `name`, if it is among `tables`."""
-    while parent := tables.get(name, {}).get("parent"):
-        name = parent
-    return name if name in tables else None
+def _depth(tables: dict[str, TTableSchema], name: str) -> int:
+    """0 for a root table, 1 for its nested tables, ...: parents are cleaned first."""
+    depth = 0
+    while name in tables and (parent := tables[name].get("parent")):
+        name, depth = parent, depth + 1
+    return depth
+
+
+def _owner(tables: dict[str, TTableSchema], name: str) -> tuple[str, str] | None:
+    """How a nested table's rows reach the row they belong to: `_dlt_root_id` to the root
+    table (the platform's propagation), else `_dlt_parent_id` to the parent (dlt's
+    default); None for a root table, or when that table is not among `tables`."""
+    parent = tables[name].get("parent")
+    if parent is None:
+        return None
+    root = parent
+    while root in tables and (above := tables[root].get("parent")):
+        root = above
+    columns = tables[name]["columns"]
+    if "_dlt_root_id" in columns and root in tables:
+        return "_dlt_root_id", root
+    if "_dlt_parent_id" in columns and parent in tables:
+        return "_dlt_parent_id", parent
+    return None
 
 
 def _delete(
