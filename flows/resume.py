@@ -52,6 +52,8 @@ class ResumePlan:
     # every job committed, only the `_dlt_loads` record missing
     completed: list[str] = field(default_factory=list)
     reset: list[str] = field(default_factory=list)
+    # loads a run without state found in the destination but not in `_dlt_loads`
+    incomplete: list[str] = field(default_factory=list)
     rows_removed: dict[str, int] = field(default_factory=dict)
 
 

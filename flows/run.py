@@ -14,6 +14,7 @@ from dlt.common.schema import Schema
 from dlt.common.schema.utils import normalize_schema_name
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
+from flows.incomplete_loads import start_without_state
 from flows.persistence import refuse_scratch_duckdb
 from flows.pipelines import PipelineSpec, discover
 from flows.resources import free_large_blocks_at_once
@@ -99,6 +100,8 @@ def run_pipeline(
             session=session,
             listener=listener,
             callbacks=(*callbacks, *spec.run_callbacks()),
+            # after the sync, with the source's schema known: see flows/incomplete_loads.py
+            started_without_state=start_without_state(pipeline, source) if synced else None,
         )
         if synced:
             run.destination_answered()

@@ -30,6 +30,7 @@ from dlt.common.pipeline import LoadInfo
 from flows import fencing
 from flows.checkpoint import CheckpointCollector
 from flows.errors import is_terminal, is_transient, root_cause
+from flows.incomplete_loads import start_without_state
 from flows.reattach import reattach
 from flows.resume import (
     ResumePlan,
@@ -175,6 +176,7 @@ class runner:
         state_url: str | None = None,
         run_id: str | None = None,
         lease_wait: float = 0.0,
+        started_without_state: ResumePlan | None = None,
     ) -> None:
         unknown = set(retry_pipeline_steps) - set(STEPS)
         if unknown:
@@ -194,6 +196,8 @@ class runner:
         self.state_url = state_url
         self.run_id = run_id
         self.lease_wait = lease_wait
+        # what `start_without_state` repaired before the runner existed (flows/run.py)
+        self.started_without_state = started_without_state
         self.checkpoints: CheckpointCollector | None = None
         self.report: RunReport | None = None
         # the destination answered during this run's load: its credentials and address work,
@@ -232,9 +236,11 @@ class runner:
         try:
             reattach(self.pipeline)
             if restored is None and self.pipeline.first_run:
-                # nothing stored and nothing local: dlt's state from the destination, if any
+                # nothing stored and nothing local: dlt's state from the destination, if any,
+                # and no rows of a load it never completed (their cursor is not in that state)
                 self.pipeline.sync_destination()
                 self.destination_answered()
+                self.started_without_state = start_without_state(self.pipeline, data)
             self.session = session
             self._attach_checkpoints(session)
             info = self._run(data, extract_kwargs)
@@ -301,6 +307,10 @@ class runner:
         return info
 
     def _finish_pending(self, report: RunReport) -> None:
+        if self.started_without_state is not None:
+            report.resume.incomplete = self.started_without_state.incomplete
+            report.resume.rows_removed.update(self.started_without_state.rows_removed)
+            self.started_without_state = None
         report.resume.extracted = list(self.pipeline.list_extracted_load_packages())
         report.resume.normalized = list(self.pipeline.list_normalized_load_packages())
         if report.resume.extracted or report.resume.normalized:

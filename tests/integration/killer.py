@@ -6,6 +6,7 @@ POINT is one of:
   extract      after half of the `events` rows were extracted
   normalize    after normalize wrote its first items
   load-first   as soon as the first load job completed, before its snapshot
+  load-third   as soon as a third of the load jobs completed, before their snapshot
   load-last    after the last load job completed and was snapshotted, before `_dlt_loads`
   loaded       after the package is in `_dlt_loads`, before the snapshot after load
 
@@ -38,6 +39,8 @@ def _die() -> None:
 def before(update: Update) -> None:
     counted = jobs.count(update)
     if counted and update.inc > 0 and POINT == "load-first":  # committed, not yet snapshotted
+        _die()
+    if counted and update.inc > 0 and POINT == "load-third" and 3 * jobs.done >= jobs.total > 0:
         _die()
 
 

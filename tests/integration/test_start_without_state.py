@@ -1,0 +1,144 @@
+"""A run that starts without state leaves the destination exact.
+
+A run is killed with about a third of its load jobs committed; then its state is lost, by
+the documented repair (`flows state unlock --yes`, `flows state drop --yes`) or by losing the
+store's prefix. The next run, on a fresh disk, takes dlt's state from the destination (the
+cursor of the last completed load), so it extracts the lost package's rows again: the rows
+the dead run committed must go first. Real `flows` processes, PostgreSQL and DuckDB.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest
+
+from tests.integration.helpers import (
+    Result,
+    duck,
+    exact,
+    pg_counts,
+    run_cli,
+    synthetic_counts,
+)
+
+ROWS = 30_000
+FIRST = 12_000  # loaded completely by a first run: the destination holds its cursor
+# every row of these tables must belong to a load in `_dlt_loads`
+TABLES = ("events", "events__tags", "_dlt_pipeline_state")
+
+
+class Destination:
+    """Where the runs load, and how to read what arrived."""
+
+    def __init__(self, kind: str, tmp_path: Path, postgres: Any) -> None:
+        self.kind = kind
+        if kind == "postgres":
+            database = f"d{os.urandom(4).hex()}"
+            postgres.create_database(database)
+            self.dsn = postgres.dsn(database)
+            self.env = {
+                "PIPELINES__DESTINATION": "postgres",
+                "DESTINATION__POSTGRES__CREDENTIALS": self.dsn,
+            }
+        else:
+            self.path = tmp_path / "warehouse.duckdb"
+            self.env = {"DESTINATION__DUCKDB__CREDENTIALS": str(self.path)}
+
+    def counts(self) -> dict[str, int]:
+        counts = pg_counts(self.dsn) if self.kind == "postgres" else synthetic_counts(self.path)
+        counts["rows_of_unrecorded_loads"] = sum(
+            self._one(
+                f"SELECT COUNT(*) FROM synthetic.{table} t WHERE NOT EXISTS "
+                "(SELECT 1 FROM synthetic._dlt_loads l WHERE l.load_id = t._dlt_load_id)"
+            )
+            for table in TABLES
+        )
+        return counts
+
+    def _one(self, sql: str) -> int:
+        if self.kind == "postgres":
+            with psycopg2.connect(self.dsn) as con, con.cursor() as cur:
+                cur.execute(sql)
+                row = cur.fetchone()
+                assert row is not None
+                return int(row[0])
+        with duck(self.path) as con:
+            return int(con.sql(sql).fetchall()[0][0])
+
+
+@pytest.fixture(params=["postgres", "duckdb"])
+def destination(request: pytest.FixtureRequest, tmp_path: Path) -> Destination:
+    postgres = request.getfixturevalue("postgres") if request.param == "postgres" else None
+    return Destination(request.param, tmp_path, postgres)
+
+
+def _drop(state: str, env: dict[str, str]) -> None:
+    """The documented repair: revoke the dead run's lease, then delete the state."""
+    for command in ("unlock", "drop"):
+        result = run_cli(["state", command, "synthetic", "--state-url", state, "--yes"], env)
+        assert result.code == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("repair", ["drop", "lost-prefix"])
+def test_run_without_state_after_a_kill_during_load_is_exact(
+    repair: str,
+    destination: Destination,
+    flows_env: dict[str, str],
+    bucket: str,
+    s3: Any,
+    tmp_path: Path,
+) -> None:
+    state = f"s3://{bucket}/state"
+    env = {
+        **flows_env,
+        **destination.env,
+        # many small files and two load workers: the load takes several rounds of jobs
+        "DATA_WRITER__FILE_MAX_ITEMS": "2000",
+        "LOAD__WORKERS": "2",
+        "STATE__LOAD_SNAPSHOT_INTERVAL": "0",
+    }
+
+    def run(pod: str, rows: int, kill_at: str | None = None) -> Result:
+        args = ["run", "synthetic", "--state-url", state, "--pipelines-dir", str(tmp_path / pod)]
+        return run_cli([*args, "--json"], {**env, "SOURCES__SYNTHETIC__ROWS": str(rows)}, kill_at)
+
+    lose_state: Callable[[], None] = (
+        (lambda: _drop(state, env))
+        if repair == "drop"
+        else (lambda: s3.rm(f"{bucket}/state", recursive=True))
+    )
+
+    assert run("pod1", FIRST).code == 0
+    killed = run("pod2", ROWS, kill_at="load-third")
+    assert killed.code == -9, f"harness did not kill: {killed.stderr[-2000:]}"
+    partial = destination.counts()
+    assert FIRST < partial["events"] < ROWS, partial  # some of the second load committed
+    assert partial["rows_of_unrecorded_loads"] > 0, partial
+    lose_state()
+
+    resumed = run("pod3", ROWS)
+    assert resumed.code == 0, resumed.stderr[-3000:]
+    report = resumed.json()
+    counts = destination.counts()
+    assert {k: counts[k] for k in exact(ROWS)} == exact(ROWS), counts
+    assert counts["loads"] == counts["distinct_loads"] == 2, counts
+    assert counts["rows_of_unrecorded_loads"] == 0, counts
+    # the cursor came from the destination: only the lost load's rows were extracted again
+    assert report["extracted_rows"]["events"] == ROWS - FIRST, report
+    removed = report["resume"]["rows_removed"]
+    assert removed["events"] == partial["events"] - FIRST, report["resume"]
+    assert len(report["resume"]["incomplete"]) == 1, report["resume"]
+
+    # state lost once more: a run without state finds nothing to repair and changes nothing
+    _drop(state, env)
+    again = run("pod4", ROWS)
+    assert again.code == 0, again.stderr[-3000:]
+    assert again.json()["resume"]["rows_removed"] == {}
+    assert again.json()["resume"]["incomplete"] == []
+    assert again.json()["extracted_rows"].get("events", 0) == 0
+    assert destination.counts() == counts
