@@ -1,7 +1,7 @@
 """`flows` command line: run pipelines, inspect and repair their state, run the demo.
 
 Exit codes: 0 success, 1 failure, 2 bad input or config, 3 the lease is held or was lost,
-4 corrupt or foreign snapshot, 5 state store unreachable (flows/errors.py).
+4 corrupt or foreign snapshot, 5 state store unreachable, 6 local disk full (flows/errors.py).
 """
 
 from __future__ import annotations
