@@ -1,7 +1,7 @@
 """`flows` command line: run pipelines, inspect and repair their state, run the demo.
 
 Exit codes: 0 success, 1 failure, 2 bad input or config, 3 the lease is held or was lost,
-4 corrupt or foreign snapshot, 5 state store unreachable (flows/errors.py).
+4 corrupt or foreign snapshot, 5 state store unreachable, 6 local disk full (flows/errors.py).
 """
 
 from __future__ import annotations
@@ -253,6 +253,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _pipeline_to_run(args: argparse.Namespace) -> Any:
     """A declared name, or an ad hoc spec for `module:function`."""
     from flows.pipelines import PipelineSpec
+    from flows.state.names import validate_pipeline_name
 
     if ":" not in args.pipeline:
         if args.name or args.dataset or args.destination:
@@ -262,6 +263,8 @@ def _pipeline_to_run(args: argparse.Namespace) -> Any:
             )
         return args.pipeline
     function = args.pipeline.partition(":")[2].split(".")[-1]
+    if args.name is not None:
+        validate_pipeline_name(args.name, "--name")
     return PipelineSpec(
         name=args.name or function,
         source=args.pipeline,
@@ -350,6 +353,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     from flows.tune import apply, format_recommendation, load, recommend
 
+    if args.pipeline is not None:
+        from flows.state.names import validate_pipeline_name
+
+        validate_pipeline_name(args.pipeline, "--pipeline")
     with get_client(sync_client=True) as client:
         deployment, records = load(client, args.deployment, args.runs, args.pipeline)
         current = dict(deployment.job_variables or {}) if deployment else {}
@@ -397,9 +404,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _state_layout(args: argparse.Namespace) -> Any:
+    """The pipeline's layout in the store; its name is checked before the store is opened."""
     from flows.settings import open_configured_store
+    from flows.state.names import validate_pipeline_name
     from flows.state.snapshot import PipelineLayout
 
+    validate_pipeline_name(args.pipeline, f"flows state {args.state_command} PIPELINE")
     return PipelineLayout(open_configured_store(args.state_url), args.pipeline)
 
 

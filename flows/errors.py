@@ -14,10 +14,12 @@ process that has imported dlt, the only kind of process where a dlt error can ex
 Exit codes (the `flows` CLI and a task attempt's child process):
   0 success   1 failure   2 bad input or config (terminal)   3 the lease is held or was lost
   4 corrupt or foreign snapshot (terminal)   5 state store unreachable (retryable)
+  6 local disk full (terminal: the pod's disk is too small for the pipeline's state)
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Iterator
@@ -28,6 +30,7 @@ EXIT_CONFIG = 2
 EXIT_LEASE = 3
 EXIT_CORRUPT = 4
 EXIT_UNREACHABLE = 5
+EXIT_DISK_FULL = 6
 
 
 class PlatformError(Exception):
@@ -51,6 +54,13 @@ class TerminalError(PlatformError):
     """No retry can fix this (a corrupt snapshot, a contract violation)."""
 
 
+class DiskFullError(TerminalError):
+    """The local disk (the pipelines dir) has no room: not a store failure, and no retry on a
+    pod of the same size frees space. The message names the folder and the bytes needed."""
+
+    exit_code = EXIT_DISK_FULL
+
+
 # Raised by a storage backend (flows/state/backends.py translates its client's errors into
 # these) for a request that was understood and refused: retrying cannot help.
 PERMANENT_IO_ERRORS = (
@@ -64,9 +74,19 @@ PERMANENT_IO_ERRORS = (
 )
 
 
+# A full local disk or an exhausted quota: no other try of the same write finds room.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for a local write that found no room (ENOSPC, EDQUOT), decided by errno."""
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
+
+
 def is_transient_io(exc: BaseException) -> bool:
-    """For one storage call: True for network-level failures worth another try."""
-    if isinstance(exc, PERMANENT_IO_ERRORS):
+    """For one storage call: True for network-level failures worth another try (a full local
+    disk is not one: the download that wrote to it is refused at once)."""
+    if isinstance(exc, PERMANENT_IO_ERRORS) or is_disk_full(exc):
         return False
     return isinstance(exc, OSError | ConnectionError | TimeoutError)
 

@@ -25,6 +25,7 @@ from flows.settings import (
     open_configured_store,
 )
 from flows.state import StateSession
+from flows.state.names import validate_pipeline_name
 
 log = logging.getLogger(__name__)
 DUCKDB = "dlt.destinations.duckdb"  # also a named destination of that type
@@ -61,6 +62,7 @@ def run_pipeline(
     declared source function's call.
     """
     free_large_blocks_at_once()
+    validate_pipeline_name(name if isinstance(name, str) else name.name)
     catalog = discover()
     spec = catalog.get(name) if isinstance(name, str) else name
     options = dict(source_options or {})

@@ -25,6 +25,11 @@ class StateConfigError(StateStoreError, ConfigError):
     """The state store's settings are wrong (URL scheme, missing bucket, bad value)."""
 
 
+class InvalidNameError(StateConfigError):
+    """A pipeline name or a store path component that would reach outside the pipeline's own
+    prefix (empty, `.`, `..`, absolute, a `/` in a name): refused before anything is touched."""
+
+
 class StoreUnreachableError(StateStoreError, RetryableError):
     """The store did not answer within the retry window."""
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
-import posixpath
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from flows.state.errors import CorruptSnapshotError
+from flows.state.names import is_relative_path
 
 FORMAT = "flows.state/1"
+# a blob's name in the store, checked before any path is made of it
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,9 @@ class Manifest:
     owner: str
     files: list[FileEntry]
     dirs: list[str] = field(default_factory=list)
+    # the token of the lease its writer held: a writer recognises its own committed manifest
+    # (a write whose reply was lost) by it
+    lease_token: str = ""
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     format: str = FORMAT
     # the run id whose extract this snapshot holds committed: a retry of that run resumes
@@ -65,6 +71,7 @@ class Manifest:
                 owner=str(raw.get("owner", "")),
                 files=files,
                 dirs=[str(d) for d in raw.get("dirs", [])],
+                lease_token=str(raw.get("lease_token", "")),
                 created_at=str(raw.get("created_at", "")),
                 format=str(raw.get("format", "")),
                 extracted_by=None if raw.get("extracted_by") is None else str(raw["extracted_by"]),
@@ -81,10 +88,16 @@ class Manifest:
                 f"not {expected_pipeline!r}: refusing to restore a foreign snapshot"
             )
         for path in [f.path for f in files] + manifest.dirs:
-            normalized = posixpath.normpath(path)
-            if path.startswith("/") or normalized.startswith("..") or normalized != path:
-                raise CorruptSnapshotError(f"manifest {source} has an unsafe path {path!r}")
+            if not is_relative_path(path):
+                raise CorruptSnapshotError(
+                    f"manifest {source} has an unsafe path {path!r}: file and folder names "
+                    "must be relative, with no empty, `.` or `..` components"
+                )
         for entry in files:
-            if len(entry.sha256) != 64 or entry.size < 0:
-                raise CorruptSnapshotError(f"manifest {source} has a bad entry for {entry.path!r}")
+            if not SHA256.fullmatch(entry.sha256) or entry.size < 0:
+                raise CorruptSnapshotError(
+                    f"manifest {source} has a bad entry for {entry.path!r}: sha256 "
+                    f"{entry.sha256[:80]!r} (64 lowercase hex characters expected), "
+                    f"size {entry.size}"
+                )
         return manifest

@@ -133,10 +133,7 @@ class StateSession:
         self.lease.verify()
         latest = self.layout.latest_generation()
         if latest != self.generation:
-            raise LeaseLostError(
-                f"{self.store.url_of(self.pipeline_name)} has generation {latest}, this run "
-                f"wrote {self.generation}: another writer took over, refusing to overwrite"
-            )
+            self._adopt_own_generations(latest)
         try:
             entries, dirs, sources = describe_working_dir(self.working_dir, self._cache)
             marks_extract = step == "extract" and self.extracted_by != self.run_id
@@ -148,6 +145,7 @@ class StateSession:
                 generation=self.generation + 1,
                 step=step,
                 owner=self.lease.info.holder if self.lease.info else "",
+                lease_token=self.lease.token,
                 files=entries,
                 dirs=dirs,
                 extracted_by=self.run_id if step == "extract" else self.extracted_by,
@@ -169,6 +167,25 @@ class StateSession:
         self.stats.seconds += time.perf_counter() - started
         self._last_listing = (entries, dirs)
         return manifest
+
+    def _adopt_own_generations(self, latest: int) -> None:
+        """Takes generations after the last one this run knows as its own when each carries
+        this lease's token: a manifest the store committed while the run saw an error (a
+        lost reply, then a retry window that ran out). Any other writer's generation means
+        another writer took over: LeaseLostError, nothing is written."""
+        manifests = [
+            self.layout.read_manifest(g) for g in self.layout.generations() if g > self.generation
+        ]
+        mine = [m for m in manifests if m.lease_token == self.lease.token]
+        if latest < self.generation or not manifests or len(mine) != len(manifests):
+            raise LeaseLostError(
+                f"{self.store.url_of(self.pipeline_name)} has generation {latest}, this run "
+                f"wrote {self.generation}: another writer took over, refusing to overwrite"
+            )
+        newest = mine[-1]
+        log.info("generation %d of %s was committed by this run", latest, self.pipeline_name)
+        self.generation = newest.generation
+        self._last_listing = (newest.files, newest.dirs)
 
     def close(self, collect: bool = True) -> None:
         """Drops generations beyond `keep_generations` (after a good run) and frees the lease."""

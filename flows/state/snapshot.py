@@ -8,16 +8,19 @@ Bucket layout under `<store>/<pipeline_name>/`:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flows.errors import DiskFullError, is_disk_full
 from flows.state.errors import CorruptSnapshotError, LeaseLostError
 from flows.state.manifest import FileEntry, Manifest
+from flows.state.names import validate_pipeline_name
 from flows.state.store import StateStore
 
 # Folders dlt expects to exist once its storages were initialized (their version files are
@@ -42,6 +45,9 @@ class PipelineLayout:
 
     store: StateStore
     pipeline_name: str
+
+    def __post_init__(self) -> None:
+        validate_pipeline_name(self.pipeline_name)
 
     def path(self, *parts: str) -> str:
         return self.store.path(self.pipeline_name, *parts)
@@ -163,15 +169,19 @@ def publish_snapshot(
             except OSError as err:
                 if isinstance(err, FileNotFoundError):
                     raise
-                shutil.copyfile(path, target)  # another filesystem
+                with local_disk(staging, manifest.total_bytes, "staging a snapshot"):
+                    shutil.copyfile(path, target)  # another filesystem
             staged[digest] = str(target)
         layout.store.put_files([(local, layout.blob_path(d)) for d, local in staged.items()])
         known_blobs.update(staged)
         before_commit()
         path = layout.manifest_path(manifest.generation)
+        data = manifest.to_json()
         if not layout.store.conditional_writes:
-            layout.store.write_bytes(path, manifest.to_json())
-        elif layout.store.replace_if(path, manifest.to_json(), None) is None:
+            layout.store.write_bytes(path, data)
+        elif layout.store.replace_if(path, data, None) is None and not _is_own_write(
+            layout, path, data
+        ):
             raise LeaseLostError(
                 f"{layout.store.url_of(layout.pipeline_name)} already has generation "
                 f"{manifest.generation}: another writer published it, refusing to overwrite"
@@ -179,6 +189,14 @@ def publish_snapshot(
         return sum(os.path.getsize(p) for p in staged.values())
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _is_own_write(layout: PipelineLayout, path: str, data: bytes) -> bool:
+    """True when the object a create-only write found is exactly `data`: this writer's own
+    write, committed by the store although its reply was lost (the store's retry of it was
+    then refused). A manifest carries its writer's lease token and creation time, so no other
+    writer's manifest has the same bytes."""
+    return layout.store.read_bytes(path) == data
 
 
 def restore_snapshot(
@@ -189,23 +207,17 @@ def restore_snapshot(
     Everything is fetched and verified in a side folder first; the working dir is only
     touched once every checksum matched, and the store is never written.
     """
-    working_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = working_dir.parent / f".restore-{layout.pipeline_name}-{uuid.uuid4().hex[:8]}"
+    what = f"restoring generation {manifest.generation} of {layout.pipeline_name!r}"
     local = scan_working_dir(working_dir) if working_dir.exists() else {}
     try:
-        for directory in manifest.dirs:
-            (staging / directory).mkdir(parents=True, exist_ok=True)
-        downloads: list[tuple[str, str]] = []
-        for entry in manifest.files:
-            target = staging / entry.path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            have = local.get(entry.path)
-            if have and have[1].st_size == entry.size and cache.sha256(*have) == entry.sha256:
-                os.link(have[0], target)
-            else:
-                downloads.append((layout.blob_path(entry.sha256), str(target)))
+        with local_disk(working_dir.parent, manifest.total_bytes, what):
+            working_dir.parent.mkdir(parents=True, exist_ok=True)
+            downloads, needed = _stage_local_copies(layout, manifest, staging, local, cache)
+            require_free_space(working_dir.parent, needed, what)
         try:
-            layout.store.get_files(downloads)
+            with local_disk(working_dir.parent, needed, what):
+                layout.store.get_files(downloads)
         except FileNotFoundError as err:
             raise CorruptSnapshotError(
                 f"snapshot generation {manifest.generation} of {layout.pipeline_name!r} in "
@@ -226,6 +238,59 @@ def restore_snapshot(
         return fetched
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _stage_local_copies(
+    layout: PipelineLayout,
+    manifest: Manifest,
+    staging: Path,
+    local: dict[str, tuple[str, os.stat_result]],
+    cache: HashCache,
+) -> tuple[list[tuple[str, str]], int]:
+    """Makes the snapshot's folders in `staging` and links the files the working dir already
+    has; returns what is left to download (store path, local path) and its bytes."""
+    for directory in manifest.dirs:
+        (staging / directory).mkdir(parents=True, exist_ok=True)
+    downloads: list[tuple[str, str]] = []
+    needed = 0
+    for entry in manifest.files:
+        target = staging / entry.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        have = local.get(entry.path)
+        if have and have[1].st_size == entry.size and cache.sha256(*have) == entry.sha256:
+            os.link(have[0], target)
+        else:
+            downloads.append((layout.blob_path(entry.sha256), str(target)))
+            needed += entry.size
+    return downloads, needed
+
+
+def require_free_space(folder: Path, needed: int, what: str) -> None:
+    """Refuses at once, before a byte is written, when `folder`'s filesystem has less room
+    than `needed`: a full disk found halfway through a download costs the download."""
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise DiskFullError(_disk_full_message(folder, needed, what, f"{free:,} bytes free"))
+
+
+@contextlib.contextmanager
+def local_disk(folder: Path, needed: int, what: str) -> Iterator[None]:
+    """Names a full local disk (ENOSPC, EDQUOT, by errno) for what it is: DiskFullError with
+    the folder and the bytes needed, never a store failure to retry."""
+    try:
+        yield
+    except OSError as err:
+        if not is_disk_full(err):
+            raise
+        raise DiskFullError(_disk_full_message(folder, needed, what, str(err))) from err
+
+
+def _disk_full_message(folder: Path, needed: int, what: str, detail: str) -> str:
+    return (
+        f"local disk full: {what} needs {needed:,} bytes in {folder} ({detail}); give the "
+        "pod more ephemeral storage, or point --pipelines-dir (PIPELINES_DIR) at a bigger "
+        "volume"
+    )
 
 
 def _swap_managed(staging: Path, working_dir: Path) -> None:

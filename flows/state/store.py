@@ -19,7 +19,13 @@ import tenacity
 
 from flows.errors import PERMANENT_IO_ERRORS, is_transient_io
 from flows.state.backends import Backend, FsspecBackend, LocalBackend
-from flows.state.errors import StateConfigError, StateStoreError, StoreUnreachableError
+from flows.state.errors import (
+    InvalidNameError,
+    StateConfigError,
+    StateStoreError,
+    StoreUnreachableError,
+)
+from flows.state.names import is_relative_path
 
 T = TypeVar("T")
 
@@ -81,7 +87,19 @@ class StateStore:
         return StateStore(self.url, self.backend, self.root, retry)
 
     def path(self, *parts: str) -> str:
-        return "/".join([self.root, *[p.strip("/") for p in parts if p]])
+        """The full store path of `parts` under the root (the root itself without parts).
+
+        Every `/`-separated component must be a plain name: an empty, `.` or `..` component
+        or an absolute part is refused (InvalidNameError), so no path built here reaches
+        outside the root or a pipeline's prefix, whatever a name or a manifest held.
+        """
+        for part in parts:
+            if not is_relative_path(part):
+                raise InvalidNameError(
+                    f"state store {self.url}: path component {part!r} refused: store paths "
+                    "are made of plain names (no empty, `.`, `..` or absolute components)"
+                )
+        return "/".join([self.root, *parts])
 
     def url_for(self, path: str) -> str:
         """The URL of a full store path (as `path()` returns it)."""
