@@ -185,6 +185,7 @@ class StateSession:
         newest = mine[-1]
         log.info("generation %d of %s was committed by this run", latest, self.pipeline_name)
         self.generation = newest.generation
+        self.extracted_by = newest.extracted_by
         self._last_listing = (newest.files, newest.dirs)
 
     def close(self, collect: bool = True) -> None:
