@@ -122,8 +122,8 @@ def first_platform_error(exc: BaseException) -> PlatformError | None:
 
 
 def _family(exc: BaseException) -> str | None:
-    """ "transient", "terminal", or None for an error no family claims. The outermost error
-    that belongs to a family decides (the platform wraps causes it has classified)."""
+    """The error's family, `transient` or `terminal`; None when no family claims it. The
+    outermost error that belongs to a family decides (the platform wraps what it classified)."""
     transient: tuple[type[BaseException], ...] = (
         RetryableError,
         *_dlt_classes("dlt.common.exceptions", "TransientException"),
