@@ -369,7 +369,7 @@ class Lease:
         if self.info is None:
             raise LeaseLostError(f"lease {self.url} is not held by this run")
         if time.monotonic() >= self._valid_until:
-            self._fence(self._deadline_error())
+            self.fence(self._deadline_error())
             assert self.lost is not None
             raise self.lost
 
@@ -394,7 +394,7 @@ class Lease:
                 why = f"was taken by {current.holder}"
             else:
                 why = f"was revoked by {current.revoked_by}"
-            self._fence(LeaseLostError(f"lease {self.url} {why}: this run must not write"))
+            self.fence(LeaseLostError(f"lease {self.url} {why}: this run must not write"))
             assert self.lost is not None
             raise self.lost
 
@@ -413,7 +413,7 @@ class Lease:
                 written = _write(store, self.path, renewed, version, self.settle)
         if written is None:
             self.verify()  # names who took or revoked it
-            self._fence(LeaseLostError(f"lease {self.url} changed while it was renewed"))
+            self.fence(LeaseLostError(f"lease {self.url} changed while it was renewed"))
             assert self.lost is not None
             raise self.lost
         with self._fence_lock:
@@ -422,7 +422,8 @@ class Lease:
             self.info, self._version = renewed, written
             self._valid_until = started + self.ttl * FENCE_FRACTION
 
-    def _fence(self, error: StateStoreError) -> None:
+    def fence(self, error: StateStoreError) -> None:
+        """Stops this holder for good: `on_fenced` runs once, later renewals cannot revive it."""
         with self._fence_lock:
             if self.lost:
                 return
@@ -469,7 +470,7 @@ class Lease:
     def _watch(self) -> None:
         while not self._stop.wait(min(1.0, self.ttl / 40)) and not self.lost:
             if time.monotonic() >= self._valid_until:
-                self._fence(self._deadline_error())
+                self.fence(self._deadline_error())
                 return
 
     def __enter__(self) -> Lease:
