@@ -289,7 +289,10 @@ def guard(
     lease.on_fenced = on_fenced
     fence: Fence | None = None
     try:
-        lease.check()
+        # the store must still show this lease: a holder that lost it must not bump the fence
+        # (one frozen right here is stopped by the check below, before it loads anything;
+        # its successor's transactions then fail and its retry claims the fence again)
+        lease.verify()
         # before the resume logic reads the destination: whatever an earlier holder has not
         # committed by now never will
         fence = claim_destination(pipeline, lease)
