@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from importlib.metadata import entry_points
@@ -465,8 +464,10 @@ def _confirm(question: str, assume_yes: bool) -> bool:
 
 
 def cmd_state_unlock(args: argparse.Namespace) -> int:
-    """Revokes the lease: a live holder stops at its next renewal, and the next run may take
-    the lease once it has expired. A corrupt lease is replaced by a revoked one."""
+    """Revokes the lease: a live holder stops at its next renewal, and the next run takes
+    the lease once it has seen it unchanged for the holder's TTL (no clock is compared, so
+    this works whatever the holder's clock says). A corrupt lease is replaced by a revoked
+    one."""
     from flows.state.inspect import lease_status
     from flows.state.lease import revoke
 
@@ -485,10 +486,10 @@ def cmd_state_unlock(args: argparse.Namespace) -> int:
     if revoked is None:
         print(f"{args.pipeline}: the lease was released meanwhile")
         return 0
-    until = time.strftime("%H:%M:%S UTC", time.gmtime(revoked.expires_at))
+    wait = revoked.ttl or ttl
     print(
         f"{args.pipeline}: lease revoked; a live holder stops at its next renewal, and the "
-        f"next run takes over from {until}"
+        f"next run takes over after watching it unchanged for {wait:g} s"
     )
     return 0
 

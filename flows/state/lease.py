@@ -6,21 +6,34 @@ The protocol (README, "Fencing"):
   lock on a local store) the lease is taken and renewed by compare-and-swap: a writer
   replaces exactly the lease object it read, or nothing. Elsewhere a writer writes, waits
   `settle` seconds and reads again (a window the README states).
-- **Renewing.** The holder renews every `ttl / 8`. Each renewal sets `expires_at` to the
-  time the renewal *started* plus `ttl`.
+- **Renewing.** The holder renews every `ttl / 8`; every renewal changes the lease object
+  (its version). `expires_at` (the holder's wall clock plus `ttl`) is shown to people, and
+  no decision depends on it: a writer's clock may be wrong.
 - **Self-fencing.** The holder may write (snapshots, the destination) only until `ttl * 3/4`
   after the start of its last confirmed renewal. A watchdog thread that never touches the
   network enforces that deadline; the `on_fenced` callback then stops the writer (during a
   load the process exits at once, see flows/fencing.py). A renewal that finds the lease
   revoked or taken fences at once.
+- **Expiry** is judged by the waiter alone, as Kubernetes' leader election does: a lease has
+  expired once the waiter has seen the same version of the lease object, unchanged, for the
+  holder's `ttl` by the waiter's own monotonic clock. Wall clocks are never compared, so a
+  skewed clock, the holder's or the waiter's, can neither take a live lease nor lock a dead
+  one in. A waiter with a short `wait` still watches a lease that claims to have expired, or
+  claims an impossible expiry (a clock ahead), for one `ttl`: it takes it if it stays
+  unchanged, and gives up as soon as it changes (its holder is alive).
 - **Taking over.** Before it expires, a lease is taken over only when its holder is provably
-  gone: a dead pid on this host. Any other holder, the same run id included (an earlier
-  attempt of one flow run may still be alive on a pod being evicted), is first *revoked*
-  (the record is marked, so its next renewal fails and it fences itself) and then waited
-  out until `expires_at`. A holder therefore stops at least `ttl / 4` before anyone else may
-  write, which covers clock skew between machines and a commit already in flight.
+  gone: a process of the same boot (`/proc/sys/kernel/random/boot_id`) and the same PID
+  namespace whose pid no longer exists or belongs to a process with another start time. A
+  hostname and a pid alone prove nothing: pods with `hostNetwork` share the node's hostname
+  and each has its own pids. Any other holder, the same run id included (an earlier attempt
+  of one flow run may still be alive on a pod being evicted), is first *revoked* (the record
+  is marked, so its next renewal fails and it fences itself) and then waited out. A holder
+  therefore stops at least `ttl / 4` before anyone else may write (by the two monotonic
+  clocks, which may differ in rate, not in reading). A holder frozen for longer than that
+  wakes fenced, but a commit it had in flight is only stopped by the destination
+  (flows/fencing.py).
 - **Unlocking** (`flows state unlock`) revokes too: a live holder stops, and the next run
-  proceeds once the old lease has expired.
+  proceeds once it has seen the revoked lease unchanged for one `ttl`.
 """
 
 from __future__ import annotations
@@ -33,7 +46,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 
 import psutil
 
@@ -57,6 +71,32 @@ def _utc(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(ts)) + " UTC"
 
 
+def _boot_id() -> str | None:
+    """This boot of the machine: pids of another boot (or another machine) say nothing here."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _pid_namespace() -> int | None:
+    """The inode of this process's PID namespace: pids mean something only within one."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+
+
+def _start_time(pid: int) -> float | None:
+    """When process `pid` started (None when there is none): a reused pid starts later."""
+    try:
+        return float(psutil.Process(pid).create_time())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return None
+    except psutil.Error:  # exists but cannot be read: not proof of anything
+        return -1.0
+
+
 @dataclass(frozen=True)
 class LeaseInfo:
     token: str
@@ -67,14 +107,32 @@ class LeaseInfo:
     expires_at: float
     epoch: int
     revoked_by: str | None = None
+    # who holds it, unique per process lifetime (older leases lack these: never "gone")
+    boot_id: str | None = None
+    pid_ns: int | None = None
+    started: float | None = None
+    pod: str | None = None
+    ttl: float | None = None  # the holder's: how long a waiter watches it unchanged
 
     @property
     def holder(self) -> str:
         run = f" run {self.run_id}" if self.run_id else ""
-        return f"{self.host} pid {self.pid}{run}"
+        pod = f" pod {self.pod}" if self.pod else ""
+        return f"{self.host} pid {self.pid}{pod}{run}"
 
     def expired(self, now: float | None = None) -> bool:
+        """What the holder's clock claims; for people only, never for taking a lease."""
         return (now or time.time()) >= self.expires_at
+
+    def provably_gone(self) -> bool:
+        """True only when the holder was a process of this boot and PID namespace that no
+        longer runs: its pid is free or belongs to a process started at another time."""
+        if self.boot_id is None or self.pid_ns is None or self.started is None:
+            return False
+        if (self.boot_id, self.pid_ns) != (_boot_id(), _pid_namespace()):
+            return False
+        started = _start_time(self.pid)
+        return started is None or (started >= 0 and abs(started - self.started) > 0.05)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -82,8 +140,10 @@ class LeaseInfo:
     @classmethod
     def from_json(cls, data: bytes, where: str = "lease") -> LeaseInfo:
         try:
-            return cls(**json.loads(data))
-        except (ValueError, TypeError) as err:
+            raw = json.loads(data)
+            known = {f.name for f in fields(cls)}
+            return cls(**{k: v for k, v in raw.items() if k in known})
+        except (ValueError, TypeError, AttributeError) as err:
             raise LeaseCorruptError(
                 f"lease object {where} is corrupt ({type(err).__name__}: {err}); "
                 "`flows state unlock --yes` replaces it"
@@ -110,7 +170,7 @@ def revoke(store: StateStore, path: str, by: str, ttl: float = 120.0) -> LeaseIn
             current = LeaseInfo.from_json(data)
             revoked = replace(current, revoked_by=by)
         except LeaseCorruptError:
-            revoked = LeaseInfo("corrupt", "?", 0, None, 0.0, time.time() + ttl, 0, by)
+            revoked = LeaseInfo("corrupt", "?", 0, None, 0.0, time.time() + ttl, 0, by, ttl=ttl)
         if _write(store, path, revoked, version):
             return revoked
     raise LeaseHeldError(f"lease {store.url_for(path)} kept changing; try again", holder={})
@@ -133,6 +193,39 @@ def _write(
     time.sleep(settle)
     confirmed = store.read_bytes(path)
     return "confirmed" if confirmed == info.to_json() else None
+
+
+class _Watch:
+    """How long a waiter has seen one version of the lease object unchanged, by its own
+    monotonic clock (client-go's `observedTime`), and whether it saw the holder renew."""
+
+    def __init__(self) -> None:
+        self.seen: tuple[str | None, LeaseInfo] | None = None
+        self.since = time.monotonic()
+        self.changes = 0
+        self.alive = False
+
+    def see(self, version: str | None, current: LeaseInfo) -> None:
+        if (version, current) == self.seen:
+            return
+        if self.seen is not None:
+            self.changes += 1
+            self.alive = self.alive or not current.revoked_by
+        self.seen, self.since = (version, current), time.monotonic()
+
+    def forget(self) -> None:
+        """The next version seen starts a new watch without counting as a renewal."""
+        self.seen = None
+
+    def unchanged_for(self) -> float:
+        return time.monotonic() - self.since
+
+
+def _implausible(current: LeaseInfo, ttl: float) -> bool:
+    """The holder's clock says the lease ran out, or runs out later than a renewal can set:
+    a dead holder or a clock that is wrong here or there; only watching it tells which."""
+    now = time.time()
+    return not now < current.expires_at <= now + ttl * 1.05
 
 
 class Lease:
@@ -186,48 +279,55 @@ class Lease:
 
     # taking ---------------------------------------------------------------------------------
 
-    def _gone(self, current: LeaseInfo) -> bool:
-        """True when the holder provably cannot write any more."""
-        if current.token == self.token or current.expired():
-            return True
-        return current.host == socket.gethostname() and not psutil.pid_exists(current.pid)
-
     def acquire(self) -> LeaseInfo:
         deadline = time.monotonic() + self.wait
         next_message = 0.0
+        watch = _Watch()
         while True:
             current, version = self._read_versioned()
-            if current is None or self._gone(current):
+            if current is None or current.token == self.token or current.provably_gone():
                 if self._take(current, version):
                     assert self.info is not None
                     return self.info
                 continue  # another writer changed it: judge again
+            ttl = current.ttl or self.ttl
+            watch.see(version, current)
+            if watch.unchanged_for() >= ttl:
+                if self._take(current, version):  # expired by the waiter's own clock
+                    assert self.info is not None
+                    return self.info
+                continue
             if self.run_id and current.run_id == self.run_id and not current.revoked_by:
                 # an earlier attempt of this run, maybe alive on a pod being replaced: make
                 # it fence itself, then wait until its lease has run out
                 revoke(self.store, self.path, f"run {self.run_id} attempt on {self._me()}")
+                watch.forget()  # the change is ours, not a sign of life
                 self.say(
                     f"lease of {current.holder} (an earlier attempt of this run) revoked; "
-                    f"it stops at its next renewal, waiting until {_utc(current.expires_at)}"
+                    f"it stops at its next renewal, waiting until it stays unchanged for "
+                    f"{ttl:g} s"
                 )
                 next_message = time.monotonic() + PROGRESS_EVERY
                 continue
-            if current.revoked_by:
-                # revoked leases are waited out whatever `wait` says: they end by themselves
-                deadline = max(deadline, time.monotonic() + current.expires_at - time.time())
+            if current.revoked_by or (_implausible(current, ttl) and not watch.alive):
+                # revoked leases, and leases whose holder's clock says they ran out, are
+                # watched for one ttl whatever `wait` says: they end by themselves unless
+                # their holder renews (a live holder with a wrong clock)
+                deadline = max(deadline, watch.since + ttl + self.poll)
             if time.monotonic() >= deadline:
                 raise LeaseHeldError(
                     f"pipeline state at {self.store.url} is locked by {current.holder} "
-                    f"(lease epoch {current.epoch}, expires {_utc(current.expires_at)}); another "
-                    "run of this pipeline is in progress. Wait for it, pass --wait, or `flows "
-                    "state unlock` if it is dead.",
+                    f"(lease epoch {current.epoch}, renewed {watch.changes} times while this "
+                    "run waited); another run of this pipeline is in progress. Wait for it, "
+                    "pass --wait, or `flows state unlock` if it is dead.",
                     holder=asdict(current),
                 )
             if time.monotonic() >= next_message:
                 state = f", revoked by {current.revoked_by}" if current.revoked_by else ""
+                free_at = time.time() + watch.since + ttl - time.monotonic()
                 self.say(
                     f"waiting for the lease on {self.url}: held by {current.holder}{state}, "
-                    f"expires {_utc(current.expires_at)}, giving up at "
+                    f"expires {_utc(free_at)} unless renewed, giving up at "
                     f"{_utc(time.time() + deadline - time.monotonic())}"
                 )
                 next_message = time.monotonic() + PROGRESS_EVERY
@@ -246,6 +346,11 @@ class Lease:
             acquired_at=time.time(),
             expires_at=time.time() + self.ttl,
             epoch=(current.epoch + 1) if current else 1,
+            boot_id=_boot_id(),
+            pid_ns=_pid_namespace(),
+            started=_start_time(os.getpid()),
+            pod=os.environ.get("POD_NAME"),
+            ttl=self.ttl,
         )
         written = _write(self.store, self.path, mine, version, self.settle)
         if written is None:
@@ -264,7 +369,7 @@ class Lease:
         if self.info is None:
             raise LeaseLostError(f"lease {self.url} is not held by this run")
         if time.monotonic() >= self._valid_until:
-            self._fence(self._deadline_error())
+            self.fence(self._deadline_error())
             assert self.lost is not None
             raise self.lost
 
@@ -289,7 +394,7 @@ class Lease:
                 why = f"was taken by {current.holder}"
             else:
                 why = f"was revoked by {current.revoked_by}"
-            self._fence(LeaseLostError(f"lease {self.url} {why}: this run must not write"))
+            self.fence(LeaseLostError(f"lease {self.url} {why}: this run must not write"))
             assert self.lost is not None
             raise self.lost
 
@@ -308,7 +413,7 @@ class Lease:
                 written = _write(store, self.path, renewed, version, self.settle)
         if written is None:
             self.verify()  # names who took or revoked it
-            self._fence(LeaseLostError(f"lease {self.url} changed while it was renewed"))
+            self.fence(LeaseLostError(f"lease {self.url} changed while it was renewed"))
             assert self.lost is not None
             raise self.lost
         with self._fence_lock:
@@ -317,7 +422,8 @@ class Lease:
             self.info, self._version = renewed, written
             self._valid_until = started + self.ttl * FENCE_FRACTION
 
-    def _fence(self, error: StateStoreError) -> None:
+    def fence(self, error: StateStoreError) -> None:
+        """Stops this holder for good: `on_fenced` runs once, later renewals cannot revive it."""
         with self._fence_lock:
             if self.lost:
                 return
@@ -364,7 +470,7 @@ class Lease:
     def _watch(self) -> None:
         while not self._stop.wait(min(1.0, self.ttl / 40)) and not self.lost:
             if time.monotonic() >= self._valid_until:
-                self._fence(self._deadline_error())
+                self.fence(self._deadline_error())
                 return
 
     def __enter__(self) -> Lease:

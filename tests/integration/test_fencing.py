@@ -11,6 +11,7 @@ twice) and a later run must exit 0 with nothing to repair.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from devstack.postgres import Postgres
@@ -232,3 +234,46 @@ def test_outage_longer_than_the_window_exits_5_and_a_rerun_resumes_exactly(
     assert rerun.json()["extracted_rows"].get("events", 0) == 0
     destination.assert_exact()
     assert_nothing_to_repair(state, env, tmp_path / "pod-c")
+
+
+def test_a_holder_frozen_inside_a_transaction_cannot_commit_after_the_takeover(
+    flows_env: dict[str, str], bucket: str, tmp_path: Path, postgres: Postgres
+) -> None:
+    """SIGSTOP for longer than the lease, just before a load job's COMMIT: the successor takes
+    over, terminates the frozen holder's backend (its transaction rolls back) and loads; the
+    first, woken, commits nothing."""
+    destination = Destination("postgres", tmp_path, postgres)
+    state = f"s3://{bucket}/state"
+    env = env_for(flows_env, destination)
+    marker = tmp_path / "paused"
+    first = start_paused(
+        "freeze-commit", 0, run_args(state, tmp_path / "pod-a", "--run-id", "R1"), env, marker
+    )
+    wait_for(marker, first)
+    deadline = time.monotonic() + 30
+    while psutil.Process(first.pid).status() != psutil.STATUS_STOPPED:
+        assert time.monotonic() < deadline, "the first attempt never froze"
+        time.sleep(0.05)
+    second = subprocess.Popen(
+        [sys.executable, "-m", "flows", *run_args(state, tmp_path / "pod-b", "--run-id", "R1")],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _, second_err = second.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        second_err = ""  # blocked by the frozen holder's transaction
+    finished_while_frozen = second.poll() is not None
+    os.kill(first.pid, signal.SIGCONT)
+    _, first_err = first.communicate(timeout=120)
+    if not finished_while_frozen:
+        _, second_err = second.communicate(timeout=180)
+    assert finished_while_frozen, f"the successor waited for the frozen holder: {second_err}"
+    assert second.returncode == 0, second_err[-3000:]
+    assert "terminated backend" in second_err, second_err[-3000:]
+    assert first.returncode == 3, first_err[-3000:]  # woke fenced, committed nothing
+    destination.assert_exact()
+    assert_nothing_to_repair(state, env, tmp_path / "pod-c")
+    destination.assert_exact()
