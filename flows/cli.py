@@ -21,7 +21,6 @@ from flows import __version__
 from flows.errors import ConfigError, exit_code_for, one_line
 from flows.exits import exit_now
 from flows.prefect.setup import MIN_UNRESPONSIVE_AFTER_SECONDS, UNRESPONSIVE_AFTER_SECONDS
-from flows.state import LeaseHeldError
 
 # subcommands contributed by installed distributions (_add_installed_commands)
 COMMANDS_GROUP = "flows.commands"
@@ -495,16 +494,15 @@ def cmd_state_unlock(args: argparse.Namespace) -> int:
 
 
 def cmd_state_drop(args: argparse.Namespace) -> int:
-    from flows.state.inspect import lease_status
+    """Deletes the pipeline's snapshots while holding its lease, so no run writes while they
+    go: a live lease is refused (exit 3), a revoked one (`flows state unlock`) is waited out
+    the way a run waits for it (unchanged for its TTL, whatever any clock says), a corrupt
+    one is revoked first."""
+    from flows.state.config import state_config
+    from flows.state.errors import LeaseCorruptError
+    from flows.state.lease import Lease, revoke
 
     layout = _state_layout(args)
-    status = lease_status(layout)
-    if status is not None and status.startswith("held"):
-        raise LeaseHeldError(
-            f"{args.pipeline} is locked by a live run ({status}): wait for it, or "
-            "`flows state unlock` it first",
-            holder={},
-        )
     generations = layout.generations()
     question = (
         f"delete all {len(generations)} snapshots of {args.pipeline} at "
@@ -513,6 +511,18 @@ def cmd_state_drop(args: argparse.Namespace) -> int:
     if not _confirm(question, args.yes):
         print("aborted")
         return 1
-    layout.store.remove_tree(layout.path())
+    ttl = state_config().lease_ttl
+    lease = Lease(layout.store, layout.lease_path, ttl=ttl, say=print)
+    try:
+        lease.acquire()
+    except LeaseCorruptError:
+        revoke(layout.store, layout.lease_path, "flows state drop", ttl)
+        lease.acquire()
+    try:
+        for name in layout.store.list_names(layout.path()):
+            if layout.path(name) != layout.lease_path:
+                layout.store.remove_tree(layout.path(name))
+    finally:
+        lease.release()  # removes the lease object: nothing of the pipeline is left
     print(f"{args.pipeline}: state dropped ({len(generations)} snapshots)")
     return 0

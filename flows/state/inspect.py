@@ -11,19 +11,22 @@ from flows.state.snapshot import PipelineLayout
 
 
 def lease_status(layout: PipelineLayout) -> str | None:
-    """None (free), "held by ...", "revoked ...", "expired ..." or "corrupt: ..."."""
+    """None (free), "held by ...", "revoked ..." or "corrupt: ...".
+
+    Whether a lease ran out is never told from here: `expires_at` is the holder's clock, and
+    only a waiter that sees the lease unchanged for its TTL knows (state/lease.py). The time
+    is shown as the holder's clock has it.
+    """
     try:
         lease = read_lease(layout.store, layout.lease_path)
     except LeaseCorruptError as err:
         return f"corrupt: {err}"
     if lease is None:
         return None
-    left = lease.expires_at - time.time()
-    when = f"epoch {lease.epoch}, " + ("expired" if left <= 0 else f"expires in {left:.0f} s")
+    until = time.strftime("%H:%M:%S UTC", time.gmtime(lease.expires_at))
+    when = f"epoch {lease.epoch}, renewed until {until} by the holder's clock"
     if lease.revoked_by:
         return f"revoked by {lease.revoked_by} (held by {lease.holder}, {when})"
-    if lease.expired():
-        return f"expired (held by {lease.holder}, {when})"
     return f"held by {lease.holder} ({when})"
 
 

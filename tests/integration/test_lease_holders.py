@@ -183,3 +183,23 @@ def test_unlock_stops_a_skewed_live_holder_and_the_next_run_proceeds_within_one_
     assert "revoked by flows state unlock" in shown.stdout, shown.stdout
     nxt, marker = holders.start(wait=0)
     assert TTL * 0.9 <= wait_for_marker(nxt, marker, timeout=2 * TTL) < 1.5 * TTL
+
+
+def test_drop_never_deletes_the_state_of_a_live_holder_whose_clock_is_behind(
+    holders: Holders, flows_env: dict[str, str]
+) -> None:
+    """The holder's clock is 600 s behind, so its lease says it expired long ago: `state
+    drop` must still see that it is renewed, refuse (exit 3) and delete nothing."""
+    holder = holders.held(skew=-600)
+    layout = PipelineLayout(open_store(holders.url), PIPELINE)
+    layout.store.write_bytes(layout.path("manifests", "000000000001.json"), b"{}")
+    env = {**flows_env, "STATE__LEASE_TTL": str(TTL)}
+    dropped = run_cli(["state", "drop", PIPELINE, "--state-url", holders.url, "--yes"], env)
+    assert dropped.code == 3, dropped.stderr[-2000:]
+    assert layout.generations() == [1]
+    assert holder.poll() is None, "the live holder kept its lease"
+    holders.kill(holder)
+    # once the holder is gone (its lease unchanged for one TTL) the drop goes through
+    dropped = run_cli(["state", "drop", PIPELINE, "--state-url", holders.url, "--yes"], env)
+    assert dropped.code == 0, dropped.stderr[-2000:]
+    assert layout.generations() == [] and read_lease(layout.store, layout.lease_path) is None

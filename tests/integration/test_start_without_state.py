@@ -101,6 +101,8 @@ def test_run_without_state_after_a_kill_during_load_is_exact(
         "DATA_WRITER__FILE_MAX_ITEMS": "2000",
         "LOAD__WORKERS": "2",
         "STATE__LOAD_SNAPSHOT_INTERVAL": "0",
+        # `state drop` waits until it has seen the revoked lease unchanged for one TTL
+        "STATE__LEASE_TTL": "8",
     }
 
     def run(pod: str, rows: int, kill_at: str | None = None) -> Result:
