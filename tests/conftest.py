@@ -17,6 +17,7 @@ import s3fs
 
 from devstack.postgres import Postgres
 from devstack.seaweedfs import SeaweedFS
+from tests.integration.faults import COUNT_VAR, SCENARIOS, SEED_VAR
 
 # no telemetry calls from dlt in tests; the network is closed anyway
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
@@ -25,20 +26,16 @@ os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
-FAULT_SEED = "FLOWS_FAULT_SEED"
-
-
 def pytest_configure(config: pytest.Config) -> None:
     """Draws the fault-injection seed once, in the controller: xdist's workers inherit it."""
-    os.environ.setdefault(FAULT_SEED, str(random.SystemRandom().randrange(2**32)))
+    os.environ.setdefault(SEED_VAR, str(random.SystemRandom().randrange(2**32)))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    count = os.environ.get("FLOWS_FAULT_SCENARIOS", "12")
+    seed, count = os.environ[SEED_VAR], os.environ.get(COUNT_VAR, SCENARIOS)
     terminalreporter.write_line(
-        f"fault injection: seed {os.environ[FAULT_SEED]}, {count} scenarios "
-        f"(replay: {FAULT_SEED}={os.environ[FAULT_SEED]} "
-        "pytest tests/integration/test_fault_injection.py)"
+        f"fault injection: seed {seed}, {count} scenarios "
+        f"(replay: {SEED_VAR}={seed} pytest tests/integration/test_fault_injection.py)"
     )
 
 

@@ -34,6 +34,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 ACTIONS = ("503", "drop", "reset", "delay")
+# the standing fault-injection test (test_fault_injection.py): its seed, drawn once per
+# session unless set (tests/conftest.py), and how many scenarios it plays
+SEED_VAR, COUNT_VAR, SCENARIOS = "FLOWS_FAULT_SEED", "FLOWS_FAULT_SCENARIOS", 12
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"}
 
 

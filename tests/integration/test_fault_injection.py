@@ -9,7 +9,9 @@ scenarios at the end); `FLOWS_FAULT_SCENARIOS` sets how many (default 12). Every
    the store's retry window), S3 replies lost after the store committed, S3 latency, S3
    connections reset, PostgreSQL cutting every connection for a while, a SIGKILL of the
    whole process group at a random moment, the process frozen (SIGSTOP) past its lease while
-   a second attempt of the same run takes over, or a concurrent run of the same pipeline;
+   a second attempt of the same run takes over, a concurrent run of the same pipeline, or a
+   second writer on another host, in another PID namespace on the same hostname, or with
+   its clock skewed within or far beyond the lease's TTL;
 2. runs `flows run` under it: the run ends with 0, or with a documented code (1, 3, 5), or
    was killed;
 3. retries the same run (same `--run-id`, a fresh pod, faults off) until it exits 0;
@@ -37,15 +39,15 @@ import pytest
 
 from devstack.postgres import Postgres
 from devstack.seaweedfs import SeaweedFS
-from tests.integration.faults import Fault, FaultProxy, TcpProxy
+from tests.integration.faults import COUNT_VAR, SCENARIOS, SEED_VAR, Fault, FaultProxy, TcpProxy
 from tests.integration.helpers import exact, pg_counts, run_cli, synthetic_counts
 
-SEED_VAR, COUNT_VAR = "FLOWS_FAULT_SEED", "FLOWS_FAULT_SCENARIOS"
 ROWS = 20_000
 TTL = 6.0  # renewals every 0.75 s, self-fence 4.5 s after the last one
 WINDOW = 4.0  # the store's retry window
 DOCUMENTED = {0, 1, 3, 5}
 PLAIN = "tests.integration.plain_append:plain"
+SKEWED = Path(__file__).with_name("skewed.py")
 
 
 @dataclass
@@ -118,9 +120,12 @@ class World:
         common = ["--state-url", self.state, "--pipelines-dir", str(pod), "--run-id", run_id]
         return ["run", *what, *common, *more]
 
-    def start(self, run_id: str, *more: str) -> subprocess.Popen[str]:
+    def start(
+        self, run_id: str, *more: str, skew: float = 0.0, prefix: tuple[str, ...] = ()
+    ) -> subprocess.Popen[str]:
+        flows = [str(SKEWED), str(skew)] if skew else ["-m", "flows"]
         return subprocess.Popen(
-            [sys.executable, "-m", "flows", *self.args(run_id, *more)],
+            [*prefix, sys.executable, *flows, *self.args(run_id, *more)],
             env={**os.environ, **self.env},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -259,6 +264,35 @@ def concurrent(world: World, rng: random.Random) -> None:
     finish(second, world.scenario)
 
 
+def other_holder(world: World, rng: random.Random) -> None:
+    """A second writer of the pipeline, concurrent with the first: on another machine (its
+    own hostname), or on this one with the same hostname in another PID namespace (a
+    container with host networking), or with its wall clock skewed within or far beyond
+    the lease's TTL; a second run, or a second attempt of the same run."""
+    where = rng.choice(["other-host", "same-host-other-pidns", "skew"])
+    skew = rng.choice([-600.0, -20.0, 20.0, 600.0]) if where == "skew" else 0.0
+    run_id = rng.choice(["R", "S"])
+    gap = rng.uniform(0, 4)
+    world.scenario.notes.append(
+        f"second writer {where} (skew {skew:+g} s) as run {run_id}, {gap:.1f} s later"
+    )
+    first = world.start("R")
+    time.sleep(gap)
+    prefix = (
+        () if where == "skew" else namespaces("another-node" if where == "other-host" else None)
+    )
+    second = world.start(run_id, "--wait", str(TTL * 4), skew=skew, prefix=prefix)
+    finish(first, world.scenario)
+    finish(second, world.scenario)
+
+
+def namespaces(hostname: str | None) -> tuple[str, ...]:
+    """A command prefix: a PID namespace of its own (as a container has), and with
+    `hostname` a UTS namespace too (another machine, as far as the lease can tell)."""
+    rename = ("--uts", "sh", "-c", f'hostname {hostname} && exec "$0" "$@"') if hostname else ()
+    return ("unshare", "--pid", "--fork", "--mount-proc", *rename)
+
+
 def _killpg(proc: subprocess.Popen[str]) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -274,12 +308,13 @@ FAULTS: dict[str, Callable[[World, random.Random], None]] = {
     "kill": kill,
     "frozen": frozen,
     "concurrent": concurrent,
+    "other-holder": other_holder,
 }
 
 
 def scenarios() -> Iterator[Scenario]:
     seed = int(os.environ[SEED_VAR])
-    count = int(os.environ.get(COUNT_VAR, "12"))
+    count = int(os.environ.get(COUNT_VAR, SCENARIOS))
     rng = random.Random(seed)
     order = rng.sample(sorted(FAULTS), len(FAULTS))  # every kind once before any repeats
     for index in range(count):
@@ -288,7 +323,11 @@ def scenarios() -> Iterator[Scenario]:
         if fault == "destination-cut":
             destination = "postgres"
         # two different runs of a cursor-less source both load its rows, by design
-        source = "synthetic" if fault == "concurrent" else rng.choice(["plain", "synthetic"])
+        source = (
+            "synthetic"
+            if fault in ("concurrent", "other-holder")
+            else rng.choice(["plain", "synthetic"])
+        )
         yield Scenario(index, fault, destination, source, random.Random(rng.random()))
 
 
