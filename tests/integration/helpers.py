@@ -201,3 +201,45 @@ def assert_late_writer_cannot_clobber(store: StateStore, path: str) -> None:
         assert holder.read() == holder.info
     finally:
         holder.release()
+
+
+class Destination:
+    """A fresh PostgreSQL database or DuckDB file for one test's runs, with the environment
+    that points `flows run` at it and the exactly-once figures of what arrived."""
+
+    def __init__(self, kind: str, tmp_path: Path, postgres: Any = None) -> None:
+        self.kind = kind
+        if kind == "postgres":
+            assert postgres is not None
+            database = f"d{os.urandom(4).hex()}"
+            postgres.create_database(database)
+            self.dsn = postgres.dsn(database)
+            self.env = {
+                "PIPELINES__DESTINATION": "postgres",
+                "DESTINATION__POSTGRES__CREDENTIALS": self.dsn,
+            }
+        else:
+            self.path = tmp_path / "warehouse.duckdb"
+            self.env = {"DESTINATION__DUCKDB__CREDENTIALS": str(self.path)}
+
+    def counts(self) -> dict[str, int]:
+        return pg_counts(self.dsn) if self.kind == "postgres" else synthetic_counts(self.path)
+
+    def assert_exact(self, rows: int) -> dict[str, int]:
+        counts = self.counts()
+        assert {k: counts[k] for k in exact(rows)} == exact(rows), counts
+        assert counts["loads"] == counts["distinct_loads"], counts
+        return counts
+
+    def one(self, sql: str) -> int:
+        """The single number a query returns."""
+        if self.kind == "postgres":
+            import psycopg2
+
+            with psycopg2.connect(self.dsn) as con, con.cursor() as cur:
+                cur.execute(sql)
+                row = cur.fetchone()
+                assert row is not None
+                return int(row[0])
+        with duck(self.path) as con:
+            return int(con.sql(sql).fetchall()[0][0])

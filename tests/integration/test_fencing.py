@@ -24,39 +24,11 @@ import pytest
 
 from devstack.postgres import Postgres
 from devstack.seaweedfs import SeaweedFS
-from tests.integration.helpers import exact, pg_counts, run_cli, synthetic_counts
+from tests.integration.helpers import Destination, run_cli
 
 ROWS = 40_000
 TTL = 12.0  # the holder renews every 1.5 s and fences itself 9 s after its last renewal
 PAUSER = Path(__file__).with_name("pauser.py")
-
-
-class Destination:
-    """Where the runs load, and how to count what arrived."""
-
-    def __init__(self, kind: str, tmp_path: Path, postgres: Postgres | None) -> None:
-        self.kind = kind
-        if kind == "postgres":
-            assert postgres is not None
-            database = f"d{os.urandom(4).hex()}"
-            postgres.create_database(database)
-            self.dsn = postgres.dsn(database)
-            self.env = {
-                "PIPELINES__DESTINATION": "postgres",
-                "DESTINATION__POSTGRES__CREDENTIALS": self.dsn,
-            }
-        else:
-            self.path = tmp_path / "warehouse.duckdb"
-            self.env = {"DESTINATION__DUCKDB__CREDENTIALS": str(self.path)}
-
-    def counts(self) -> dict[str, int]:
-        return pg_counts(self.dsn) if self.kind == "postgres" else synthetic_counts(self.path)
-
-    def assert_exact(self) -> dict[str, int]:
-        counts = self.counts()
-        assert {k: counts[k] for k in exact(ROWS)} == exact(ROWS), counts
-        assert counts["loads"] == counts["distinct_loads"], counts
-        return counts
 
 
 def env_for(flows_env: dict[str, str], destination: Destination, **extra: str) -> dict[str, str]:
@@ -131,9 +103,9 @@ def test_two_attempts_of_one_run_overlapping_during_load_stay_exact(
     assert "fenced" in first_err or "revoked" in first_err, first_err[-3000:]
     assert second.code == 0, second.stderr[-3000:]
     assert "revoked" in second.stderr  # it said whom it waited for
-    destination.assert_exact()
+    destination.assert_exact(ROWS)
     assert_nothing_to_repair(state, env, tmp_path / "pod-c")
-    destination.assert_exact()
+    destination.assert_exact(ROWS)
 
 
 def test_unlock_against_a_live_run_fences_it_and_the_next_run_is_exact(
@@ -154,7 +126,7 @@ def test_unlock_against_a_live_run_fences_it_and_the_next_run_is_exact(
     _, first_err = first.communicate(timeout=120)
     assert first.returncode == 3, first_err[-3000:]
     assert second.code == 0, second.stderr[-3000:]
-    destination.assert_exact()
+    destination.assert_exact(ROWS)
     assert_nothing_to_repair(state, env, tmp_path / "pod-c")
 
 
@@ -207,7 +179,7 @@ def test_store_outage_shorter_than_the_window_only_delays_the_run(
     _, err = run.communicate(timeout=300)
     assert run.returncode == 0, err[-3000:]
     assert time.monotonic() - started >= 10  # it did wait for the store
-    destination.assert_exact()
+    destination.assert_exact(ROWS)
     assert_nothing_to_repair(state, {**env, **own_store.env()}, tmp_path / "pod-b")
 
 
@@ -232,7 +204,7 @@ def test_outage_longer_than_the_window_exits_5_and_a_rerun_resumes_exactly(
     assert rerun.code == 0, rerun.stderr[-3000:]
     assert rerun.json()["resume"]["normalized"], "the rerun resumed the pending package"
     assert rerun.json()["extracted_rows"].get("events", 0) == 0
-    destination.assert_exact()
+    destination.assert_exact(ROWS)
     assert_nothing_to_repair(state, env, tmp_path / "pod-c")
 
 
@@ -274,6 +246,6 @@ def test_a_holder_frozen_inside_a_transaction_cannot_commit_after_the_takeover(
     assert second.returncode == 0, second_err[-3000:]
     assert "terminated backend" in second_err, second_err[-3000:]
     assert first.returncode == 3, first_err[-3000:]  # woke fenced, committed nothing
-    destination.assert_exact()
+    destination.assert_exact(ROWS)
     assert_nothing_to_repair(state, env, tmp_path / "pod-c")
-    destination.assert_exact()
+    destination.assert_exact(ROWS)

@@ -9,22 +9,13 @@ the dead run committed must go first. Real `flows` processes, PostgreSQL and Duc
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 import pytest
 
-from tests.integration.helpers import (
-    Result,
-    duck,
-    exact,
-    pg_counts,
-    run_cli,
-    synthetic_counts,
-)
+from tests.integration.helpers import Destination, Result, exact, run_cli
 
 ROWS = 30_000
 FIRST = 12_000  # loaded completely by a first run: the destination holds its cursor
@@ -32,27 +23,13 @@ FIRST = 12_000  # loaded completely by a first run: the destination holds its cu
 TABLES = ("events", "events__tags", "_dlt_pipeline_state")
 
 
-class Destination:
-    """Where the runs load, and how to read what arrived."""
-
-    def __init__(self, kind: str, tmp_path: Path, postgres: Any) -> None:
-        self.kind = kind
-        if kind == "postgres":
-            database = f"d{os.urandom(4).hex()}"
-            postgres.create_database(database)
-            self.dsn = postgres.dsn(database)
-            self.env = {
-                "PIPELINES__DESTINATION": "postgres",
-                "DESTINATION__POSTGRES__CREDENTIALS": self.dsn,
-            }
-        else:
-            self.path = tmp_path / "warehouse.duckdb"
-            self.env = {"DESTINATION__DUCKDB__CREDENTIALS": str(self.path)}
+class Counted(Destination):
+    """The destination, counting also the rows of loads that `_dlt_loads` does not record."""
 
     def counts(self) -> dict[str, int]:
-        counts = pg_counts(self.dsn) if self.kind == "postgres" else synthetic_counts(self.path)
+        counts = super().counts()
         counts["rows_of_unrecorded_loads"] = sum(
-            self._one(
+            self.one(
                 f"SELECT COUNT(*) FROM synthetic.{table} t WHERE NOT EXISTS "
                 "(SELECT 1 FROM synthetic._dlt_loads l WHERE l.load_id = t._dlt_load_id)"
             )
@@ -60,21 +37,11 @@ class Destination:
         )
         return counts
 
-    def _one(self, sql: str) -> int:
-        if self.kind == "postgres":
-            with psycopg2.connect(self.dsn) as con, con.cursor() as cur:
-                cur.execute(sql)
-                row = cur.fetchone()
-                assert row is not None
-                return int(row[0])
-        with duck(self.path) as con:
-            return int(con.sql(sql).fetchall()[0][0])
-
 
 @pytest.fixture(params=["postgres", "duckdb"])
-def destination(request: pytest.FixtureRequest, tmp_path: Path) -> Destination:
+def destination(request: pytest.FixtureRequest, tmp_path: Path) -> Counted:
     postgres = request.getfixturevalue("postgres") if request.param == "postgres" else None
-    return Destination(request.param, tmp_path, postgres)
+    return Counted(request.param, tmp_path, postgres)
 
 
 def _drop(state: str, env: dict[str, str]) -> None:
@@ -87,7 +54,7 @@ def _drop(state: str, env: dict[str, str]) -> None:
 @pytest.mark.parametrize("repair", ["drop", "lost-prefix"])
 def test_run_without_state_after_a_kill_during_load_is_exact(
     repair: str,
-    destination: Destination,
+    destination: Counted,
     flows_env: dict[str, str],
     bucket: str,
     s3: Any,
