@@ -32,6 +32,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    ran = any(
+        "test_fault_injection" in getattr(report, "nodeid", "")
+        for reports in terminalreporter.stats.values()
+        for report in reports
+    )
+    if not ran:
+        return
     seed, count = os.environ[SEED_VAR], os.environ.get(COUNT_VAR, SCENARIOS)
     terminalreporter.write_line(
         f"fault injection: seed {seed}, {count} scenarios "

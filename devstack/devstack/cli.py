@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def cmd_stack(args: argparse.Namespace) -> int:
     # imported here: `flows --help` loads this module and should not pay for the stack's
     from devstack.stack import LocalStack, find_running, remember
-    from flows.settings import flows_home
+    from flows.config.settings import flows_home
 
     if args.action == "env":
         stack = find_running(args.dir, flows_home() / "stack")

@@ -62,7 +62,7 @@ class PipelineSpec:
         )
 
     def destination_name(self) -> str:
-        from flows.settings import config_value
+        from flows.config.settings import config_value
 
         return (
             config_value(f"pipelines.{self.name}.destination")
@@ -75,7 +75,7 @@ class PipelineSpec:
         import dlt
         from dlt.common.destination import Destination
 
-        from flows.settings import config_value, flows_home
+        from flows.config.settings import config_value, flows_home
 
         name = self.destination_name()
         if name == "duckdb" and not config_value("destination.duckdb.credentials"):
@@ -87,7 +87,7 @@ class PipelineSpec:
         return destination
 
     def loader_file_format(self) -> str | None:
-        from flows.settings import LOADER_FILE_FORMATS, config_value
+        from flows.config.settings import LOADER_FILE_FORMATS, config_value
 
         return config_value(f"pipelines.{self.name}.loader_file_format") or (
             LOADER_FILE_FORMATS.get(self.destination_name())

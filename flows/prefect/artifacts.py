@@ -1,6 +1,5 @@
 """Artifacts in the Prefect API, written off the pipeline thread and counted.
 
-Keys carry the pipeline name, so two pipelines in one flow never overwrite each other's.
 Outside a Prefect run (no flow run id) every artifact is logged instead.
 """
 
@@ -8,121 +7,27 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
-from uuid import UUID
+from collections.abc import Callable
+from typing import Any
+
+from flows.progress.artifacts import ArtifactHandle, RunTarget
 
 log = logging.getLogger(__name__)
 
 
-def artifact_key(pipeline: str, *parts: str) -> str:
-    """Prefect keys allow lowercase letters, digits and dashes only."""
-    raw = "-".join([pipeline, *parts]).lower()
-    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", raw)).strip("-")
+def target_from_context() -> RunTarget:
+    """The current Prefect run, if any (task run inside a flow run, or a flow run)."""
+    from prefect.context import FlowRunContext, TaskRunContext
 
-
-def cell(value: Any) -> str:
-    """Counts with thousands separators; everything else as it prints."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    return str(value)
-
-
-def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def markdown_pairs(pairs: Mapping[str, Any]) -> str:
-    rows = [(f"**{k}**", v) for k, v in pairs.items() if v is not None]
-    return markdown_table(["item", "value"], rows)
-
-
-def split_rows(
-    rows: Mapping[str, int], nested: Iterable[str] | None = None
-) -> tuple[dict[str, int], dict[str, int]]:
-    """Root tables and nested (child) tables apart: a nested row is part of a root row, so
-    adding them up counts one event several times. `nested` names the schema's child
-    tables; without a schema, dlt's `parent__child` naming decides."""
-    children = set(nested) if nested is not None else {t for t in rows if "__" in t}
-    root = {t: n for t, n in rows.items() if t not in children}
-    return root, {t: n for t, n in rows.items() if t in children}
-
-
-def rows_phrase(rows: Mapping[str, int], nested: Iterable[str] | None = None) -> str:
-    """`30,000 rows (+60,000 in nested tables)`."""
-    root, children = split_rows(rows, nested)
-    text = f"{sum(root.values()):,} rows"
-    return text + (f" (+{sum(children.values()):,} in nested tables)" if children else "")
-
-
-def rows_tables(rows: Mapping[str, int], nested: Iterable[str] | None = None) -> str:
-    root, children = split_rows(rows, nested)
-    text = "#### Root tables\n" + markdown_table(
-        ["table", "rows"], sorted(root.items()) or [("-", 0)]
-    )
-    if children:
-        text += "\n\n#### Nested tables\n" + markdown_table(
-            ["table", "rows"], sorted(children.items())
-        )
-    return text
-
-
-def step_label(step: str) -> str:
-    """dlt's `Normalize synthetic in 1796160694.13` with the load id as a UTC time."""
-    match = re.search(r" in (\d{9,11}\.\d+)$", step)
-    if not match:
-        return step
-    from datetime import UTC, datetime
-
-    when = datetime.fromtimestamp(float(match.group(1)), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return f"{step[: match.start()]} (package extracted {when})"
-
-
-@dataclass(frozen=True)
-class RunTarget:
-    """Where artifacts attach: a flow run and optionally one task run."""
-
-    flow_run_id: UUID | None
-    task_run_id: UUID | None = None
-
-    @classmethod
-    def from_context(cls) -> RunTarget:
-        """The current Prefect run, if any (task run inside a flow run, or a flow run)."""
-        from prefect.context import FlowRunContext, TaskRunContext
-
-        task_ctx = TaskRunContext.get()
-        if task_ctx is not None:
-            return cls(task_ctx.task_run.flow_run_id, task_ctx.task_run.id)
-        flow_ctx = FlowRunContext.get()
-        if flow_ctx is not None and flow_ctx.flow_run is not None:
-            return cls(flow_ctx.flow_run.id)
-        return cls(None)
-
-
-class Sink(Protocol):
-    """Where a collector's artifacts go: the Prefect API (ArtifactSink), or the parent
-    process of an isolated attempt (flows.prefect.protocol.MessageSink)."""
-
-    calls: int
-    failures: int
-
-    def create(self, key: str, kind: str, data: Any, description: str) -> _Handle: ...
-
-    def update(self, handle: _Handle, data: Any, description: str) -> None: ...
-
-    def create_once(
-        self, key: str, kind: str, data: Any, description: str, marker: str
-    ) -> None: ...
-
-    def flush(self, timeout: float = 30.0) -> None: ...
-
-    def close(self) -> None: ...
+    task_ctx = TaskRunContext.get()
+    if task_ctx is not None:
+        return RunTarget(task_ctx.task_run.flow_run_id, task_ctx.task_run.id)
+    flow_ctx = FlowRunContext.get()
+    if flow_ctx is not None and flow_ctx.flow_run is not None:
+        return RunTarget(flow_ctx.flow_run.id)
+    return RunTarget(None)
 
 
 class ArtifactSink:
@@ -171,9 +76,9 @@ class ArtifactSink:
             self._thread.start()
         self._queue.put(job)
 
-    def create(self, key: str, kind: str, data: Any, description: str) -> _Handle:
+    def create(self, key: str, kind: str, data: Any, description: str) -> ArtifactHandle:
         """Queues an artifact; the returned handle updates it later (progress artifacts)."""
-        handle = _Handle()
+        handle = ArtifactHandle()
         if not self.enabled:
             log.info("[%s] %s\n%s", key, description, data)
             return handle
@@ -196,7 +101,7 @@ class ArtifactSink:
         self._submit(job)
         return handle
 
-    def update(self, handle: _Handle, data: Any, description: str) -> None:
+    def update(self, handle: ArtifactHandle, data: Any, description: str) -> None:
         if not self.enabled:
             return
 
@@ -265,10 +170,3 @@ class ArtifactSink:
         if self._client is not None:
             self._client.__exit__(None, None, None)
             self._client = None
-
-
-class _Handle:
-    """An artifact to update later: its API id, or its number in an attempt's messages."""
-
-    id: UUID | None = None
-    number: int = 0

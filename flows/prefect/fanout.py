@@ -2,7 +2,7 @@
 
     parent flow (backfill, decompose)
       -> run_deployment("fanout-part/fanout-part", timeout=0) for at most `parallelism`
-         parts at a time; each part run is its own pipeline (flows/partitions.py)
+         parts at a time; each part run is its own pipeline (flows/parts/plan.py)
       -> waits; a failed part gets a new flow run (only that part), up to `part_retries`
       -> one report artifact: each part's state, attempts, rows, flow runs
 
@@ -25,12 +25,12 @@ from uuid import UUID
 import tenacity
 from prefect import flow, get_run_logger
 
+from flows.attempt.start import discard_prewarmed
 from flows.errors import RetryableError
-from flows.partitions import Part, parallelism_for, part_name, part_spec
+from flows.parts.plan import Part, parallelism_for, part_name, part_spec
 from flows.pipelines import PipelineSpec, get_spec
-from flows.prefect.artifacts import artifact_key, cell, markdown_table
-from flows.prefect.isolation import discard_prewarmed
 from flows.prefect.tasks import make_pipeline_task
+from flows.progress.artifacts import artifact_key, cell, markdown_table
 
 PART_DEPLOYMENT = "fanout-part/fanout-part"
 CRASH_GRACE = 60.0  # seconds a Crashed part may take to be rescheduled by dlt-rerun-crashed

@@ -10,7 +10,7 @@ from typing import Any
 
 from prefect import flow
 
-from flows.partitions import plan_dates, plan_resources
+from flows.parts.plan import plan_dates, plan_resources
 from flows.pipelines import get_spec
 from flows.prefect.fanout import PART_DEPLOYMENT, fan_out, fanout_part
 from flows.prefect.tasks import make_pipeline_flow

@@ -14,7 +14,7 @@ of Prefect's while the run goes on; its child runs Prefect's own engine entrypoi
 `__main__` of `prefect.engine` (it reads the flow run, runs the deployment's pull steps and
 the flow, and reports the run's state), and exits without tearing its interpreter down.
 Before it imports Prefect, the engine starts its first attempt's interpreter
-(`flows.prefect.isolation.prewarm`), which imports dlt meanwhile on the pod's other CPU
+(`flows.attempt.start.prewarm`), which imports dlt meanwhile on the pod's other CPU
 and waits for the attempt; `FLOWS_PREWARM_ATTEMPT=0` turns that off (a flow that runs no
 dlt task then does not hold the waiting interpreter, about 100 MiB, for up to 120 s).
 The engine sends the run's heartbeats from a thread that ends with the run
@@ -57,7 +57,7 @@ from typing import Any, NoReturn
 from uuid import UUID
 
 from flows.errors import EXIT_CONFIG
-from flows.exits import exit_now
+from flows.system.exits import exit_now
 
 ENGINE = (sys.executable, "-m", "flows.prefect.pod", "engine")
 RUN_ID_ENV = "PREFECT__FLOW_RUN_ID"
@@ -113,7 +113,7 @@ def on_sigterm(engine: subprocess.Popen[bytes], flow_run_id: UUID) -> int:
         log.error("SIGTERM: rescheduling flow run %s failed: %s", flow_run_id, err)
         return 1
     finally:
-        engine.kill()  # its attempt dies with it (PR_SET_PDEATHSIG, flows/workers.py)
+        engine.kill()  # its attempt dies with it (PR_SET_PDEATHSIG, flows/system/workers.py)
         engine.wait()
 
 
@@ -121,7 +121,7 @@ def run_engine() -> NoReturn:
     """The child: `python -m prefect.engine` as Prefect runs it, then `exit_now`, which
     skips the interpreter's teardown (about 0.5 s after a flow run) and keeps every exit
     step Prefect relies on (its log and event workers drain in threading's exit hooks)."""
-    from flows.prefect.isolation import prewarm
+    from flows.attempt.start import prewarm
 
     del sys.argv[1:]  # Prefect's engine takes a first argument as the flow run id
     if os.environ.get(PREWARM_ENV, "1") == "1":

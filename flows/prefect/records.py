@@ -1,90 +1,13 @@
-"""Run records: one compact resource record per task attempt, kept as a keyed table artifact
-per deployment (`run-record-<deployment>`), so its versions are the deployment's history.
-"""
+"""Run records in the Prefect API: written after each attempt, read back by `flows tune`."""
 
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import asdict
 from typing import Any
 from uuid import UUID
 
-from flows.prefect.artifacts import artifact_key
-from flows.quantities import cpu_cores, memory_bytes
-
-
-def record_key(deployment_or_flow: str) -> str:
-    return artifact_key("run-record", deployment_or_flow)
-
-
-CONFIG_ERROR = "config-error"
-
-
-@dataclass
-class RunRecord:
-    deployment: str
-    pipeline: str
-    flow_run_id: str
-    attempt: int
-    outcome: str  # completed | failed | killed | config-error (the pipeline never ran)
-    wall_seconds: float
-    cpu_seconds: float
-    peak_rss_bytes: int
-    rows: int = 0
-    step_seconds: dict[str, float] = field(default_factory=dict)
-    cpu_limit: float | None = None
-    memory_limit: int | None = None
-    cpu_request: float | None = None
-    memory_request: int | None = None
-    cpu_throttled_seconds: float = 0.0
-    finished_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
-
-    @property
-    def average_cores(self) -> float:
-        return self.cpu_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
-
-    def warnings(self) -> list[str]:
-        """What an operator should look at: near the memory limit, throttled, over-requested."""
-        found = []
-        if self.memory_limit and self.peak_rss_bytes > 0.8 * self.memory_limit:
-            found.append(
-                f"peak memory {self.peak_rss_bytes / 2**20:,.0f} MiB is "
-                f"{100 * self.peak_rss_bytes / self.memory_limit:.0f}% of the "
-                f"{self.memory_limit / 2**20:,.0f} MiB limit"
-            )
-        if self.cpu_throttled_seconds > max(1.0, 0.05 * self.wall_seconds):
-            found.append(f"CPU throttled for {self.cpu_throttled_seconds:.1f} s")
-        if self.memory_request and self.peak_rss_bytes * 4 < self.memory_request:
-            found.append(
-                f"memory request {self.memory_request / 2**20:,.0f} MiB is over 4x the peak "
-                f"{self.peak_rss_bytes / 2**20:,.0f} MiB"
-            )
-        if (
-            self.cpu_request
-            and self.average_cores * 4 < self.cpu_request
-            and self.wall_seconds > 30
-        ):
-            found.append(
-                f"CPU request {self.cpu_request:g} is over 4x the {self.average_cores:.2f} "
-                "cores used on average"
-            )
-        return found
-
-    @classmethod
-    def from_artifact_data(cls, data: Any) -> RunRecord:
-        rows = json.loads(data) if isinstance(data, str) else data
-        raw = rows[0] if isinstance(rows, list) else rows
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in raw.items() if k in known})
-
-
-def requests_from_env() -> tuple[float | None, int | None]:
-    """The pod's requests, passed by the base job template (cgroups do not show them)."""
-    cpu = os.environ.get("FLOWS_CPU_REQUEST")
-    memory = os.environ.get("FLOWS_MEMORY_REQUEST")
-    return (cpu_cores(cpu) if cpu else None, memory_bytes(memory) if memory else None)
+from flows.progress.records import RunRecord, record_key
 
 
 def write_record(record: RunRecord, flow_run_id: UUID | None, task_run_id: UUID | None) -> None:

@@ -39,23 +39,24 @@ from prefect import Flow, Task, flow, get_run_logger, task
 from prefect.context import TaskRunContext
 from prefect.tasks import exponential_backoff
 
+from flows.attempt.protocol import Relay
+from flows.attempt.request import Attempt, new_workdir, run_attempt
+from flows.attempt.start import start_attempt, start_method
 from flows.errors import EXIT_CONFIG, RetryableError, TerminalError, exit_code_for, is_terminal
 from flows.pipelines import PipelineSpec
 from flows.prefect.artifacts import ArtifactSink
-from flows.prefect.attempt import Attempt, new_workdir, run_attempt
-from flows.prefect.isolation import start_attempt, start_method
-from flows.prefect.protocol import Relay
-from flows.prefect.records import CONFIG_ERROR, RunRecord, requests_from_env, write_record
+from flows.prefect.records import write_record
 from flows.prefect.reruns import before_attempt
-from flows.quantities import check_pod_resources
-from flows.resources import (
+from flows.progress.records import CONFIG_ERROR, RunRecord, requests_from_env
+from flows.system.quantities import check_pod_resources
+from flows.system.resources import (
     Usage,
     container_limits,
     current_usage,
     free_large_blocks_at_once,
     release_memory,
 )
-from flows.workers import keep_heap_shared
+from flows.system.workers import keep_heap_shared
 
 
 class PipelineAttemptError(RetryableError):
@@ -135,7 +136,7 @@ def execute(attempt: Attempt) -> dict[str, Any]:
 def execute_in_child(attempt: Attempt, log: Any) -> dict[str, Any]:
     """Runs one attempt in a child process that never calls Prefect (isolation.py).
 
-    The child sends its artifacts and its outcome as messages (flows.prefect.protocol); this
+    The child sends its artifacts and its outcome as messages (flows.attempt.protocol); this
     process writes them to the API and streams the child's log lines to the task logger.
     """
     sink = ArtifactSink(attempt.target)

@@ -16,7 +16,7 @@ import pyarrow.parquet
 from dlt.sources import DltResource
 from dlt.sources.filesystem import FileItemDict, filesystem, read_jsonl
 
-from flows.settings import rotate_extract_like_load_files
+from flows.config.settings import rotate_extract_like_load_files
 
 
 @dlt.transformer(standalone=True)

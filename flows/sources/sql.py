@@ -25,7 +25,7 @@ from typing import Any, cast
 from dlt.sources.credentials import ConnectionStringCredentials
 from dlt.sources.sql_database import TableBackend
 
-from flows.settings import config_value, rotate_extract_like_load_files
+from flows.config.settings import config_value, rotate_extract_like_load_files
 
 BACKENDS: tuple[TableBackend, ...] = ("sqlalchemy", "pyarrow", "pandas", "connectorx")
 # sqlalchemy dialect names connectorx reads with the same types as the sqlalchemy backend

@@ -12,7 +12,7 @@ The protocol (README, "Fencing"):
 - **Self-fencing.** The holder may write (snapshots, the destination) only until `ttl * 3/4`
   after the start of its last confirmed renewal. A watchdog thread that never touches the
   network enforces that deadline; the `on_fenced` callback then stops the writer (during a
-  load the process exits at once, see flows/fencing.py). A renewal that finds the lease
+  load the process exits at once, see flows/durable/fencing.py). A renewal that finds the lease
   revoked or taken fences at once.
 - **Expiry** is judged by the waiter alone, as Kubernetes' leader election does: a lease has
   expired once the waiter has seen the same version of the lease object, unchanged, for the
@@ -31,7 +31,7 @@ The protocol (README, "Fencing"):
   therefore stops at least `ttl / 4` before anyone else may write (by the two monotonic
   clocks, which may differ in rate, not in reading). A holder frozen for longer than that
   wakes fenced, but a commit it had in flight is only stopped by the destination
-  (flows/fencing.py).
+  (flows/durable/fencing.py).
 - **Unlocking** (`flows state unlock`) revokes too: a live holder stops, and the next run
   proceeds once it has seen the revoked lease unchanged for one `ttl`.
 """

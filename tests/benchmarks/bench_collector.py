@@ -35,9 +35,9 @@ def child(rows: int, with_collector: bool, home: str) -> dict[str, Any]:
     from prefect import flow
     from prefect.client.orchestration import get_client
 
-    from flows.prefect.artifacts import RunTarget
+    from flows.durable.run import run_pipeline
     from flows.prefect.collector import PrefectCollector
-    from flows.run import run_pipeline
+    from flows.progress.artifacts import RunTarget
 
     @flow(name="bench")
     def bench() -> None:

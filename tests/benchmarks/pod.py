@@ -22,7 +22,7 @@ ENTRYPOINT = "flows.prefect.flows:synthetic_daily"  # as prefect.yaml deploys it
 
 def platform_command_line() -> str:
     """The pool's command: what the worker puts in a flow-run pod's `args`."""
-    from flows.work_pool.template import FlowRunVariables
+    from flows.kube.pool_template import FlowRunVariables
 
     return str(FlowRunVariables.model_fields["command"].default)
 

@@ -63,8 +63,8 @@ def plain(workdir: Path, source: str = "synthetic") -> dict[str, Any]:
     """`pipeline.run()` with the platform's dlt settings, nothing else (no state store)."""
     import dlt
 
+    from flows.config.settings import apply_platform_defaults
     from flows.pipelines import get_spec
-    from flows.settings import apply_platform_defaults
 
     spec = get_spec("synthetic")
     apply_platform_defaults(spec.destination_name(), spec.name)
@@ -168,7 +168,7 @@ def main() -> int:
         result["count"], result["distinct"] = _rows(workdir, name, dataset)
     print("RESULT " + json.dumps(result), flush=True)
     if kind == "flows_run":
-        from flows.exits import exit_now
+        from flows.system.exits import exit_now
 
         exit_now(0)
     return 0

@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from flows.work_pool import template_json
+from flows.kube.pool_template import template_json
 from tests.chart.chart import CHART, REPO, Rendered, copy_chart, helm_template, load_manifests
 
 CHART_COPY = CHART / "files" / "base-job-template.json"
@@ -37,9 +37,9 @@ RELEASE_DEFAULTS = {
 
 
 def test_chart_copy_is_the_generated_template() -> None:
-    """One definition: the chart's file is what `python -m flows.work_pool` prints."""
+    """One definition: the chart's file is what `python -m flows.kube.pool_template` prints."""
     printed = subprocess.run(
-        [sys.executable, "-m", "flows.work_pool"],
+        [sys.executable, "-m", "flows.kube.pool_template"],
         capture_output=True,
         text=True,
         check=True,
@@ -48,7 +48,7 @@ def test_chart_copy_is_the_generated_template() -> None:
     assert printed == template_json()
     assert CHART_COPY.read_text() == printed, (
         f"{CHART_COPY.relative_to(REPO)} is stale: "
-        f"python -m flows.work_pool > {CHART_COPY.relative_to(REPO)}"
+        f"python -m flows.kube.pool_template > {CHART_COPY.relative_to(REPO)}"
     )
     assert not (REPO / "flows" / "work_pool" / "base-job-template.json").exists()
 

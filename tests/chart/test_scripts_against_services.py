@@ -276,7 +276,7 @@ def test_tune_apply_refuses_a_request_above_the_pools_default_limit(
     from prefect.client.orchestration import SyncPrefectClient
 
     from flows.errors import ConfigError
-    from flows.tune import Recommendation, apply
+    from flows.kube.tuning import Recommendation, apply
 
     template_file = tmp_path / "base-job-template.json"
     template_file.write_text(

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from flows.quantities import QUANTITY_PATTERN
+from flows.system.quantities import QUANTITY_PATTERN
 from tests.chart.chart import CHART, HelmError, helm_template
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())

@@ -34,7 +34,7 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.states import Scheduled
 
 from devstack.stack import BUCKET, LocalStack
-from flows.work_pool.template import FlowRunVariables
+from flows.kube.pool_template import FlowRunVariables
 from tests.chart.chart import FULLNAME, Rendered
 from tests.image import kube_docker
 from tests.image.conftest import IMAGE, REPO, BuiltImage

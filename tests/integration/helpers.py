@@ -171,7 +171,7 @@ def wait_for_artifact(client: SyncPrefectClient, run_id: UUID, artifact: str) ->
 
 def flow_run_processes(flow_run_id: UUID | str, name: str | None = None) -> list[psutil.Process]:
     """The processes of one flow run (other tests run flows on the same machine): the engine
-    the worker started and its attempt child (`flows-attempt`, flows/prefect/child.py), or
+    the worker started and its attempt child (`flows-attempt`, flows/attempt/child.py), or
     only those named `name`."""
     found = []
     for proc in psutil.process_iter(["name"]):

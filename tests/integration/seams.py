@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flows import checkpoint
+from flows.durable import checkpoint
 
 
 @dataclass(frozen=True)

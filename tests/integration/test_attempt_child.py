@@ -1,4 +1,4 @@
-"""The isolated attempt's process (flows/prefect/isolation.py, child.py): it runs the pipeline
+"""The isolated attempt's process (flows/attempt/start.py, child.py): it runs the pipeline
 without calling Prefect and reports artifacts and its outcome to the parent as messages.
 
 Forked (Linux) or spawned, the child must report the same way; the forked one must also
@@ -23,15 +23,15 @@ import psutil
 import pytest
 from dlt.sources import DltSource
 
-from flows.pipelines import PipelineSpec
-from flows.prefect.attempt import Attempt
-from flows.prefect.isolation import (
+from flows.attempt.request import Attempt
+from flows.attempt.start import (
     AttemptProcess,
     discard_prewarmed,
     handover,
     prewarm,
     start_attempt,
 )
+from flows.pipelines import PipelineSpec
 from flows.sources.synthetic import synthetic
 
 NOISY = "tests.integration.test_attempt_child:noisy_source"
@@ -202,7 +202,7 @@ def test_forked_child_leaves_the_engines_handlers_behind(
 
 def test_spawned_child_never_imports_prefect(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "flows.prefect.child"],
+        [sys.executable, "-X", "importtime", "-m", "flows.attempt.child"],
         input=handover(_attempt(tmp_path, rows=200)),
         capture_output=True,
         env={**os.environ, "FLOWS_HOME": str(tmp_path / "home")},
@@ -230,7 +230,7 @@ def _spawned_children() -> list[psutil.Process]:
     return [
         child
         for child in psutil.Process().children()
-        if child.cmdline()[1:] == ["-m", "flows.prefect.child"]
+        if child.cmdline()[1:] == ["-m", "flows.attempt.child"]
     ]
 
 

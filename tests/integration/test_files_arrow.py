@@ -16,8 +16,8 @@ import pyarrow.csv
 import pyarrow.parquet as pq
 import pytest
 
-from flows.run import run_pipeline
-from flows.sizing import EXTRACT_FILE_ROWS
+from flows.config.sizing import EXTRACT_FILE_ROWS
+from flows.durable.run import run_pipeline
 from tests.cgroups import run_limited
 from tests.integration.helpers import duck
 
@@ -88,7 +88,7 @@ def test_parquet_and_csv_loaded_exactly(
 JOBS_OF_RUN = """
 import collections, json, sys
 import dlt
-from flows.run import run_pipeline
+from flows.durable.run import run_pipeline
 report = run_pipeline("files", pipelines_dir=sys.argv[1])
 info = dlt.attach("files", pipelines_dir=sys.argv[1]).last_trace.last_load_info
 jobs = collections.Counter(

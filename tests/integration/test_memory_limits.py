@@ -61,7 +61,7 @@ def test_defaults_are_oom_killed_adaptive_settings_fit(
 # What DuckDB runs with on the connection the platform's settings give dlt: one line of JSON.
 THREADS_SEEN = """
 import json, sys, dlt
-from flows.settings import apply_platform_defaults
+from flows.config.settings import apply_platform_defaults
 apply_platform_defaults("duckdb", "threads")
 pipeline = dlt.pipeline("threads", pipelines_dir=sys.argv[1], dataset_name="d",
                         destination=dlt.destinations.duckdb(sys.argv[2]))

@@ -97,9 +97,9 @@ def test_pod_stopped_during_load_reschedules_its_run_and_the_next_pod_resumes_ex
     first = start_pod(stack, run.id, tmp_path / "pod1", **{BEHAVIOR: "reschedule"})
     wait_for_artifact(client, run.id, "synthetic-load-progress")
     # the engine of a declared pipeline's flow holds no dlt, so its attempt is a fresh
-    # interpreter (flows/prefect/isolation.py), not a fork with the engine's command line
+    # interpreter (flows/attempt/start.py), not a fork with the engine's command line
     [attempt] = flow_run_processes(run.id, "flows-attempt")
-    assert attempt.cmdline()[1:] == ["-m", "flows.prefect.child"], attempt.cmdline()
+    assert attempt.cmdline()[1:] == ["-m", "flows.attempt.child"], attempt.cmdline()
     # prewarmed: started by the engine before it imported Prefect and set the run Running
     started = client.read_flow_run(run.id).start_time
     assert started is not None and attempt.create_time() < started.timestamp()

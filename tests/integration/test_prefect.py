@@ -35,7 +35,7 @@ from prefect.states import Cancelled
 
 from devstack.ports import free_port
 from devstack.stack import BUCKET, LocalStack
-from flows.prefect.setup import UNRESPONSIVE_AFTER_SECONDS, apply_unresponsive_crash
+from flows.kube.setup import UNRESPONSIVE_AFTER_SECONDS, apply_unresponsive_crash
 from tests.integration.helpers import (
     artifacts,
     exact,
@@ -442,7 +442,7 @@ def test_tune_recommends_from_recorded_runs_and_applies(
     stack: LocalStack, client: SyncPrefectClient
 ) -> None:
     from flows.prefect.records import read_records
-    from flows.quantities import memory_bytes
+    from flows.system.quantities import memory_bytes
 
     # four records make the same recommendation path as ten (tune reads any number): the
     # runs go one after another (limit 1), and each costs a flow-run process

@@ -13,7 +13,7 @@ import pytest
 import s3fs
 
 from devstack.postgres import Postgres
-from flows.run import run_pipeline
+from flows.durable.run import run_pipeline
 from tests.integration.helpers import duck, exact, run_cli
 
 

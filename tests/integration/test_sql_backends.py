@@ -9,7 +9,7 @@ import psycopg2
 import pytest
 
 from devstack.postgres import Postgres
-from flows.run import run_pipeline
+from flows.durable.run import run_pipeline
 from tests.integration.helpers import duck
 
 COLUMNS = "id, name, price, weight, active, born, updated_at, seen_at"

@@ -16,7 +16,7 @@ from typing import Any
 import dlt
 import pytest
 
-from flows.runner import runner
+from flows.durable.runner import runner
 from tests.integration.helpers import duck, run_cli
 
 

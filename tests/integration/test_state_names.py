@@ -13,7 +13,7 @@ import pytest
 import s3fs
 
 from flows.errors import EXIT_CONFIG, EXIT_CORRUPT
-from flows.partitions import part_name, plan_dates
+from flows.parts.plan import part_name, plan_dates
 from flows.state import CorruptSnapshotError, StateSession, open_store
 from flows.state.errors import InvalidNameError
 from flows.state.names import validate_pipeline_name

@@ -16,7 +16,7 @@ import s3fs
 
 from devstack.ports import free_port
 from devstack.seaweedfs import SeaweedFS, TLSFiles
-from flows.run import run_pipeline
+from flows.durable.run import run_pipeline
 from flows.state import StoreUnreachableError, open_store
 from tests.integration.helpers import (
     assert_late_writer_cannot_clobber,
@@ -231,7 +231,7 @@ def test_s3_store_keeps_the_python_s3_stack_out(env: dict[str, str], bucket: str
 FORK_CODE = """
 import os, sys
 from flows.state import StateStoreError, open_store  # imports dlt: a fork shares it
-from flows.prefect.isolation import start_method
+from flows.attempt.start import start_method
 assert start_method() == "fork"
 store = open_store(sys.argv[1], origin="test")
 store.write_bytes(store.path("probe"), b"parent")

@@ -9,14 +9,15 @@ from typing import Any
 
 import dlt
 
-from flows.prefect.artifacts import (
-    _Handle,
+from flows.prefect.collector import PrefectCollector
+from flows.progress.artifacts import (
+    ArtifactHandle,
     markdown_pairs,
     rows_phrase,
     rows_tables,
     step_label,
 )
-from flows.prefect.collector import PrefectCollector, nested_tables
+from flows.progress.collector import nested_tables
 from flows.sources.synthetic import synthetic
 
 
@@ -60,10 +61,10 @@ class SlowSink:
         self.updates: list[float] = []
         self.ticking = threading.Event()
 
-    def create(self, key: str, kind: str, data: Any, description: str) -> _Handle:
-        return _Handle()
+    def create(self, key: str, kind: str, data: Any, description: str) -> ArtifactHandle:
+        return ArtifactHandle()
 
-    def update(self, handle: _Handle, data: Any, description: str) -> None:
+    def update(self, handle: ArtifactHandle, data: Any, description: str) -> None:
         if data != 100.0:
             self.ticking.set()
             time.sleep(0.5)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import COMMANDS_GROUP, build_parser, cmd_run, main
+from flows.cli import COMMANDS_GROUP, build_parser, main
+from flows.cli.run import cmd_run
 
 
 def install_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entries: dict[str, str]) -> str:
@@ -86,7 +87,7 @@ def test_exit_now_ends_as_an_exit_would_with_the_code_given() -> None:
     output reaches the pipe: in the order of the interpreter's own exit."""
     code = (
         "import atexit, sys, threading, time\n"
-        "from flows.exits import exit_now\n"
+        "from flows.system.exits import exit_now\n"
         "atexit.register(lambda: print('atexit ran'))\n"
         "threading._register_atexit(lambda: print('threading hook'))\n"  # Prefect's drains
         "threading.Thread(target=lambda: (time.sleep(0.3), print('thread done'))).start()\n"

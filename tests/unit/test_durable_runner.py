@@ -15,8 +15,8 @@ import pytest
 import tenacity
 from dlt.common.pipeline import LoadInfo
 
+from flows.durable.runner import RunCallbacks, RunReport, runner
 from flows.errors import root_cause
-from flows.runner import RunCallbacks, RunReport, runner
 from flows.state import open_store
 from flows.state.snapshot import PipelineLayout
 

@@ -16,9 +16,9 @@ import dlt
 import pyarrow as pa
 import pytest
 
-from flows.runner import runner
-from flows.settings import config_value, platform_provider, platform_values
-from flows.sizing import POOL_MIN_ROW_BYTES
+from flows.config.settings import config_value, platform_provider, platform_values
+from flows.config.sizing import POOL_MIN_ROW_BYTES
+from flows.durable.runner import runner
 from flows.state import StateSession, open_store
 
 FORKS = [0]

@@ -10,7 +10,7 @@ import dlt
 import pytest
 
 from flows.errors import EXIT_CONFIG, exit_code_for, is_terminal
-from flows.partitions import (
+from flows.parts.plan import (
     FanoutConfigError,
     Part,
     is_part_of,
@@ -106,8 +106,8 @@ def test_a_part_is_its_own_pipeline_and_schema_into_the_shared_dataset(tmp_path:
 def test_tune_evidence_names_the_parts_a_part_deployment_ran() -> None:
     from dataclasses import replace
 
-    from flows.prefect.records import RunRecord
-    from flows.tune import recommend
+    from flows.kube.tuning import recommend
+    from flows.progress.records import RunRecord
 
     base = RunRecord(
         deployment="fanout-part",

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from flows.errors import EXIT_CONFIG
-from flows.persistence import ScratchDestinationError, refuse_scratch_duckdb
 from flows.pipelines import PipelineSpec
+from flows.pipelines.persistence import ScratchDestinationError, refuse_scratch_duckdb
 
 SPEC = PipelineSpec("events", "flows.sources.synthetic:synthetic")
 

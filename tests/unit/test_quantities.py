@@ -1,4 +1,4 @@
-"""One Kubernetes quantity grammar (flows/quantities.py) for the pool template and the chart,
+"""One Kubernetes quantity grammar (flows/system/quantities.py) for the pool template and the chart,
 checked against the kubernetes client's parser; requests above limits refused in one line."""
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ import jsonschema
 import pytest
 from kubernetes.utils.quantity import parse_quantity
 
-from flows.deploy_check import check_project
 from flows.errors import EXIT_CONFIG, ConfigError
-from flows.quantities import (
+from flows.kube.deploy_check import check_project
+from flows.kube.pool_template import base_job_template
+from flows.system.quantities import (
     QUANTITY_PATTERN,
     check_pod_resources,
     check_requests_within_limits,
     is_quantity,
 )
-from flows.work_pool import base_job_template
 
 REPO = Path(__file__).resolve().parents[2]
 CHART_SCHEMA = json.loads((REPO / "charts/prefect-dlt/values.schema.json").read_text())
@@ -84,10 +84,10 @@ def _chart_quantity_nodes(node: Any = CHART_SCHEMA, path: str = "#") -> list[tup
 
 
 def test_quantities_parse_as_the_kubernetes_client_does_without_its_package() -> None:
-    """flows.quantities runs the client's own parser without importing the `kubernetes`
+    """flows.system.quantities runs the client's own parser without importing the `kubernetes`
     package (its `__init__` loads the whole API client into every flow-run process)."""
     code = (
-        "import sys, json; from flows.quantities import parse_quantity; "
+        "import sys, json; from flows.system.quantities import parse_quantity; "
         f"print(json.dumps([str(parse_quantity(t)) for t in {GOOD!r}]), "
         "'kubernetes' in sys.modules)"
     )

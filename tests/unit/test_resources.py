@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from flows.resources import container_limits, effective_cpus
+from flows.system.resources import container_limits, effective_cpus
 
 
 def write(root: Path, files: dict[str, str]) -> Path:
@@ -69,7 +69,7 @@ def test_cgroup_v1_unlimited(tmp_path: Path) -> None:
 def test_usage_grows_with_allocation() -> None:
     """In a fresh process: a long test session's peak (its children's too) hides growth."""
     code = (
-        "from flows.resources import current_usage; before = current_usage(); "
+        "from flows.system.resources import current_usage; before = current_usage(); "
         "block = bytearray(64 * 2**20); block[::4096] = b'x' * len(block[::4096]); "
         "after = current_usage(); "
         "print(after.rss_bytes - before.rss_bytes, "
@@ -84,7 +84,7 @@ def test_release_memory_returns_freed_arrow_buffers() -> None:
     """pyarrow's pool keeps freed buffers (as after dlt's normalize) until told to let go."""
     code = (
         "import pyarrow as pa, pyarrow.compute as pc, psutil; "
-        "from flows.resources import release_memory; rss = psutil.Process().memory_info; "
+        "from flows.system.resources import release_memory; rss = psutil.Process().memory_info; "
         "base = pa.array(range(2_000_000), type=pa.int64()); "
         "sums = [pc.add(base, i) for i in range(16)]; del sums; kept = rss().rss; "
         "released = release_memory(collect_cycles=False); print(released, kept - rss().rss)"
@@ -96,7 +96,7 @@ def test_release_memory_returns_freed_arrow_buffers() -> None:
 
 FREED_BLOCKS = """
 import sys, psutil
-from flows.resources import free_large_blocks_at_once
+from flows.system.resources import free_large_blocks_at_once
 if sys.argv[1] == "fixed":
     free_large_blocks_at_once()
 rss = psutil.Process().memory_info

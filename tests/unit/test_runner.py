@@ -12,8 +12,8 @@ import tenacity
 from dlt.common.exceptions import TerminalValueError
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from flows.durable.runner import runner
 from flows.errors import is_terminal
-from flows.runner import runner
 from flows.state import StateSession, open_store
 
 FAST = tenacity.Retrying(

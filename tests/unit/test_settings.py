@@ -11,7 +11,7 @@ from pathlib import Path
 import dlt
 import pytest
 
-from flows.settings import apply_platform_defaults, config_value, platform_provider
+from flows.config.settings import apply_platform_defaults, config_value, platform_provider
 
 
 @pytest.fixture(autouse=True)

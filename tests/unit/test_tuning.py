@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from dlt.normalize.worker import group_worker_files
 
-from flows.prefect.records import RunRecord
-from flows.quantities import cpu_cores, format_cpu, format_memory, memory_bytes
-from flows.resources import ContainerLimits
-from flows.sizing import adaptive_settings, duckdb_threads
-from flows.tune import TuneError, covers, recommend
+from flows.config.sizing import adaptive_settings, duckdb_threads
+from flows.kube.tuning import TuneError, covers, recommend
+from flows.progress.records import RunRecord
+from flows.system.quantities import cpu_cores, format_cpu, format_memory, memory_bytes
+from flows.system.resources import ContainerLimits
 
 MiB = 2**20
 

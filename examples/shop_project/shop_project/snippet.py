@@ -12,8 +12,8 @@ from dlt.common.pipeline import LoadInfo
 from prefect import flow, task
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from flows.durable.runner import runner
 from flows.prefect.collector import PrefectCollector
-from flows.runner import runner
 from shop_project.sources import shop_api
 
 

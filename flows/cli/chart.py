@@ -1,0 +1,69 @@
+"""What the Helm chart's pods run: the pool template, its sync, the server migration, the hooks."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    """Adds the chart's commands (flows/kube/hooks.py, flows/kube/pool_template.py)."""
+    pool = sub.add_parser("work-pool", help="the Kubernetes pool's base job template")
+    pool_sub = pool.add_subparsers(dest="pool_command", required=True)
+    pool_sub.add_parser("template", help="print the template JSON").set_defaults(
+        func=cmd_work_pool_template
+    )
+    sync = pool_sub.add_parser("sync", help="set the pool's template, nothing else")
+    sync.add_argument("--pool", default=os.environ.get("FLOWS_WORK_POOL", "dlt-k8s"))
+    sync.add_argument("--base-job-template", type=Path, required=True)
+    sync.set_defaults(func=cmd_work_pool_sync)
+    wait = sub.add_parser("wait-for-server", help="wait until PREFECT_API_URL/ready answers")
+    wait.add_argument("--timeout", type=float, default=float(os.environ.get("WAIT_SECONDS", 120)))
+    wait.set_defaults(func=cmd_hook)
+    bucket = sub.add_parser("create-bucket", help="create the bucket at AWS_ENDPOINT_URL")
+    bucket.add_argument("bucket")
+    bucket.add_argument("--timeout", type=float, default=float(os.environ.get("WAIT_SECONDS", 120)))
+    bucket.set_defaults(func=cmd_hook)
+    migrate = sub.add_parser("server-migrate", help="HA server: migrate the database once")
+    migrate.set_defaults(func=cmd_server_migrate)
+    check = sub.add_parser("check-release", help="helm test: server ready, auth, work pool")
+    check.add_argument("--pool", default=os.environ.get("FLOWS_WORK_POOL", "dlt-k8s"))
+    check.set_defaults(func=cmd_hook)
+
+
+def cmd_work_pool_template(args: argparse.Namespace) -> int:
+    from flows.kube.pool_template import template_json
+
+    sys.stdout.write(template_json())
+    return 0
+
+
+def cmd_work_pool_sync(args: argparse.Namespace) -> int:
+    from flows.kube.hooks import sync_work_pool
+
+    print(sync_work_pool(args.pool, args.base_job_template))
+    return 0
+
+
+def cmd_server_migrate(args: argparse.Namespace) -> int:
+    from flows.kube.server_migrate import migrate
+
+    for line in migrate():
+        print(line)
+    return 0
+
+
+def cmd_hook(args: argparse.Namespace) -> int:
+    from flows.kube import hooks
+
+    lines = {
+        "wait-for-server": lambda: hooks.wait_for_server(args.timeout),
+        "create-bucket": lambda: hooks.create_bucket(args.bucket, args.timeout),
+        "check-release": lambda: hooks.check_release(args.pool),
+    }[args.command]()
+    for line in lines:
+        print(line, flush=True)
+    return 0

@@ -1,0 +1,151 @@
+"""`flows setup`, `flows deploy`, `flows tune`: the work pool, the deployments and their job
+variables."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from flows import __version__
+from flows.cli.options import confirm
+from flows.errors import ConfigError
+from flows.kube.setup import MIN_UNRESPONSIVE_AFTER_SECONDS, UNRESPONSIVE_AFTER_SECONDS
+
+
+def register(sub: Any) -> None:
+    """Adds `setup`, `deploy` and `tune`."""
+    setup = sub.add_parser("setup", help="create or update the work pool, limits and alerts")
+    setup.add_argument("--pool", default=os.environ.get("FLOWS_WORK_POOL", "dlt-k8s"))
+    setup.add_argument(
+        "--type", dest="pool_type", default="kubernetes", choices=["kubernetes", "process"]
+    )
+    setup.add_argument("--base-job-template", type=Path, help="default: the packaged template")
+    setup.add_argument("--pool-concurrency", type=int, default=4)
+    setup.add_argument(
+        "--tag-limit",
+        action="append",
+        default=[],
+        metavar="TAG=N",
+        help="task concurrency limit per tag (default dlt=8)",
+    )
+    setup.add_argument("--alert-webhook-url", default=os.environ.get("FLOWS_ALERT_WEBHOOK_URL"))
+    setup.add_argument(
+        "--alert-block",
+        default=os.environ.get("FLOWS_ALERT_BLOCK"),
+        help="notification block as <block-type-slug>/<name>",
+    )
+    setup.add_argument(
+        "--unresponsive-after",
+        type=int,
+        default=UNRESPONSIVE_AFTER_SECONDS,
+        metavar="SECONDS",
+        help="mark a running flow run Crashed after this long without a heartbeat "
+        f"(default {UNRESPONSIVE_AFTER_SECONDS}, at least {MIN_UNRESPONSIVE_AFTER_SECONDS}; "
+        "0: never)",
+    )
+    setup.set_defaults(func=cmd_setup)
+
+    deploy = sub.add_parser("deploy", help="prefect deploy --all, stamped with this version")
+    deploy.add_argument(
+        "--project-dir",
+        type=Path,
+        default=None,
+        help="where prefect.yaml is (default: FLOWS_PROJECT_DIR or .)",
+    )
+    deploy.set_defaults(func=cmd_deploy)
+
+    tune = sub.add_parser("tune", help="recommend cpu/memory job_variables from run records")
+    tune.add_argument(
+        "deployment",
+        help="FLOW/DEPLOYMENT, a deployment name, or a flow name on the embedded default",
+    )
+    tune.add_argument("--runs", type=int, default=20, help="newest run records to use")
+    tune.add_argument("--pipeline", help="only records of this pipeline and its fan-out parts")
+    tune.add_argument("--apply", action="store_true", help="update the deployment's job_variables")
+    tune.add_argument("--yes", action="store_true", help="apply without asking")
+    tune.set_defaults(func=cmd_tune)
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    from flows.kube.setup import SetupOptions, run_setup
+
+    limits = {"dlt": 8}
+    for item in args.tag_limit:
+        tag, _, value = item.partition("=")
+        if not tag or not value.isdigit():
+            raise ConfigError(f"--tag-limit takes TAG=N, got {item!r}")
+        limits[tag] = int(value)
+    after = args.unresponsive_after
+    if after != 0 and after < MIN_UNRESPONSIVE_AFTER_SECONDS:
+        raise ConfigError(
+            f"--unresponsive-after takes 0 or at least {MIN_UNRESPONSIVE_AFTER_SECONDS} s "
+            f"(flow runs send a heartbeat every 30 s at the most), got {after}"
+        )
+    options = SetupOptions(
+        pool=args.pool,
+        pool_type=args.pool_type,
+        template_path=args.base_job_template,
+        pool_concurrency=args.pool_concurrency,
+        tag_limits=limits,
+        alert_webhook_url=args.alert_webhook_url,
+        alert_block=args.alert_block,
+        unresponsive_after=after,
+    )
+    for line in run_setup(options):
+        print(line)
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Runs `prefect --no-prompt deploy --all` with FLOWS_VERSION set, so every deployment
+    records the flows version it was made from (`flows doctor` compares it)."""
+    import subprocess
+
+    from flows.kube.deploy_check import check_project
+
+    project = args.project_dir or Path(os.environ.get("FLOWS_PROJECT_DIR", "."))
+    check_project(project)  # a request above its limit fails here, not at Job creation
+    env = {
+        **os.environ,
+        "FLOWS_VERSION": __version__,
+        "FLOWS_PROJECT_DIR": os.environ.get("FLOWS_PROJECT_DIR") or str(project.resolve()),
+    }
+    return subprocess.call(
+        [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"], cwd=project, env=env
+    )
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from prefect.client.orchestration import get_client
+
+    from flows.kube.tuning import apply, format_recommendation, load, recommend
+
+    if args.pipeline is not None:
+        from flows.state.names import validate_pipeline_name
+
+        validate_pipeline_name(args.pipeline, "--pipeline")
+    with get_client(sync_client=True) as client:
+        deployment, records = load(client, args.deployment, args.runs, args.pipeline)
+        current = dict(deployment.job_variables or {}) if deployment else {}
+        rec = recommend(args.deployment, records, current)
+        print(format_recommendation(rec))
+        if not args.apply:
+            return 0
+        if deployment is None:
+            raise ValueError(f"{args.deployment!r} is not a deployment: nothing to apply to")
+        changes = rec.changes()
+        if not changes:
+            print("nothing to change")
+            return 0
+        print("diff:")
+        for key, value in changes.items():
+            print(f"  {key}: {current.get(key) or '-'} -> {value}")
+        if not confirm(f"update {deployment.name}'s job_variables?", args.yes):
+            print("aborted")
+            return 1
+        apply(client, deployment, rec)
+        print(f"{deployment.name}: job_variables updated")
+    return 0

@@ -1,0 +1,1 @@
+"""The platform's own configuration: typed settings, paths, the dlt defaults it provides, sizing."""
