@@ -1,7 +1,8 @@
 """A user's own project, from `flows init` to a flow-run Job, through the docs' commands.
 
 The commands of the docs page "Your own pipelines" (docs/own-pipelines.md) are taken from the
-page itself (tests/readme.py) and run here with these substitutions only, for what this machine has instead of a cluster:
+page itself (tests/readme.py) and run here with these substitutions only, for what this
+machine has instead of a cluster:
 
 - `registry.example.com/data/prefect-dlt:0.1.0` -> the platform image the session built;
 - `registry.example.com/data` -> a real registry (Debian's docker-registry) on 127.0.0.1;

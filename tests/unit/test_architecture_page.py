@@ -4,7 +4,6 @@ that does not exist, and each at the layer tests/unit/test_layers.py checks the 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from tests.unit.test_layers import FACE, FLOWS, RANK
 
