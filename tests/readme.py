@@ -1,10 +1,10 @@
-"""The shell commands of a README section, as the tests run them.
+"""The shell commands of a docs page, as the tests run them.
 
-The README's "Your own pipelines" section is a walk-through from `flows init` to
-`helm upgrade`; the tests take its commands from the README text itself (never a copy), so
-a command that changes there changes what is run. Each command is claimed by one test
-through its leading words (`RUN_BY`); `tests/integration/test_init.py` checks that every
-command of the section is claimed, so a new command without a test fails.
+The docs page "Your own pipelines" (docs/own-pipelines.md) is a walk-through from
+`flows init` to `helm upgrade`; the tests take its commands from the page itself (never a
+copy), so a command that changes there changes what is run. Each command is claimed by one
+test through its leading words (`RUN_BY`); `tests/integration/test_init.py` checks that every
+command of the page is claimed, so a new command without a test fails.
 
 Parsing is what a reader's shell would do for these simple lines: `\\` continues a line, `#`
 starts a comment, `&&` separates commands, leading `NAME=value` words are environment.
@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-README = REPO / "README.md"
+DOCS = REPO / "docs"
 OWN_PIPELINES = "Your own pipelines"
+# page title -> its file
+PAGES = {OWN_PIPELINES: DOCS / "own-pipelines.md"}
 
 # leading words of a command -> the test module that runs it
 RUN_BY: dict[tuple[str, ...], str] = {
@@ -64,18 +66,19 @@ class Command:
         return [self.argv[i + 1] for i, a in enumerate(self.argv[:-1]) if a == name]
 
 
-def section(title: str = OWN_PIPELINES, readme: Path = README) -> str:
-    text = readme.read_text()
-    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## )", text, re.M | re.S)
-    if match is None:
-        raise AssertionError(f"{readme.name} has no '## {title}' section")
-    return match.group(1)
+def section(title: str = OWN_PIPELINES, page: Path | None = None) -> str:
+    """The text of the page titled `title` (`# title` on its first line), below the title."""
+    path = page or PAGES[title]
+    first, _, rest = path.read_text().partition("\n")
+    if first != f"# {title}":
+        raise AssertionError(f"{path.relative_to(REPO)} is not the page '# {title}': {first!r}")
+    return rest
 
 
-def commands(title: str = OWN_PIPELINES, readme: Path = README) -> list[Command]:
-    """Every command of the section's ```bash blocks, in order."""
+def commands(title: str = OWN_PIPELINES, page: Path | None = None) -> list[Command]:
+    """Every command of the page's ```bash blocks, in order."""
     found: list[Command] = []
-    for block in re.findall(r"^```bash\n(.*?)^```", section(title, readme), re.M | re.S):
+    for block in re.findall(r"^```bash\n(.*?)^```", section(title, page), re.M | re.S):
         for line in block.replace("\\\n", " ").splitlines():
             words = shlex.split(line, comments=True)
             while words:
@@ -91,20 +94,20 @@ def _command(words: list[str]) -> Command:
         name, _, value = words.pop(0).partition("=")
         env[name] = value
     if not words:
-        raise AssertionError(f"a README line has only assignments: {env}")
+        raise AssertionError(f"a docs line has only assignments: {env}")
     return Command(words, env)
 
 
 def command(words: tuple[str, ...], title: str = OWN_PIPELINES) -> Command:
-    """The one command of the section that starts with `words`."""
+    """The one command of the page that starts with `words`."""
     matching = [c for c in commands(title) if c.starts(words)]
     if len(matching) != 1:
         raise AssertionError(
-            f"README '{title}': {len(matching)} commands start with {' '.join(words)!r}"
+            f"docs '{title}': {len(matching)} commands start with {' '.join(words)!r}"
         )
     return matching[0]
 
 
 def unclaimed(title: str = OWN_PIPELINES) -> list[str]:
-    """Commands of the section that no test claims in RUN_BY."""
+    """Commands of the page that no test claims in RUN_BY."""
     return [str(c) for c in commands(title) if not any(c.starts(words) for words in RUN_BY)]

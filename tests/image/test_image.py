@@ -173,7 +173,7 @@ def test_no_build_ca_no_pip_cache_no_dev_tools_in_the_image(image: BuiltImage) -
     assert [n for n in names if n.startswith("/tmp/")] == []
     assert [n for n in names if "/pip/http" in n or n.endswith("/selfcheck.json")] == []
     bin_dir = "/opt/venv/bin/"
-    for tool in ("pytest", "mypy", "ruff", "weed"):
+    for tool in ("pytest", "mypy", "ruff", "weed", "mkdocs"):
         assert bin_dir + tool not in names, f"development tool {tool} is in the image"
     for needed in ("prefect", "flows", "python"):
         assert bin_dir + needed in names

@@ -1,7 +1,8 @@
-"""A user's own project, from `flows init` to a flow-run Job, through the README's commands.
+"""A user's own project, from `flows init` to a flow-run Job, through the docs' commands.
 
-The README's "Your own pipelines" commands are taken from the README text (tests/readme.py)
-and run here with these substitutions only, for what this machine has instead of a cluster:
+The commands of the docs page "Your own pipelines" (docs/own-pipelines.md) are taken from the
+page itself (tests/readme.py) and run here with these substitutions only, for what this
+machine has instead of a cluster:
 
 - `registry.example.com/data/prefect-dlt:0.1.0` -> the platform image the session built;
 - `registry.example.com/data` -> a real registry (Debian's docker-registry) on 127.0.0.1;
@@ -15,7 +16,7 @@ stores it. `helm upgrade --reuse-values` is rendered with `helm template` and th
 `--set`/`--set-string` flags over the platform install's values (release `rel`: the
 session's Secrets).
 The deploy hook of that render runs from the project image and registers the project's
-prefect.yaml; the README's `flows deploy` (from the project folder) registers the same
+prefect.yaml; the page's `flows deploy` (from the project folder) registers the same
 deployment again. A flow run's Job is built by prefect-kubernetes' own worker code and its
 container run as a kubelet would: the destination DSN reaches it only through `envFrom`.
 `flows doctor` runs in that Job's container setup, after one poll of the chart's worker.
@@ -63,10 +64,10 @@ pytestmark = [
     pytest.mark.xdist_group("image"),
 ]
 
-README_PLATFORM_IMAGE = "registry.example.com/data/prefect-dlt:0.1.0"
-README_REGISTRY = "registry.example.com/data"
-README_DSN = "postgresql://loader:CHANGE-ME@warehouse.example.com:5432/analytics"
-README_POOL = "dlt-k8s"
+PAGE_PLATFORM_IMAGE = "registry.example.com/data/prefect-dlt:0.1.0"
+PAGE_REGISTRY = "registry.example.com/data"
+PAGE_DSN = "postgresql://loader:CHANGE-ME@warehouse.example.com:5432/analytics"
+PAGE_POOL = "dlt-k8s"
 POOL = "user-project"
 PROJECT_DIR = "/opt/project"
 
@@ -108,7 +109,7 @@ class Warehouse:
 class ProjectImage:
     ref: str
     seconds: float
-    push: subprocess.Popen[str]  # the README's docker push, running while the Job runs
+    push: subprocess.Popen[str]  # the page's docker push, running while the Job runs
 
 
 # ---------- fixtures ----------
@@ -167,16 +168,16 @@ def warehouse(stack: LocalStack) -> Warehouse:
 @pytest.fixture(scope="module")
 def replacements(image: BuiltImage, registry: str, warehouse: Warehouse) -> dict[str, str]:
     return {
-        README_PLATFORM_IMAGE: image.ref,
-        README_REGISTRY: registry,
-        README_DSN: warehouse.dsn,
-        README_POOL: POOL,
+        PAGE_PLATFORM_IMAGE: image.ref,
+        PAGE_REGISTRY: registry,
+        PAGE_DSN: warehouse.dsn,
+        PAGE_POOL: POOL,
     }
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The README's `flows init` project, unmodified (the README asks for no edit)."""
+    """The page's `flows init` project, unmodified (the page asks for no edit)."""
     root = tmp_path_factory.mktemp("user-project")
     init = readme.command(("flows", "init"))
     run([sys.executable, "-m", "flows", *init.argv[1:]], cwd=root)
@@ -185,7 +186,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def project_image(project: Path, replacements: dict[str, str]) -> Iterator[ProjectImage]:
-    """The README's `docker build` of the generated Dockerfile, then its `docker push`
+    """The page's `docker build` of the generated Dockerfile, then its `docker push`
     started in the background (it compresses every layer: the slowest step here)."""
     build = readme.command(("docker", "build")).substituted(replacements)
     tags = build.options("-t")
@@ -208,7 +209,7 @@ def project_image(project: Path, replacements: dict[str, str]) -> Iterator[Proje
 
 @pytest.fixture(scope="module")
 def warehouse_secret(replacements: dict[str, str]) -> dict[str, Any]:
-    """The v1 Secret the README's `kubectl create secret` sends (client-side dry run)."""
+    """The v1 Secret the page's `kubectl create secret` sends (client-side dry run)."""
     create = readme.command(("kubectl", "create", "secret")).substituted(replacements)
     out = run(
         [str(kubectl()), *create.argv[1:], "--dry-run=client", "-o", "yaml"],
@@ -221,7 +222,7 @@ def warehouse_secret(replacements: dict[str, str]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def project_chart(replacements: dict[str, str]) -> Rendered:
-    """The README's `helm upgrade`, rendered: its --set and --set-string flags over the
+    """The page's `helm upgrade`, rendered: its --set and --set-string flags over the
     platform install's; no other option is accepted unseen."""
     helm = readme.command(("helm", "upgrade")).substituted(replacements)
     assert helm.argv[2:4] == ["prefect-dlt", "charts/prefect-dlt"], helm
@@ -386,7 +387,7 @@ def test_project_pipeline_runs_as_a_flow_run_job_with_credentials_from_a_secret(
     assert {k: getattr(by_hook, k) for k in registered} == registered
     assert by_hook.job_variables["image"] == project_image.ref, by_hook.job_variables
 
-    # the README's deploy from the project folder registers the same deployment
+    # the page's deploy from the project folder registers the same deployment
     deploy = readme.command(("flows", "deploy")).substituted(replacements)
     api = {"PREFECT_API_URL": stack.api_url, "PREFECT_API_AUTH_STRING": stack.auth_string}
     run(
@@ -475,7 +476,7 @@ def test_readme_doctor_passes_in_a_flow_run_container(
         project_node,
         name,
         command=doctor.argv,
-        extra_env={"FLOWS_WORK_POOL": POOL},  # the image says dlt-k8s, the README's pool
+        extra_env={"FLOWS_WORK_POOL": POOL},  # the image says dlt-k8s, the page's pool
     )
     result = kube_docker.run(name, args, timeout=180)
     assert result.code == 0 and "7 of 7 checks passed" in result.logs, str(result)

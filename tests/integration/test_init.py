@@ -1,6 +1,6 @@
 """`flows init` into an empty folder, then `flows run` of its pipeline and its flow on the
-embedded default: the README's "Your own pipelines" commands, taken from the README itself
-(tests/readme.py); the image test runs the rest of them."""
+embedded default: the commands of the docs page "Your own pipelines" (docs/own-pipelines.md),
+taken from the page itself (tests/readme.py); the image test runs the rest of them."""
 
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ from tests.integration.helpers import embedded_env
 
 
 def test_every_readme_command_is_run_by_a_test() -> None:
-    """Each command of README "Your own pipelines" is claimed by the test that runs it."""
-    assert readme.commands(), "README 'Your own pipelines' has no ```bash commands"
-    assert readme.unclaimed() == [], "README commands no test runs (add them to tests.readme)"
+    """Each command of the page "Your own pipelines" is claimed by the test that runs it."""
+    assert readme.commands(), "docs 'Your own pipelines' has no ```bash commands"
+    assert readme.unclaimed() == [], "docs commands no test runs (add them to tests.readme)"
 
 
 def test_readme_walkthrough_from_init_to_the_flow(tmp_path: Path) -> None:
-    """The README's first commands as written (init, cd, pipelines, run, the flow), then an
+    """The page's first commands as written (init, cd, pipelines, run, the flow), then an
     incremental run and a refused second init."""
     env = embedded_env(tmp_path)
     env = {k: v for k, v in env.items() if not k.startswith(("FLOWS_", "STATE__"))}
@@ -85,7 +85,7 @@ def test_readme_walkthrough_from_init_to_the_flow(tmp_path: Path) -> None:
 def _shell(
     cwd: Path, command: readme.Command, env: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
-    """Runs a README command: `flows` and `python` are this venv's (the README's PATH)."""
+    """Runs a docs command: `flows` and `python` are this venv's (the page's PATH)."""
     argv = command.argv
     if argv[0] == "flows":
         argv = [sys.executable, "-m", "flows", *argv[1:]]
