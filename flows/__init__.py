@@ -12,9 +12,10 @@ no Prefect (or no dlt) does not import it. Everything else lives in the layer pa
 from __future__ import annotations
 
 from importlib import import_module
+from importlib.metadata import version
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = version("flows")
 
 # name -> module that defines it
 FACE = {

@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from flows import __version__
-from flows.cli.options import confirm
+from flows.cli.options import confirm, flows_version
 from flows.errors import ConfigError
 from flows.kube.setup import MIN_UNRESPONSIVE_AFTER_SECONDS, UNRESPONSIVE_AFTER_SECONDS
 
@@ -110,7 +109,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     check_project(project)  # a request above its limit fails here, not at Job creation
     env = {
         **os.environ,
-        "FLOWS_VERSION": __version__,
+        "FLOWS_VERSION": flows_version(),
         "FLOWS_PROJECT_DIR": os.environ.get("FLOWS_PROJECT_DIR") or str(project.resolve()),
     }
     return subprocess.call(

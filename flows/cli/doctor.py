@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import yaml
 
-from flows import __version__
+from flows.cli.options import flows_version
 from flows.errors import ConfigError, one_line
 from flows.pipelines import PipelineSpec, discover
 
@@ -216,16 +216,16 @@ def check_version(options: DoctorOptions, client: Any) -> Check:
             deployment = client.read_deployment_by_name(f"{spec['name']}/{spec['name']}")
         except Exception:
             continue
-        if deployment.version != __version__:
+        if deployment.version != flows_version():
             stale.append(f"{spec['name']}={deployment.version or 'none'}")
     if stale:
         return Check(
             name,
             False,
-            f"image has flows {__version__}, deployments: {', '.join(stale)}",
+            f"image has flows {flows_version()}, deployments: {', '.join(stale)}",
             "redeploy from this image (helm upgrade runs the deploy hook)",
         )
-    return Check(name, True, f"deployments match flows {__version__}")
+    return Check(name, True, f"deployments match flows {flows_version()}")
 
 
 def run_doctor(options: DoctorOptions) -> list[Check]:

@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from typing import NoReturn
 
-from flows import __version__
 from flows.cli import chart, demo, deploy, doctor, init, run, state
+from flows.cli.options import flows_version
 from flows.errors import exit_code_for, one_line
 from flows.system.exits import exit_now
 
@@ -22,7 +22,7 @@ DESCRIPTION = "`flows` command line: run pipelines, inspect and repair their sta
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flows", description=DESCRIPTION)
-    parser.add_argument("--version", action="version", version=f"flows {__version__}")
+    parser.add_argument("--version", action="version", version=f"flows {flows_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
     for group in (run, init, deploy, doctor, demo, state, chart):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib.metadata import version
 
 
 def add_state_url(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -21,3 +22,8 @@ def confirm(question: str, assume_yes: bool) -> bool:
     if not sys.stdin.isatty():
         raise ValueError(f"{question} needs confirmation: pass --yes")
     return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def flows_version() -> str:
+    """The installed distribution's version (pyproject.toml spells it once)."""
+    return version("flows")

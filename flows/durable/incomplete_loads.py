@@ -11,7 +11,7 @@ without their root row are removed with them.
 Merge tables with a primary or merge key are left alone: the reload upserts the same keys
 (scd2 tables are not repaired either). Replace tables are cleaned like append tables; their
 next load truncates them anyway. SQL destinations only: the filesystem destination has no
-transaction to undo, and its files are named by load id (see README "How resume works").
+transaction to undo, and its files are named by load id (docs/resume.md).
 """
 
 from __future__ import annotations

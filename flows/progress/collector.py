@@ -1,4 +1,6 @@
-"""PrefectCollector: dlt progress and reports as Prefect artifacts, as they happen.
+"""The collector behind PrefectCollector (flows/prefect/collector.py): dlt progress and reports
+as artifacts, as they happen, written through a sink (the Prefect API, or an isolated
+attempt's pipe to its parent).
 
 Pass it as `progress=` (the platform's runner wraps it in its checkpoint collector):
 - a progress artifact per step, updated at most once per `interval` seconds from a

@@ -1,11 +1,11 @@
 """One writer per pipeline: a lease object in the store, renewed by a heartbeat, self-fenced.
 
-The protocol (README, "Fencing"):
+The protocol (docs/fencing.md):
 
 - **Taking.** Where the store has conditional writes (S3's If-Match / If-None-Match, a file
   lock on a local store) the lease is taken and renewed by compare-and-swap: a writer
   replaces exactly the lease object it read, or nothing. Elsewhere a writer writes, waits
-  `settle` seconds and reads again (a window the README states).
+  `settle` seconds and reads again (a window docs/fencing.md states).
 - **Renewing.** The holder renews every `ttl / 8`; every renewal changes the lease object
   (its version). `expires_at` (the holder's wall clock plus `ttl`) is shown to people, and
   no decision depends on it: a writer's clock may be wrong.
