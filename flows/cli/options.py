@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from flows.config.platform import FlowsConfiguration
+
+POOL_HELP = f"default: FLOWS_WORK_POOL or {FlowsConfiguration.flows_work_pool}"
+WAIT_HELP = f"seconds (default: WAIT_SECONDS or {FlowsConfiguration.wait_seconds:g})"
+
 
 def add_state_url(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument(
