@@ -38,6 +38,7 @@ from flows.pipelines.errors import (
     UnknownPipelineError,
 )
 from flows.pipelines.spec import PipelineSpec, import_reference
+from flows.state.names import validate_pipeline_name
 
 ENTRY_POINT_GROUP = "flows.pipelines"
 DECLARATION_KEYS = {"source", "dataset_name", "destination", "description", "options"}
@@ -93,6 +94,19 @@ def discover() -> Catalog:
 
 def get_spec(name: str) -> PipelineSpec:
     return discover().get(name)
+
+
+def resolve(pipeline: str | PipelineSpec) -> tuple[Catalog, PipelineSpec]:
+    """Where a pipeline enters a run (`run_pipeline`, which `flows run` and an attempt call):
+    a declared name becomes its declaration, an ad hoc spec stays as it is. The name is
+    checked first (it names a folder and keys in the store); the catalog names the known
+    pipelines in a declaration error (`Catalog.known_names`)."""
+    if isinstance(pipeline, str):
+        validate_pipeline_name(pipeline)
+        catalog = discover()
+        return catalog, catalog.get(pipeline)
+    validate_pipeline_name(pipeline.name)
+    return discover(), pipeline
 
 
 def config_locations() -> list[str]:
