@@ -38,7 +38,6 @@ from flows.pipelines.errors import (
     UnknownPipelineError,
 )
 from flows.pipelines.spec import PipelineSpec, import_reference
-from flows.state.names import validate_pipeline_name
 
 ENTRY_POINT_GROUP = "flows.pipelines"
 DECLARATION_KEYS = {"source", "dataset_name", "destination", "description", "options"}
@@ -101,6 +100,8 @@ def resolve(pipeline: str | PipelineSpec) -> tuple[Catalog, PipelineSpec]:
     a declared name becomes its declaration, an ad hoc spec stays as it is. The name is
     checked first (it names a folder and keys in the store); the catalog names the known
     pipelines in a declaration error (`Catalog.known_names`)."""
+    from flows.state.names import validate_pipeline_name  # flows.state imports dlt
+
     if isinstance(pipeline, str):
         validate_pipeline_name(pipeline)
         catalog = discover()
