@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from flows.cli.options import POOL_HELP, WAIT_HELP
 
 
 def register(sub: Any) -> None:
@@ -17,21 +18,33 @@ def register(sub: Any) -> None:
         func=cmd_work_pool_template
     )
     sync = pool_sub.add_parser("sync", help="set the pool's template, nothing else")
-    sync.add_argument("--pool", default=os.environ.get("FLOWS_WORK_POOL", "dlt-k8s"))
+    sync.add_argument("--pool", help=POOL_HELP)
     sync.add_argument("--base-job-template", type=Path, required=True)
     sync.set_defaults(func=cmd_work_pool_sync)
     wait = sub.add_parser("wait-for-server", help="wait until PREFECT_API_URL/ready answers")
-    wait.add_argument("--timeout", type=float, default=float(os.environ.get("WAIT_SECONDS", 120)))
+    wait.add_argument("--timeout", type=float, help=WAIT_HELP)
     wait.set_defaults(func=cmd_hook)
     bucket = sub.add_parser("create-bucket", help="create the bucket at AWS_ENDPOINT_URL")
     bucket.add_argument("bucket")
-    bucket.add_argument("--timeout", type=float, default=float(os.environ.get("WAIT_SECONDS", 120)))
+    bucket.add_argument("--timeout", type=float, help=WAIT_HELP)
     bucket.set_defaults(func=cmd_hook)
     migrate = sub.add_parser("server-migrate", help="HA server: migrate the database once")
     migrate.set_defaults(func=cmd_server_migrate)
     check = sub.add_parser("check-release", help="helm test: server ready, auth, work pool")
-    check.add_argument("--pool", default=os.environ.get("FLOWS_WORK_POOL", "dlt-k8s"))
+    check.add_argument("--pool", help=POOL_HELP)
     check.set_defaults(func=cmd_hook)
+
+
+def _pool(args: argparse.Namespace) -> str:
+    from flows.config.platform import platform_config
+
+    return platform_config().flows_work_pool if args.pool is None else str(args.pool)
+
+
+def _timeout(args: argparse.Namespace) -> float:
+    from flows.config.platform import platform_config
+
+    return platform_config().wait_seconds if args.timeout is None else float(args.timeout)
 
 
 def cmd_work_pool_template(args: argparse.Namespace) -> int:
@@ -44,7 +57,7 @@ def cmd_work_pool_template(args: argparse.Namespace) -> int:
 def cmd_work_pool_sync(args: argparse.Namespace) -> int:
     from flows.kube.hooks import sync_work_pool
 
-    print(sync_work_pool(args.pool, args.base_job_template))
+    print(sync_work_pool(_pool(args), args.base_job_template))
     return 0
 
 
@@ -60,9 +73,9 @@ def cmd_hook(args: argparse.Namespace) -> int:
     from flows.kube import hooks
 
     lines = {
-        "wait-for-server": lambda: hooks.wait_for_server(args.timeout),
-        "create-bucket": lambda: hooks.create_bucket(args.bucket, args.timeout),
-        "check-release": lambda: hooks.check_release(args.pool),
+        "wait-for-server": lambda: hooks.wait_for_server(_timeout(args)),
+        "create-bucket": lambda: hooks.create_bucket(args.bucket, _timeout(args)),
+        "check-release": lambda: hooks.check_release(_pool(args)),
     }[args.command]()
     for line in lines:
         print(line, flush=True)

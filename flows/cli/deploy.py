@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from flows.cli.options import confirm, flows_version
+from flows.cli.options import POOL_HELP, confirm, flows_version
 from flows.errors import ConfigError
 from flows.kube.setup import MIN_UNRESPONSIVE_AFTER_SECONDS, UNRESPONSIVE_AFTER_SECONDS
 
@@ -17,7 +17,7 @@ from flows.kube.setup import MIN_UNRESPONSIVE_AFTER_SECONDS, UNRESPONSIVE_AFTER_
 def register(sub: Any) -> None:
     """Adds `setup`, `deploy` and `tune`."""
     setup = sub.add_parser("setup", help="create or update the work pool, limits and alerts")
-    setup.add_argument("--pool", default=os.environ.get("FLOWS_WORK_POOL", "dlt-k8s"))
+    setup.add_argument("--pool", help=POOL_HELP)
     setup.add_argument(
         "--type", dest="pool_type", default="kubernetes", choices=["kubernetes", "process"]
     )
@@ -30,11 +30,9 @@ def register(sub: Any) -> None:
         metavar="TAG=N",
         help="task concurrency limit per tag (default dlt=8)",
     )
-    setup.add_argument("--alert-webhook-url", default=os.environ.get("FLOWS_ALERT_WEBHOOK_URL"))
+    setup.add_argument("--alert-webhook-url", help="default: FLOWS_ALERT_WEBHOOK_URL")
     setup.add_argument(
-        "--alert-block",
-        default=os.environ.get("FLOWS_ALERT_BLOCK"),
-        help="notification block as <block-type-slug>/<name>",
+        "--alert-block", help="notification block as <block-type-slug>/<name> (FLOWS_ALERT_BLOCK)"
     )
     setup.add_argument(
         "--unresponsive-after",
@@ -69,6 +67,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
+    from flows.config.platform import platform_config
     from flows.kube.setup import SetupOptions, run_setup
 
     limits = {"dlt": 8}
@@ -83,14 +82,15 @@ def cmd_setup(args: argparse.Namespace) -> int:
             f"--unresponsive-after takes 0 or at least {MIN_UNRESPONSIVE_AFTER_SECONDS} s "
             f"(flow runs send a heartbeat every 30 s at the most), got {after}"
         )
+    config = platform_config()
     options = SetupOptions(
-        pool=args.pool,
+        pool=_given_or(args.pool, config.flows_work_pool),
         pool_type=args.pool_type,
         template_path=args.base_job_template,
         pool_concurrency=args.pool_concurrency,
         tag_limits=limits,
-        alert_webhook_url=args.alert_webhook_url,
-        alert_block=args.alert_block,
+        alert_webhook_url=_given_or(args.alert_webhook_url, config.flows_alert_webhook_url),
+        alert_block=_given_or(args.alert_block, config.flows_alert_block),
         unresponsive_after=after,
     )
     for line in run_setup(options):
@@ -98,19 +98,26 @@ def cmd_setup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _given_or(option: str | None, configured: str | None) -> Any:
+    """The option when given (even empty), else the configured setting."""
+    return configured if option is None else option
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     """Runs `prefect --no-prompt deploy --all` with FLOWS_VERSION set, so every deployment
     records the flows version it was made from (`flows doctor` compares it)."""
     import subprocess
 
+    from flows.config.platform import platform_config
     from flows.kube.deploy_check import check_project
 
-    project = args.project_dir or Path(os.environ.get("FLOWS_PROJECT_DIR", "."))
+    config = platform_config()
+    project = args.project_dir or config.project_dir()
     check_project(project)  # a request above its limit fails here, not at Job creation
     env = {
         **os.environ,
         "FLOWS_VERSION": flows_version(),
-        "FLOWS_PROJECT_DIR": os.environ.get("FLOWS_PROJECT_DIR") or str(project.resolve()),
+        "FLOWS_PROJECT_DIR": config.flows_project_dir or str(project.resolve()),
     }
     return subprocess.call(
         [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"], cwd=project, env=env

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import Any
 import httpx
 import yaml
 
-from flows.cli.options import flows_version
+from flows.cli.options import POOL_HELP, flows_version
 from flows.errors import ConfigError, one_line
 from flows.pipelines import PipelineSpec, discover
 
@@ -272,15 +271,17 @@ def _pool_or_none(client: Any, pool: str) -> Any:
 def default_options() -> DoctorOptions:
     from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL
 
+    from flows.config.platform import platform_config
     from flows.config.settings import config_value
     from flows.kube.pool_template import base_job_template
 
+    config = platform_config()
     return DoctorOptions(
         api_url=(PREFECT_API_URL.value() or "http://127.0.0.1:4200/api").rstrip("/"),
         auth_string=PREFECT_API_AUTH_STRING.value(),
-        pool=os.environ.get("FLOWS_WORK_POOL", "dlt-k8s"),
+        pool=config.flows_work_pool,
         state_url=config_value("state.url"),
-        prefect_yaml=Path(os.environ.get("FLOWS_PROJECT_DIR", ".")) / "prefect.yaml",
+        prefect_yaml=config.project_dir() / "prefect.yaml",
         template=base_job_template(),
     )
 
@@ -355,7 +356,7 @@ def flow_run_state_url(pool: Any) -> str | None:
 def register(sub: Any) -> None:
     """Adds `doctor`."""
     doctor = sub.add_parser("doctor", help="check API, pool, worker, deployments, storage")
-    doctor.add_argument("--pool", help="default: FLOWS_WORK_POOL or dlt-k8s")
+    doctor.add_argument("--pool", help=POOL_HELP)
     doctor.add_argument("--state-url", help="default: STATE__URL")
     doctor.add_argument("--api-url", help="default: PREFECT_API_URL")
     doctor.add_argument(

@@ -6,6 +6,11 @@ import argparse
 import sys
 from importlib.metadata import version
 
+from flows.config.platform import FlowsConfiguration
+
+POOL_HELP = f"default: FLOWS_WORK_POOL or {FlowsConfiguration.flows_work_pool}"
+WAIT_HELP = f"seconds (default: WAIT_SECONDS or {FlowsConfiguration.wait_seconds:g})"
+
 
 def add_state_url(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument(

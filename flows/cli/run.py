@@ -7,10 +7,13 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flows.cli.options import add_state_url
 from flows.errors import ConfigError
+
+if TYPE_CHECKING:
+    from flows.pipelines import PipelineSpec
 
 
 def register(sub: Any) -> None:
@@ -60,8 +63,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pipeline_to_run(args: argparse.Namespace) -> Any:
-    """A declared name, or an ad hoc spec for `module:function`."""
+def _pipeline_to_run(args: argparse.Namespace) -> str | PipelineSpec:
+    """A declared name (`run_pipeline` resolves it, once), or an ad hoc spec for
+    `module:function`."""
     from flows.pipelines import PipelineSpec
     from flows.state.names import validate_pipeline_name
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import dlt
 from dlt.common.configuration.providers import DictionaryProvider
+
+from flows.config.platform import platform_config
 
 if TYPE_CHECKING:
     from flows.state import StateStore
@@ -55,7 +56,7 @@ def config_value(key: str) -> str | None:
 
 def flows_home() -> Path:
     """Root of the embedded default: state store, pipelines dir and DuckDB files."""
-    return Path(os.environ.get("FLOWS_HOME", ".flows")).resolve()
+    return platform_config().home()
 
 
 def default_pipelines_dir() -> Path:
@@ -81,7 +82,7 @@ def apply_platform_defaults(
     first. Returns the keys this call made available, dotted.
     """
     if adaptive is None:
-        adaptive = os.environ.get("FLOWS_ADAPTIVE", "true").lower() not in ("0", "false", "no")
+        adaptive = platform_config().flows_adaptive
     wanted = dict(PLATFORM_DEFAULTS)
     destination_defaults = DESTINATION_DEFAULTS.get(destination or "", {})
     if adaptive:

@@ -21,10 +21,9 @@ from flows.config.settings import (
 )
 from flows.durable.incomplete_loads import start_without_state
 from flows.durable.runner import RunCallbacks, RunListener, RunReport, runner
-from flows.pipelines import PipelineSpec, discover
+from flows.pipelines import PipelineSpec, resolve
 from flows.pipelines.persistence import refuse_scratch_duckdb
 from flows.state import StateSession
-from flows.state.names import validate_pipeline_name
 from flows.system.resources import free_large_blocks_at_once
 
 log = logging.getLogger(__name__)
@@ -62,9 +61,7 @@ def run_pipeline(
     declared source function's call.
     """
     free_large_blocks_at_once()
-    validate_pipeline_name(name if isinstance(name, str) else name.name)
-    catalog = discover()
-    spec = catalog.get(name) if isinstance(name, str) else name
+    catalog, spec = resolve(name)
     options = dict(source_options or {})
     with catalog.known_names():
         early = None if source_factory or spec.builds_lazily() else spec.build_source(**options)

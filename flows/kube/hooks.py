@@ -16,11 +16,14 @@ from typing import Any
 
 import httpx
 
+from flows.errors import RetryableError
+
 POLL_SECONDS = 3.0
 
 
-class NotReadyError(RuntimeError):
-    """A dependency did not come up before the deadline."""
+class NotReadyError(RetryableError):
+    """A dependency did not come up before the deadline: it may yet (the hook's Job is
+    retried, and a later `helm test` may pass)."""
 
 
 def _auth() -> tuple[str, str] | None:

@@ -24,7 +24,8 @@ from typing import Annotated, Any, Literal
 from prefect_kubernetes.worker import KubernetesWorker, KubernetesWorkerVariables
 from pydantic import BaseModel, ConfigDict, Field
 
-from flows.system.quantities import QUANTITY_PATTERN
+from flows.config.pod import IMAGE
+from flows.system.quantities import POD_RESOURCE_ENV, QUANTITY_PATTERN
 
 # RFC 1123 subdomain: names of Secrets, ServiceAccounts, PriorityClasses
 DNS_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -201,13 +202,10 @@ CONTAINER_PATCH: dict[str, Any] = {
         _env("STATE__URL", "{{ state_url }}"),
         _env("FLOWS_HOME", "/tmp/flows"),
         _env("HOME", "/tmp"),
-        _env("FLOWS_IMAGE", "{{ image }}"),
+        _env(IMAGE.name, "{{ image }}"),
         # cgroups show limits, not requests: the run records and the start-of-attempt check
         # read these
-        _env("FLOWS_CPU_REQUEST", "{{ cpu_request }}"),
-        _env("FLOWS_CPU_LIMIT", "{{ cpu_limit }}"),
-        _env("FLOWS_MEMORY_REQUEST", "{{ memory_request }}"),
-        _env("FLOWS_MEMORY_LIMIT", "{{ memory_limit }}"),
+        *(_env(name, "{{ " + key + " }}") for key, name in POD_RESOURCE_ENV.items()),
         _field_env("POD_NAME", "metadata.name"),
         _field_env("POD_NAMESPACE", "metadata.namespace"),
         _field_env("NODE_NAME", "spec.nodeName"),

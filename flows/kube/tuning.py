@@ -13,6 +13,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
+from flows.errors import ConfigError
 from flows.parts.plan import PART_SEPARATOR, is_part_of
 from flows.prefect.records import read_records
 from flows.progress.records import CONFIG_ERROR, RunRecord
@@ -28,8 +29,8 @@ from flows.system.quantities import (
 KEYS = ("cpu_request", "cpu_limit", "memory_request", "memory_limit")
 
 
-class TuneError(Exception):
-    """Bad input: unknown deployment, no records."""
+class TuneError(ConfigError):
+    """Bad input: unknown deployment, no records (exit 2)."""
 
 
 def _percentile(values: list[float], pct: float) -> float:

@@ -56,7 +56,8 @@ class Catalog:
         except KeyError:
             raise UnknownPipelineError(
                 f"unknown pipeline {name!r}: not declared in {self.where()}; "
-                f"known pipelines: {', '.join(sorted(self.pipelines)) or 'none'}"
+                f"known pipelines: {', '.join(sorted(self.pipelines)) or 'none'}",
+                known=self.pipelines,
             ) from None
 
     def where(self) -> str:
@@ -69,10 +70,10 @@ class Catalog:
         try:
             yield
         except DeclarationError as err:
-            if "known pipelines:" in str(err):
+            if err.known is not None:
                 raise
             known = ", ".join(sorted(self.pipelines)) or "none"
-            raise type(err)(f"{err}; known pipelines: {known}") from err.__cause__
+            raise type(err)(f"{err}; known pipelines: {known}", self.pipelines) from err.__cause__
 
 
 def discover() -> Catalog:
@@ -83,7 +84,8 @@ def discover() -> Catalog:
             raise DuplicatePipelineError(
                 f"pipeline {spec.name!r} is declared twice: in {found[spec.name].declared_in} "
                 f"and in {spec.declared_in}; rename one (known pipelines: "
-                f"{', '.join(sorted({*found, spec.name}))})"
+                f"{', '.join(sorted({*found, spec.name}))})",
+                known={*found, spec.name},
             )
         found[spec.name] = spec
     return Catalog(found, (*config_locations(), f"entry points {ENTRY_POINT_GROUP!r}"))
@@ -91,6 +93,21 @@ def discover() -> Catalog:
 
 def get_spec(name: str) -> PipelineSpec:
     return discover().get(name)
+
+
+def resolve(pipeline: str | PipelineSpec) -> tuple[Catalog, PipelineSpec]:
+    """Where a pipeline enters a run (`run_pipeline`, which `flows run` and an attempt call):
+    a declared name becomes its declaration, an ad hoc spec stays as it is. The name is
+    checked first (it names a folder and keys in the store); the catalog names the known
+    pipelines in a declaration error (`Catalog.known_names`)."""
+    from flows.state.names import validate_pipeline_name  # flows.state imports dlt
+
+    if isinstance(pipeline, str):
+        validate_pipeline_name(pipeline)
+        catalog = discover()
+        return catalog, catalog.get(pipeline)
+    validate_pipeline_name(pipeline.name)
+    return discover(), pipeline
 
 
 def config_locations() -> list[str]:

@@ -7,15 +7,12 @@ points of persistent volumes): on a pod's scratch disk it is lost with the pod.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from flows.config.platform import platform_config
 from flows.config.settings import config_value, flows_home
 from flows.errors import ConfigError
 from flows.pipelines import PipelineSpec
-
-REQUIRE_ENV = "FLOWS_REQUIRE_PERSISTENT_DESTINATION"
-DIRS_ENV = "FLOWS_PERSISTENT_DIRS"
 
 
 class ScratchDestinationError(ConfigError):
@@ -23,7 +20,7 @@ class ScratchDestinationError(ConfigError):
 
 
 def persistence_required() -> bool:
-    return os.environ.get(REQUIRE_ENV, "").strip().lower() in ("1", "true", "yes")
+    return platform_config().flows_require_persistent_destination
 
 
 def duckdb_file(spec: PipelineSpec) -> Path | None:
@@ -44,11 +41,11 @@ def refuse_scratch_duckdb(spec: PipelineSpec) -> None:
     path = duckdb_file(spec)
     if path is None:
         return
-    persistent = [Path(d).resolve() for d in os.environ.get(DIRS_ENV, "").split(":") if d]
-    if any(path.is_relative_to(d) for d in persistent):
+    if any(path.is_relative_to(d) for d in platform_config().persistent_dirs()):
         return
     raise ScratchDestinationError(
         f"pipeline {spec.name!r}: DuckDB file {path} is on the pod's scratch disk and is lost "
-        f"with the pod ({REQUIRE_ENV}=true); set PIPELINES__DESTINATION (e.g. filesystem with "
-        f"DESTINATION__FILESYSTEM__BUCKET_URL) or put the file under {DIRS_ENV}"
+        "with the pod (FLOWS_REQUIRE_PERSISTENT_DESTINATION=true); set PIPELINES__DESTINATION "
+        "(e.g. filesystem with DESTINATION__FILESYSTEM__BUCKET_URL) or put the file under "
+        "FLOWS_PERSISTENT_DIRS"
     )

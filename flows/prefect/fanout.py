@@ -97,7 +97,7 @@ def _parameters(pipeline: str, part: Part, options: dict[str, Any] | None) -> di
 
 
 def fan_out(
-    pipeline: str | PipelineSpec,
+    spec: PipelineSpec,
     parts: list[Part],
     *,
     parallelism: int | None = None,
@@ -107,12 +107,11 @@ def fan_out(
     part_deployment: str = PART_DEPLOYMENT,
     poll: float = 1.0,
 ) -> dict[str, Any]:
-    """Runs `parts` of `pipeline`, at most `parallelism` at a time, retrying failed parts
-    only; writes the report artifact and returns its summary."""
+    """Runs `parts` of the pipeline `spec`, at most `parallelism` at a time, retrying failed
+    parts only; writes the report artifact and returns its summary."""
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
-    spec = get_spec(pipeline) if isinstance(pipeline, str) else pipeline
     limit = parallelism_for(spec, parallelism)  # refuses parallel parts into DuckDB
     log = get_run_logger()
     started = time.monotonic()

@@ -42,7 +42,7 @@ def backfill(
     parts = plan_dates(start_date, end_date, chunk_days)
     extra = {"rows_per_day": rows_per_day} if rows_per_day is not None else {}
     return fan_out(
-        pipeline,
+        get_spec(pipeline),
         parts,
         parallelism=parallelism,
         options={**(options or {}), **extra},

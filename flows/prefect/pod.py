@@ -39,8 +39,9 @@ What it drops: the workspace supervisor's temporary workspace and its crash hook
 a flow's `on_crashed` hooks when the engine dies; the platform's flows declare none (a crash
 is reported by the worker and rerun by `flows setup`'s automation).
 
-Only the standard library (and the platform's exit codes) is imported up front: Prefect's
-client is imported when a SIGTERM asks for a reschedule.
+Only the standard library (and the platform's exit codes and pod settings,
+flows/config/pod.py) is imported up front: Prefect's client is imported when a SIGTERM asks
+for a reschedule.
 """
 
 from __future__ import annotations
@@ -56,13 +57,13 @@ from types import FrameType
 from typing import Any, NoReturn
 from uuid import UUID
 
-from flows.errors import EXIT_CONFIG
+from flows.config.pod import PREWARM_ATTEMPT
+from flows.errors import EXIT_CONFIG, ConfigError
 from flows.system.exits import exit_now
 
 ENGINE = (sys.executable, "-m", "flows.prefect.pod", "engine")
 RUN_ID_ENV = "PREFECT__FLOW_RUN_ID"
 BEHAVIOR_ENV = "PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR"
-PREWARM_ENV = "FLOWS_PREWARM_ATTEMPT"  # 1 (default) or 0
 
 log = logging.getLogger("flows.pod")
 
@@ -124,7 +125,7 @@ def run_engine() -> NoReturn:
     from flows.attempt.start import prewarm
 
     del sys.argv[1:]  # Prefect's engine takes a first argument as the flow run id
-    if os.environ.get(PREWARM_ENV, "1") == "1":
+    if PREWARM_ATTEMPT.get():
         prewarm()  # the attempt's interpreter imports dlt while this one imports Prefect
     from flows.prefect import heartbeats
 
@@ -151,9 +152,11 @@ def main() -> int:
     except ValueError:
         print(f"error: {RUN_ID_ENV} = {raw!r} is not a flow run id", file=sys.stderr)
         return EXIT_CONFIG
-    if (prewarm := os.environ.get(PREWARM_ENV, "1")) not in ("0", "1"):
-        print(f"error: {PREWARM_ENV} = {prewarm!r} is not 0 or 1", file=sys.stderr)
-        return EXIT_CONFIG
+    try:
+        PREWARM_ATTEMPT.get()
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
     engine: subprocess.Popen[bytes] | None = None
     try:
         signal.signal(signal.SIGTERM, _raise_terminated)

@@ -7,22 +7,25 @@ the automation cannot do, the first dlt task of the rerun does here:
 
 - names the crash cause from the run's state history (the worker's message: the exit
   signal, OOMKilled, Evicted) in the log and the run report;
-- backs off before it starts: `FLOWS_CRASH_RERUN_BACKOFF` seconds (default 5) doubled per
-  crash, with jitter, at most 300 s;
-- refuses, terminally, a run that crashed more than `FLOWS_CRASH_RERUNS` times (default 3),
+- backs off before it starts: `FLOWS_CRASH_RERUN_BACKOFF` seconds doubled per crash, with
+  jitter, at most 300 s;
+- refuses, terminally, a run that crashed more than `FLOWS_CRASH_RERUNS` times,
   so that a run which always dies (too little memory) ends Failed instead of looping.
+
+Both are read from the environment only (flows/config/pod.py has their defaults): this runs
+in a flow run's engine, which never imports dlt.
 """
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from flows.errors import ConfigError, TerminalError
+from flows.config.pod import CRASH_RERUN_BACKOFF, CRASH_RERUNS
+from flows.errors import TerminalError
 
 _checked: set[tuple[str, int]] = set()  # (flow run id, run count) already handled
 
@@ -35,17 +38,6 @@ class CrashHistory:
 
 class TooManyCrashesError(TerminalError):
     """The flow run crashed more often than the rerun bound allows."""
-
-
-def _int_setting(name: str, default: int) -> int:
-    raw = os.environ.get(name, str(default))
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} = {raw!r} is not an integer") from None
-    if value < 0:
-        raise ConfigError(f"{name} = {value} must be 0 or more")
-    return value
 
 
 def crash_history(client: Any, flow_run_id: UUID) -> CrashHistory:
@@ -68,13 +60,13 @@ def before_attempt(flow_run_id: UUID | None, run_count: int, log: Any) -> CrashH
         history = crash_history(client, flow_run_id)
     if not history.crashes:
         return None
-    limit = _int_setting("FLOWS_CRASH_RERUNS", 3)
+    limit = CRASH_RERUNS.get()
     if history.crashes > limit:
         raise TooManyCrashesError(
-            f"flow run {flow_run_id} crashed {history.crashes} times (FLOWS_CRASH_RERUNS = "
+            f"flow run {flow_run_id} crashed {history.crashes} times ({CRASH_RERUNS.name} = "
             f"{limit}); last cause: {history.last_cause}"
         )
-    base = _int_setting("FLOWS_CRASH_RERUN_BACKOFF", 5)
+    base = CRASH_RERUN_BACKOFF.get()
     delay = min(300.0, base * 2 ** (history.crashes - 1)) * random.uniform(0.5, 1.5)
     log.warning(
         "rerun %d of %d after a crash; the last attempt died: %s. Resuming from the state "

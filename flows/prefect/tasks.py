@@ -224,8 +224,17 @@ def summary(report: Mapping[str, Any], attempt: int) -> dict[str, Any]:
     }
 
 
+def _declared(pipeline: str | PipelineSpec) -> tuple[str, PipelineSpec | None]:
+    """Where a pipeline enters a task: its name, and its whole declaration when it has none
+    elsewhere. A declared one travels by name: the attempt looks it up (this process needs
+    no dlt: flows/errors.py), and a bad declaration fails it terminally (ConfigError),
+    which Prefect does not retry."""
+    return (pipeline, None) if isinstance(pipeline, str) else (pipeline.name, pipeline)
+
+
 def _run_task(
-    pipeline: str | PipelineSpec,
+    name: str,
+    spec: PipelineSpec | None,
     source: Callable[..., Any] | str | None,
     args: Iterable[Any],
     kwargs: Mapping[str, Any],
@@ -238,12 +247,9 @@ def _run_task(
     check_pod_resources()  # requests above limits: terminal, before any work
     ctx = TaskRunContext.get()
     assert ctx is not None, "a dlt task runs inside a Prefect task run"
-    # the attempt resolves the declaration (this process needs no dlt: flows/errors.py); a
-    # bad one fails it terminally (ConfigError), and Prefect does not retry it
-    name = pipeline if isinstance(pipeline, str) else pipeline.name
     request = Attempt(
         pipeline=name,
-        spec=None if isinstance(pipeline, str) else pipeline,
+        spec=spec,
         source=source,
         args=tuple(args),
         kwargs=dict(kwargs),
@@ -368,18 +374,20 @@ def dlt_task(
 
     def decorate(source_fn: Callable[..., Any]) -> Task[..., dict[str, Any]]:
         source = source_reference(source_fn)
-        target: str | PipelineSpec = pipeline or PipelineSpec(
-            name=pipeline_name or source_fn.__name__,
-            source=source,
-            dataset_name=dataset_name or "",
-            destination=destination,
-            declared_in=f"@dlt_task on {getattr(source_fn, '__qualname__', source_fn)}",
+        name, spec = _declared(
+            pipeline
+            or PipelineSpec(
+                name=pipeline_name or source_fn.__name__,
+                source=source,
+                dataset_name=dataset_name or "",
+                destination=destination,
+                declared_in=f"@dlt_task on {getattr(source_fn, '__qualname__', source_fn)}",
+            )
         )
-        name = target if isinstance(target, str) else target.name
 
         def body(*args: Any, **kwargs: Any) -> dict[str, Any]:
             return _run_task(
-                target, source, args, kwargs, full_refresh, isolate, state_url, lease_wait
+                name, spec, source, args, kwargs, full_refresh, isolate, state_url, lease_wait
             )
 
         body.__name__ = source_fn.__name__
@@ -399,11 +407,12 @@ def make_pipeline_task(
 ) -> Task[..., dict[str, Any]]:
     """A task that runs a declared pipeline (looked up when it runs, so that a flow module
     imports without reading any config); its parameter is the source's options."""
-    name = pipeline if isinstance(pipeline, str) else pipeline.name
+    name, spec = _declared(pipeline)
     task_name = f"{name}-full-refresh" if full_refresh else name
 
     def body(source_options: dict[str, Any] | None = None) -> dict[str, Any]:
-        return _run_task(pipeline, None, [], source_options or {}, full_refresh, isolate, None, 0.0)
+        options = source_options or {}
+        return _run_task(name, spec, None, [], options, full_refresh, isolate, None, 0.0)
 
     return task(**_task_options(name, {"name": task_name, **task_kwargs}))(body)
 
@@ -419,7 +428,7 @@ def make_pipeline_flow(
 ) -> Flow[..., dict[str, Any]]:
     """A flow with one parameter, the source's options, that runs the pipeline's task
     (`isolate` as in `make_pipeline_task`)."""
-    name = pipeline if isinstance(pipeline, str) else pipeline.name
+    name, _ = _declared(pipeline)
     pipeline_task = make_pipeline_task(pipeline, full_refresh=full_refresh, isolate=isolate)
 
     def run(source_options: dict[str, Any] | None = None) -> dict[str, Any]:

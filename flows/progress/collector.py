@@ -30,6 +30,7 @@ from typing import Any
 
 from dlt.common.runtime.collector import Collector
 
+from flows.config.pod import IMAGE
 from flows.progress.artifacts import (
     ArtifactHandle,
     Sink,
@@ -52,7 +53,7 @@ def execution_environment() -> dict[str, str | None]:
         "pod": os.environ.get("POD_NAME"),
         "node": os.environ.get("NODE_NAME"),
         "namespace": os.environ.get("POD_NAMESPACE"),
-        "image": os.environ.get("FLOWS_IMAGE"),
+        "image": IMAGE.get(),
         "host": socket.gethostname(),
     }
 

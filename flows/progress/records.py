@@ -5,13 +5,12 @@ per deployment (`run-record-<deployment>`), so its versions are the deployment's
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from flows.progress.artifacts import artifact_key
-from flows.system.quantities import cpu_cores, memory_bytes
+from flows.system.quantities import cpu_cores, memory_bytes, pod_resources
 
 
 def record_key(deployment_or_flow: str) -> str:
@@ -81,6 +80,6 @@ class RunRecord:
 
 def requests_from_env() -> tuple[float | None, int | None]:
     """The pod's requests, passed by the base job template (cgroups do not show them)."""
-    cpu = os.environ.get("FLOWS_CPU_REQUEST")
-    memory = os.environ.get("FLOWS_MEMORY_REQUEST")
+    given = pod_resources()
+    cpu, memory = given.get("cpu_request"), given.get("memory_request")
     return (cpu_cores(cpu) if cpu else None, memory_bytes(memory) if memory else None)

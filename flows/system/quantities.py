@@ -122,6 +122,13 @@ POD_RESOURCE_ENV = {
 }
 
 
+def pod_resources(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The requests and limits the pool template gave this pod, by job variable (the
+    environment is given whole: the names are the template's, not settings of their own)."""
+    env = os.environ if env is None else env
+    return {key: env[name] for key, name in POD_RESOURCE_ENV.items() if env.get(name)}
+
+
 def check_pod_resources(env: Mapping[str, str] | None = None) -> None:
     """At the start of a flow-run attempt: the requests and limits the pod was given.
 
@@ -130,8 +137,7 @@ def check_pod_resources(env: Mapping[str, str] | None = None) -> None:
     """
     from flows.system.resources import container_limits
 
-    env = os.environ if env is None else env
-    given = {key: env[name] for key, name in POD_RESOURCE_ENV.items() if env.get(name)}
+    given = pod_resources(env)
     cgroup = container_limits()  # what the kernel enforces, when the env does not say
     if "cpu_limit" not in given and cgroup.cpu_limit:
         given["cpu_limit"] = f"{cgroup.cpu_limit:g}"

@@ -74,4 +74,15 @@ def test_tune_works_on_the_embedded_default(tmp_path: Path) -> None:
         assert "2 run records" in stdout
         assert "memory_limit            1Gi" in stdout  # the deployment's current value
     code, _, stderr = results["missing"]
-    assert code == 1 and "no deployment 'synthetic-daily/nope'" in stderr
+    assert code == 2 and "no deployment 'synthetic-daily/nope'" in stderr
+
+
+def test_tune_refuses_an_unknown_deployment_as_bad_input(tmp_path: Path) -> None:
+    """A deployment that does not exist is bad input: exit 2, one line naming it."""
+    # Prefect announces the ephemeral server it starts at INFO; the error is the one line left
+    env = {**embedded_env(tmp_path), "PREFECT_LOGGING_LEVEL": "WARNING"}
+    out = _py(env, "-m", "flows", "tune", "no-such/deployment")
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert out.stderr.splitlines() == [
+        "error: TuneError: no deployment 'no-such/deployment' (FLOW/DEPLOYMENT)"
+    ]
