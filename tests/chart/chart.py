@@ -175,6 +175,18 @@ def containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def pod_spec(rendered: Rendered, kind: str, name: str) -> dict[str, Any]:
+    """The pod spec of one rendered workload."""
+    return next(pod_specs(rendered.get(kind, name)))[1]
+
+
+def named_container(
+    rendered: Rendered, kind: str, name: str, container_name: str
+) -> dict[str, Any]:
+    """One container (init, main or ephemeral) of a rendered workload, by its name."""
+    return {c["name"]: c for c in containers(pod_spec(rendered, kind, name))}[container_name]
+
+
 def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """A container's env entries by name."""
     return {item["name"]: item for item in container.get("env", [])}
