@@ -77,6 +77,13 @@ def helm_template(
     return run_helm(*args)
 
 
+def dry_run_install(*args: str) -> str:
+    """`helm install --dry-run=client` of the chart (no cluster): its output, NOTES included."""
+    return run_helm(
+        "install", RELEASE, str(CHART), "--dry-run=client", "--namespace", NAMESPACE, *args
+    )
+
+
 def load_manifests(text: str) -> list[Manifest]:
     return [doc for doc in yaml.safe_load_all(text) if doc]
 

@@ -9,9 +9,9 @@ import pytest
 from tests.chart.chart import (
     BASE_VALUES,
     CHART,
-    NAMESPACE,
     Rendered,
     containers,
+    dry_run_install,
     env_of,
     helm_template,
     load_manifests,
@@ -348,16 +348,7 @@ def test_hooks_finish_within_helms_timeout(rendered: Rendered) -> None:
 
 
 def test_notes_say_what_to_do_when_a_hook_times_out() -> None:
-    notes = run_helm(
-        "install",
-        "rel",
-        str(CHART),
-        "--dry-run=client",
-        "--namespace",
-        NAMESPACE,
-        "--values",
-        str(BASE_VALUES),
-    )
+    notes = dry_run_install("--values", str(BASE_VALUES))
     assert "timed out" in notes
     assert "kubectl --namespace pipelines logs job/rel-prefect-dlt-deploy-flows" in notes
     assert "--timeout" in notes

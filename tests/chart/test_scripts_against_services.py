@@ -19,6 +19,7 @@ import pytest
 
 from devstack.seaweedfs import SeaweedFS
 from tests.chart.chart import REPO, Rendered, named_container, pod_spec
+from tests.integration.helpers import stop
 
 pytestmark = pytest.mark.integration
 
@@ -91,12 +92,7 @@ def prefect_server(
             )
         yield running
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server)
         log.close()
 
 

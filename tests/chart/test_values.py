@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from flows.system.quantities import QUANTITY_PATTERN
-from tests.chart.chart import CHART, HelmError, helm_template
+from tests.chart.chart import ALLOWED_VOLUME_TYPES, CHART, HelmError, helm_template
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 
@@ -138,17 +138,7 @@ OPEN_OBJECTS = {
     # Kubernetes objects passed through whole (the rendered pods are validated strictly
     # against the Kubernetes schemas): an EnvVarSource and the allowed volume sources
     "#/definitions/envVar/properties/valueFrom",
-    *(
-        f"#/definitions/volume/properties/{kind}"
-        for kind in (
-            "configMap",
-            "secret",
-            "emptyDir",
-            "persistentVolumeClaim",
-            "projected",
-            "downwardAPI",
-        )
-    ),
+    *(f"#/definitions/volume/properties/{kind}" for kind in ALLOWED_VOLUME_TYPES),
 }
 
 

@@ -63,6 +63,11 @@ class Result:
         return json.loads(self.stdout)
 
 
+def run_args(state: str, pod: Path, *more: str) -> list[str]:
+    """`flows run synthetic` with its state at `state` and `pod` as the pod's local disk."""
+    return ["run", "synthetic", "--state-url", state, "--pipelines-dir", str(pod), *more]
+
+
 def run_cli(
     args: list[str], env: dict[str, str], kill_at: str | None = None, timeout: float = 300
 ) -> Result:
@@ -76,6 +81,16 @@ def run_cli(
         cmd, env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def stop(proc: subprocess.Popen[Any], timeout: float = 20) -> None:
+    """Ends a server process: SIGTERM, then SIGKILL if it has not exited within `timeout`."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def duck(path: Path) -> duckdb.DuckDBPyConnection:
