@@ -146,6 +146,19 @@ def copy_chart(dest: Path) -> Path:
 # ---------- Kubernetes schemas ----------
 
 
+def schema_nodes(node: Any, path: str = "#") -> list[tuple[str, dict[str, Any]]]:
+    """Every sub-schema (dict) of a JSON schema with its JSON pointer, parents first."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(node, dict):
+        found.append((path, node))
+        for key, value in node.items():
+            found += schema_nodes(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += schema_nodes(value, f"{path}/{index}")
+    return found
+
+
 def schema_errors(manifest: Manifest, version: str) -> str | None:
     """None if the object validates strictly against Kubernetes `version`, else why not."""
     try:
