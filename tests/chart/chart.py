@@ -77,6 +77,13 @@ def helm_template(
     return run_helm(*args)
 
 
+def dry_run_install(*args: str) -> str:
+    """`helm install --dry-run=client` of the chart (no cluster): its output, NOTES included."""
+    return run_helm(
+        "install", RELEASE, str(CHART), "--dry-run=client", "--namespace", NAMESPACE, *args
+    )
+
+
 def load_manifests(text: str) -> list[Manifest]:
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
@@ -139,6 +146,19 @@ def copy_chart(dest: Path) -> Path:
 # ---------- Kubernetes schemas ----------
 
 
+def schema_nodes(node: Any, path: str = "#") -> list[tuple[str, dict[str, Any]]]:
+    """Every sub-schema (dict) of a JSON schema with its JSON pointer, parents first."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(node, dict):
+        found.append((path, node))
+        for key, value in node.items():
+            found += schema_nodes(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += schema_nodes(value, f"{path}/{index}")
+    return found
+
+
 def schema_errors(manifest: Manifest, version: str) -> str | None:
     """None if the object validates strictly against Kubernetes `version`, else why not."""
     try:
@@ -173,6 +193,18 @@ def containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
         *pod.get("containers", []),
         *pod.get("ephemeralContainers", []),
     ]
+
+
+def pod_spec(rendered: Rendered, kind: str, name: str) -> dict[str, Any]:
+    """The pod spec of one rendered workload."""
+    return next(pod_specs(rendered.get(kind, name)))[1]
+
+
+def named_container(
+    rendered: Rendered, kind: str, name: str, container_name: str
+) -> dict[str, Any]:
+    """One container (init, main or ephemeral) of a rendered workload, by its name."""
+    return {c["name"]: c for c in containers(pod_spec(rendered, kind, name))}[container_name]
 
 
 def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:

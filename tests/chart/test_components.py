@@ -9,27 +9,20 @@ import pytest
 from tests.chart.chart import (
     BASE_VALUES,
     CHART,
-    NAMESPACE,
     Rendered,
     containers,
+    dry_run_install,
     env_of,
     helm_template,
     load_manifests,
+    named_container,
+    pod_spec,
     pod_specs,
     render,
     run_helm,
 )
 
 API_URL = "http://rel-prefect-dlt-server.pipelines.svc.cluster.local:4200/api"
-
-
-def _pod(rendered: Rendered, kind: str, name: str) -> dict:
-    return next(pod_specs(rendered.get(kind, name)))[1]
-
-
-def _container(rendered: Rendered, kind: str, name: str, container: str) -> dict:
-    found = {c["name"]: c for c in containers(_pod(rendered, kind, name))}
-    return found[container]
 
 
 def _secret_data(rendered: Rendered, name: str) -> dict[str, str]:
@@ -46,7 +39,7 @@ def _secret_ref(entry: dict) -> tuple[str, str]:
 
 
 def test_server(default: Rendered) -> None:
-    server = _container(default, "Deployment", "rel-prefect-dlt-server", "server")
+    server = named_container(default, "Deployment", "rel-prefect-dlt-server", "server")
     assert server["image"] == "prefecthq/prefect:3.8.8-python3.11"
     assert server["args"] == ["prefect", "server", "start", "--host", "0.0.0.0", "--port", "4200"]
     assert server["startupProbe"]["httpGet"] == {"path": "/api/health", "port": "http"}
@@ -120,7 +113,9 @@ def test_secrets_are_generated_with_lookup() -> None:
 
 def test_ui_api_url(rendered_sets: dict[str, Rendered]) -> None:
     def ui_url(name: str) -> str:
-        server = _container(rendered_sets[name], "Deployment", "rel-prefect-dlt-server", "server")
+        server = named_container(
+            rendered_sets[name], "Deployment", "rel-prefect-dlt-server", "server"
+        )
         return env_of(server)["PREFECT_UI_API_URL"]["value"]
 
     assert ui_url("ingress") == "https://prefect.acme.test/api"
@@ -136,7 +131,7 @@ def test_postgresql(default: Rendered) -> None:
     claim = statefulset["spec"]["volumeClaimTemplates"][0]
     assert claim["metadata"]["name"] == "data"
     assert claim["spec"]["resources"]["requests"]["storage"] == "8Gi"
-    postgres = _container(default, "StatefulSet", "rel-prefect-dlt-postgresql", "postgresql")
+    postgres = named_container(default, "StatefulSet", "rel-prefect-dlt-postgresql", "postgresql")
     assert postgres["image"] == "postgres:16.10-alpine3.22", "a patch release, not a floating tag"
     env = env_of(postgres)
     assert _secret_ref(env["POSTGRES_PASSWORD"]) == ("rel-prefect-dlt-database", "password")
@@ -163,7 +158,7 @@ def test_existing_secrets(rendered_sets: dict[str, Rendered]) -> None:
     secrets = {m["metadata"]["name"] for m in rendered.all("Secret")}
     assert secrets == {"rel-prefect-dlt-database"}
     assert "password" not in _secret_data(rendered, "rel-prefect-dlt-database")
-    server = env_of(_container(rendered, "Deployment", "rel-prefect-dlt-server", "server"))
+    server = env_of(named_container(rendered, "Deployment", "rel-prefect-dlt-server", "server"))
     assert _secret_ref(server["PREFECT_SERVER_API_AUTH_STRING"]) == (
         "my-prefect-auth",
         "PREFECT_API_AUTH_STRING",
@@ -173,12 +168,12 @@ def test_existing_secrets(rendered_sets: dict[str, Rendered]) -> None:
         "password",
     )
     postgres = env_of(
-        _container(rendered, "StatefulSet", "rel-prefect-dlt-postgresql", "postgresql")
+        named_container(rendered, "StatefulSet", "rel-prefect-dlt-postgresql", "postgresql")
     )
     assert _secret_ref(postgres["POSTGRES_PASSWORD"]) == ("my-postgres-password", "password")
-    store = env_of(_container(rendered, "StatefulSet", "rel-prefect-dlt-storage", "seaweedfs"))
+    store = env_of(named_container(rendered, "StatefulSet", "rel-prefect-dlt-storage", "seaweedfs"))
     assert _secret_ref(store["AWS_ACCESS_KEY_ID"]) == ("my-s3-credentials", "AWS_ACCESS_KEY_ID")
-    worker = env_of(_container(rendered, "Deployment", "rel-prefect-dlt-worker", "worker"))
+    worker = env_of(named_container(rendered, "Deployment", "rel-prefect-dlt-worker", "worker"))
     assert _secret_ref(worker["PREFECT_API_AUTH_STRING"]) == (
         "my-prefect-auth",
         "PREFECT_API_AUTH_STRING",
@@ -204,9 +199,9 @@ def test_bundled_storage(default: Rendered) -> None:
         data["AWS_ENDPOINT_URL"]
         == "http://rel-prefect-dlt-storage.pipelines.svc.cluster.local:8333"
     )
-    bucket = _container(default, "Job", "rel-prefect-dlt-create-bucket", "create-bucket")
+    bucket = named_container(default, "Job", "rel-prefect-dlt-create-bucket", "create-bucket")
     assert bucket["command"][:3] == ["flows", "create-bucket", "prefect-dlt"]
-    store = _container(default, "StatefulSet", "rel-prefect-dlt-storage", "seaweedfs")
+    store = named_container(default, "StatefulSet", "rel-prefect-dlt-storage", "seaweedfs")
     assert store["image"] == "chrislusf/seaweedfs:4.48"
     assert store["command"][:2] == ["weed", "server"]
     assert "-s3" in store["command"] and "-s3.port=8333" in store["command"]
@@ -221,7 +216,7 @@ def test_bundled_storage(default: Rendered) -> None:
     job = default.get("Job", "rel-prefect-dlt-create-bucket")
     annotations = job["metadata"]["annotations"]
     assert annotations["helm.sh/hook"] == "post-install,post-upgrade"
-    bucket = _container(default, "Job", "rel-prefect-dlt-create-bucket", "create-bucket")
+    bucket = named_container(default, "Job", "rel-prefect-dlt-create-bucket", "create-bucket")
     assert bucket["image"] == "prefect-dlt:0.1.0"
     assert bucket["envFrom"] == [{"secretRef": {"name": "rel-prefect-dlt-storage"}}]
 
@@ -246,7 +241,7 @@ def test_external_storage(rendered_sets: dict[str, Rendered]) -> None:
 
 
 def test_worker(default: Rendered) -> None:
-    worker = _container(default, "Deployment", "rel-prefect-dlt-worker", "worker")
+    worker = named_container(default, "Deployment", "rel-prefect-dlt-worker", "worker")
     assert worker["image"] == "prefect-dlt:0.1.0"
     assert worker["command"] == [
         "prefect",
@@ -296,7 +291,7 @@ def test_deploy_flows_hook(default: Rendered) -> None:
             "helm.sh/hook-weight"
         ]
     )
-    deploy = _container(default, "Job", "rel-prefect-dlt-deploy-flows", "deploy-flows")
+    deploy = named_container(default, "Job", "rel-prefect-dlt-deploy-flows", "deploy-flows")
     assert deploy["image"] == "prefect-dlt:0.1.0"
     assert deploy["workingDir"] == "/opt/flows"
     assert deploy["command"] == ["/bin/sh", "-ec"]
@@ -306,7 +301,7 @@ def test_deploy_flows_hook(default: Rendered) -> None:
     ]
     mounts = {m["mountPath"]: m["name"] for m in deploy["volumeMounts"]}
     volumes = {
-        v["name"]: v for v in _pod(default, "Job", "rel-prefect-dlt-deploy-flows")["volumes"]
+        v["name"]: v for v in pod_spec(default, "Job", "rel-prefect-dlt-deploy-flows")["volumes"]
     }
     assert volumes[mounts["/template"]]["configMap"]["name"] == "rel-prefect-dlt-base-job-template"
     env = env_of(deploy)
@@ -318,7 +313,7 @@ def test_deploy_flows_hook(default: Rendered) -> None:
         "rel-prefect-dlt-api",
         "PREFECT_API_AUTH_STRING",
     )
-    init = _pod(default, "Job", "rel-prefect-dlt-deploy-flows")["initContainers"]
+    init = pod_spec(default, "Job", "rel-prefect-dlt-deploy-flows")["initContainers"]
     assert [c["name"] for c in init] == ["wait-for-server"]
 
 
@@ -329,7 +324,7 @@ def test_deploy_hook_of_a_user_project() -> None:
     for examples, expected in ((True, " && flows deploy --project-dir /opt/flows"), (False, "")):
         values["deployFlows"]["registerExamples"] = examples
         found = Rendered("project", render(values=values))
-        deploy = _container(found, "Job", "rel-prefect-dlt-deploy-flows", "deploy-flows")
+        deploy = named_container(found, "Job", "rel-prefect-dlt-deploy-flows", "deploy-flows")
         assert deploy["image"] == "reg.example/acme-flows:7"
         assert deploy["workingDir"] == "/srv/acme"
         assert env_of(deploy)["FLOWS_PROJECT_DIR"]["value"] == "/srv/acme"
@@ -353,16 +348,7 @@ def test_hooks_finish_within_helms_timeout(rendered: Rendered) -> None:
 
 
 def test_notes_say_what_to_do_when_a_hook_times_out() -> None:
-    notes = run_helm(
-        "install",
-        "rel",
-        str(CHART),
-        "--dry-run=client",
-        "--namespace",
-        NAMESPACE,
-        "--values",
-        str(BASE_VALUES),
-    )
+    notes = dry_run_install("--values", str(BASE_VALUES))
     assert "timed out" in notes
     assert "kubectl --namespace pipelines logs job/rel-prefect-dlt-deploy-flows" in notes
     assert "--timeout" in notes
@@ -537,7 +523,7 @@ def test_ingress(rendered_sets: dict[str, Rendered]) -> None:
 # ---------- helm test ----------
 
 
-def test_helm_test_pod(rendered: Rendered) -> None:
+def test_helm_testpod_spec(rendered: Rendered) -> None:
     pods = rendered.all("Pod")
     assert [p["metadata"]["name"] for p in pods] == ["rel-prefect-dlt-test-connection"]
     pod = pods[0]

@@ -12,14 +12,12 @@ from __future__ import annotations
 import pytest
 
 from tests.chart.chart import (
-    CHART,
-    NAMESPACE,
     VALUES_DIR,
     HelmError,
     Rendered,
+    dry_run_install,
     helm_template,
     load_manifests,
-    run_helm,
 )
 
 GITOPS = VALUES_DIR / "gitops-secrets.yaml"
@@ -44,16 +42,7 @@ def test_generated_values_without_a_cluster_fail_loudly(extra: list[str]) -> Non
 
 def test_client_dry_run_fails_too() -> None:
     with pytest.raises(HelmError) as caught:
-        run_helm(
-            "install",
-            "rel",
-            str(CHART),
-            "--dry-run=client",
-            "--namespace",
-            NAMESPACE,
-            "--set",
-            IMAGE,
-        )
+        dry_run_install("--set", IMAGE)
     assert "cannot read the live Secret" in caught.value.stderr
 
 

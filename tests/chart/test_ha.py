@@ -11,7 +11,7 @@ from tests.chart.chart import (
     containers,
     env_of,
     helm_template,
-    pod_specs,
+    pod_spec,
     render,
 )
 
@@ -27,8 +27,7 @@ REDIS = "rel-prefect-dlt-redis.pipelines.svc.cluster.local:6379"
 
 
 def _main(rendered: Rendered, kind: str, name: str) -> dict:
-    pod = next(pod_specs(rendered.get(kind, name)))[1]
-    return containers(pod)[-1]
+    return containers(pod_spec(rendered, kind, name))[-1]
 
 
 def test_ha_objects(rendered_sets: dict[str, Rendered]) -> None:

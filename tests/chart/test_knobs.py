@@ -11,6 +11,7 @@ from tests.chart.chart import (
     Rendered,
     containers,
     env_of,
+    pod_spec,
     pod_specs,
     render,
     restricted_violations,
@@ -81,12 +82,12 @@ def test_probe_timings() -> None:
         "worker": {"probes": {"liveness": {"initialDelaySeconds": 90}}},
     }
     found = Rendered("probes", render(values=values))
-    server = next(pod_specs(found.get("Deployment", "rel-prefect-dlt-server")))[1]
+    server = pod_spec(found, "Deployment", "rel-prefect-dlt-server")
     readiness = server["containers"][0]["readinessProbe"]
     assert (readiness["periodSeconds"], readiness["failureThreshold"]) == (7, 9)
     assert readiness["timeoutSeconds"] == 5, "the rest keeps its default"
     assert readiness["httpGet"]["path"] == "/api/ready"
-    worker = next(pod_specs(found.get("Deployment", "rel-prefect-dlt-worker")))[1]
+    worker = pod_spec(found, "Deployment", "rel-prefect-dlt-worker")
     assert worker["containers"][0]["livenessProbe"]["initialDelaySeconds"] == 90
 
 
@@ -102,7 +103,7 @@ def test_worker_queues_prefetch_query_and_service_account() -> None:
         }
     }
     found = Rendered("worker", render(values=values))
-    worker = next(pod_specs(found.get("Deployment", "rel-prefect-dlt-worker")))[1]["containers"][0]
+    worker = pod_spec(found, "Deployment", "rel-prefect-dlt-worker")["containers"][0]
     command = worker["command"]
     assert command[command.index("--work-queue") :][:4] == [
         "--work-queue",

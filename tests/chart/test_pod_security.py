@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 
-from tests.chart.chart import Rendered, containers, pod_specs, restricted_violations
+from tests.chart.chart import Rendered, containers, pod_spec, pod_specs, restricted_violations
 
 
 def test_every_pod_is_restricted(rendered: Rendered) -> None:
@@ -25,7 +25,7 @@ def test_the_work_pool_job_template_is_restricted(default: Rendered) -> None:
 
 
 def test_the_checker_catches_violations(default: Rendered) -> None:
-    _, good = next(pod_specs(default.get("Deployment", "rel-prefect-dlt-server")))
+    good = pod_spec(default, "Deployment", "rel-prefect-dlt-server")
     assert restricted_violations(good) == []
 
     def broken(change: str) -> list[str]:
@@ -69,7 +69,7 @@ def test_the_checker_catches_violations(default: Rendered) -> None:
 
 def test_uids(default: Rendered) -> None:
     def pod_user(kind: str, name: str) -> tuple[int, int]:
-        _, pod = next(pod_specs(default.get(kind, name)))
+        pod = pod_spec(default, kind, name)
         return pod["securityContext"]["runAsUser"], pod["securityContext"]["fsGroup"]
 
     assert pod_user("StatefulSet", "rel-prefect-dlt-postgresql") == (999, 999)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.chart.chart import Rendered, pod_specs
+from tests.chart.chart import Rendered, pod_spec
 
 WORKER_RULES = [
     {
@@ -66,12 +66,12 @@ def test_service_accounts(rendered: Rendered) -> None:
     accounts = {m["metadata"]["name"]: m for m in rendered.all("ServiceAccount")}
     assert set(accounts) == {"rel-prefect-dlt-worker", "rel-prefect-dlt-flow-run"}
     assert accounts["rel-prefect-dlt-flow-run"]["automountServiceAccountToken"] is False
-    _, worker = next(pod_specs(rendered.get("Deployment", "rel-prefect-dlt-worker")))
+    worker = pod_spec(rendered, "Deployment", "rel-prefect-dlt-worker")
     assert worker["serviceAccountName"] == "rel-prefect-dlt-worker"
 
 
 def test_the_worker_observer_stays_in_the_namespace(default: Rendered) -> None:
     """A Role is namespaced, so the kopf observer must not watch cluster-wide."""
-    _, pod = next(pod_specs(default.get("Deployment", "rel-prefect-dlt-worker")))
+    pod = pod_spec(default, "Deployment", "rel-prefect-dlt-worker")
     env = {e["name"]: e for e in pod["containers"][0]["env"]}
     assert env["PREFECT_INTEGRATIONS_KUBERNETES_OBSERVER_NAMESPACES"]["value"] == "pipelines"

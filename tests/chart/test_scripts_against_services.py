@@ -18,17 +18,13 @@ import httpx
 import pytest
 
 from devstack.seaweedfs import SeaweedFS
-from tests.chart.chart import REPO, Rendered, containers, pod_specs
+from tests.chart.chart import REPO, Rendered, named_container, pod_spec
+from tests.integration.helpers import stop
 
 pytestmark = pytest.mark.integration
 
 AUTH_STRING = "admin:chart-test-password"
 BIN = Path(sys.executable).parent
-
-
-def _container(rendered: Rendered, kind: str, name: str, container: str) -> dict:
-    pod = next(pod_specs(rendered.get(kind, name)))[1]
-    return {c["name"]: c for c in containers(pod)}[container]
 
 
 def _run(
@@ -87,7 +83,7 @@ def prefect_server(
     )
     running = PrefectServer(f"http://127.0.0.1:{port}/api", home)
     try:
-        wait = _container(default, "Deployment", "rel-prefect-dlt-worker", "wait-for-server")
+        wait = named_container(default, "Deployment", "rel-prefect-dlt-worker", "wait-for-server")
         command = [*wait["command"][:-1], "90"]  # --timeout 90
         done = _run(command, running.client_env())
         if done.returncode != 0:
@@ -96,12 +92,7 @@ def prefect_server(
             )
         yield running
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server)
         log.close()
 
 
@@ -118,7 +109,7 @@ def test_work_pool_sync_then_helm_test(
     ]
     template_file = tmp_path / "base-job-template.json"
     template_file.write_text(template_json)
-    sync = _container(default, "Deployment", "rel-prefect-dlt-worker", "sync-work-pool")
+    sync = named_container(default, "Deployment", "rel-prefect-dlt-worker", "sync-work-pool")
     command = [
         str(template_file) if arg.startswith("/template/") else arg for arg in sync["command"]
     ]
@@ -186,7 +177,7 @@ def test_worker_start_leaves_the_pool_as_setup_made_it(
     # a new chart version changed the template: the worker rolls and re-syncs
     template["variables"]["properties"]["cpu_request"]["default"] = "750m"
     template_file.write_text(json.dumps(template))
-    worker = next(pod_specs(default.get("Deployment", "rel-prefect-dlt-worker")))[1]
+    worker = pod_spec(default, "Deployment", "rel-prefect-dlt-worker")
     for init in worker["initContainers"]:
         command = [str(template_file) if a.startswith("/template/") else a for a in init["command"]]
         command = [pool if a == "dlt-k8s" else a for a in command]
@@ -213,7 +204,7 @@ def test_deploy_hook_registers_the_deployments(
             "base-job-template.json"
         ]
     )
-    hook = _container(default, "Job", "rel-prefect-dlt-deploy-flows", "deploy-flows")
+    hook = named_container(default, "Job", "rel-prefect-dlt-deploy-flows", "deploy-flows")
     args = [  # the image's /opt/flows is this tree
         arg.replace("/template/base-job-template.json", str(template_file)).replace(
             "/opt/flows", str(REPO)
@@ -244,7 +235,7 @@ def test_deploy_hook_registers_the_deployments(
 
 
 def test_bucket_hook_creates_the_bucket_once(seaweed: SeaweedFS, default: Rendered) -> None:
-    hook = _container(default, "Job", "rel-prefect-dlt-create-bucket", "create-bucket")
+    hook = named_container(default, "Job", "rel-prefect-dlt-create-bucket", "create-bucket")
     bucket = "chart-hook-bucket"
     env = {**seaweed.env(), "HOME": "/tmp"}
     command = [bucket if a == "prefect-dlt" else a for a in hook["command"]]
@@ -257,7 +248,7 @@ def test_bucket_hook_creates_the_bucket_once(seaweed: SeaweedFS, default: Render
 
 
 def test_bucket_hook_gives_up_on_bad_credentials(seaweed: SeaweedFS, default: Rendered) -> None:
-    hook = _container(default, "Job", "rel-prefect-dlt-create-bucket", "create-bucket")
+    hook = named_container(default, "Job", "rel-prefect-dlt-create-bucket", "create-bucket")
     env = {**seaweed.env(), "AWS_SECRET_ACCESS_KEY": "wrong"}
     command = [*hook["command"][:2], "never-made", "--timeout", "0"]
     done = _run(command, env)

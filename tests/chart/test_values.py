@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from flows.system.quantities import QUANTITY_PATTERN
-from tests.chart.chart import CHART, HelmError, helm_template
+from tests.chart.chart import ALLOWED_VOLUME_TYPES, CHART, HelmError, helm_template, schema_nodes
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 
@@ -112,21 +112,10 @@ def test_good_quantities_pass() -> None:
     )
 
 
-def _nodes(node: Any, path: str = "#") -> list[tuple[str, dict[str, Any]]]:
-    """Every sub-schema (dict) with its JSON pointer."""
-    found: list[tuple[str, dict[str, Any]]] = []
-    if isinstance(node, dict):
-        found.append((path, node))
-        for key, value in node.items():
-            found += _nodes(value, f"{path}/{key}")
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            found += _nodes(value, f"{path}/{index}")
-    return found
-
-
 def _objects(schema: Any) -> list[tuple[str, dict[str, Any]]]:
-    return [(p, n) for p, n in _nodes(schema) if n.get("type") == "object" or "properties" in n]
+    return [
+        (p, n) for p, n in schema_nodes(schema) if n.get("type") == "object" or "properties" in n
+    ]
 
 
 # Objects whose keys are not ours: Helm's globals and the inner Kubernetes affinity terms
@@ -138,17 +127,7 @@ OPEN_OBJECTS = {
     # Kubernetes objects passed through whole (the rendered pods are validated strictly
     # against the Kubernetes schemas): an EnvVarSource and the allowed volume sources
     "#/definitions/envVar/properties/valueFrom",
-    *(
-        f"#/definitions/volume/properties/{kind}"
-        for kind in (
-            "configMap",
-            "secret",
-            "emptyDir",
-            "persistentVolumeClaim",
-            "projected",
-            "downwardAPI",
-        )
-    ),
+    *(f"#/definitions/volume/properties/{kind}" for kind in ALLOWED_VOLUME_TYPES),
 }
 
 
@@ -170,7 +149,7 @@ def test_every_resources_block_uses_the_quantity_patterns() -> None:
         "requests": {"$ref": "#/definitions/cpuMemory"},
         "limits": {"$ref": "#/definitions/cpuMemory"},
     }
-    in_schema = [n for p, n in _nodes(SCHEMA) if p.endswith("/properties/resources")]
+    in_schema = [n for p, n in schema_nodes(SCHEMA) if p.endswith("/properties/resources")]
     assert all(node == {"$ref": "#/definitions/resources"} for node in in_schema)
 
     def in_values(node: Any) -> int:

@@ -38,7 +38,7 @@ from flows.kube.pool_template import FlowRunVariables
 from tests.chart.chart import FULLNAME, Rendered
 from tests.image import kube_docker
 from tests.image.conftest import IMAGE, REPO, BuiltImage
-from tests.integration.helpers import artifacts, pg_counts
+from tests.integration.helpers import TERMINAL, artifacts, pg_counts
 
 # one worker builds the image once (pytest-xdist --dist loadgroup)
 pytestmark = [
@@ -47,7 +47,6 @@ pytestmark = [
     pytest.mark.xdist_group("image"),
 ]
 
-TERMINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
 DEPLOYMENT = "synthetic-daily"
 MANIFEST_PREFIX = "JOB_MANIFEST "
 # a load long enough to be interrupted: 60 files of 2,000 rows, loaded one at a time

@@ -7,20 +7,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 from prefect.client.orchestration import SyncPrefectClient
-from prefect.client.schemas.objects import FlowRun, StateType
-from prefect.exceptions import PrefectHTTPStatusError
+from prefect.client.schemas.objects import FlowRun
 
 from devstack.ports import free_port
 from devstack.stack import PROJECT_DIR, LocalStack
+from tests.integration.helpers import start, wait
 from tests.integration.paged_api import PagedApi
 
-TERMINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
 POOL_LIMIT = 6  # a parent and four parts, and one to spare
 
 
@@ -78,20 +75,4 @@ def flows_cli(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]
 def run_parent(
     client: SyncPrefectClient, deployment: str, parameters: dict[str, Any], timeout: float = 900
 ) -> FlowRun:
-    dep = client.read_deployment_by_name(f"{deployment}/{deployment}")
-    run = client.create_flow_run_from_deployment(dep.id, parameters=parameters)
-    return wait(client, run.id, timeout)
-
-
-def wait(client: SyncPrefectClient, run_id: UUID, timeout: float = 900) -> FlowRun:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            run = client.read_flow_run(run_id)
-        except PrefectHTTPStatusError:  # a loaded server answers 500 now and then
-            time.sleep(2)
-            continue
-        if run.state and run.state.type in TERMINAL:
-            return run
-        time.sleep(1)
-    raise TimeoutError(f"flow run {run_id} not finished after {timeout} s")
+    return wait(client, start(client, deployment, parameters=parameters).id, timeout)

@@ -20,6 +20,8 @@ import psutil
 import pytest
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
 from devstack.stack import LocalStack
@@ -27,6 +29,7 @@ from flows.state import LeaseHeldError, StateStore
 from flows.state.lease import Lease
 
 KILLER = Path(__file__).with_name("killer.py")
+TERMINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
 
 
 @contextmanager
@@ -60,6 +63,11 @@ class Result:
         return json.loads(self.stdout)
 
 
+def run_args(state: str, pod: Path, *more: str) -> list[str]:
+    """`flows run synthetic` with its state at `state` and `pod` as the pod's local disk."""
+    return ["run", "synthetic", "--state-url", state, "--pipelines-dir", str(pod), *more]
+
+
 def run_cli(
     args: list[str], env: dict[str, str], kill_at: str | None = None, timeout: float = 300
 ) -> Result:
@@ -75,8 +83,23 @@ def run_cli(
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
+def stop(proc: subprocess.Popen[Any], timeout: float = 20) -> None:
+    """Ends a server process: SIGTERM, then SIGKILL if it has not exited within `timeout`."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def duck(path: Path) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(str(path), read_only=True)
+
+
+def warehouse(home: Path, pipeline: str) -> Path:
+    """The DuckDB file a pipeline loads into by default: under `$FLOWS_HOME/warehouse`."""
+    return home / "warehouse" / f"flows_{pipeline}.duckdb"
 
 
 def _counts(one: Callable[[str], int], dataset: str) -> dict[str, int]:
@@ -159,6 +182,30 @@ def artifacts(client: SyncPrefectClient, run_id: UUID) -> dict[str, list[Any]]:
     for artifact in sorted(found, key=lambda a: a.created):
         by_key.setdefault(artifact.key, []).append(artifact)
     return by_key
+
+
+def start(client: SyncPrefectClient, deployment: str, **kwargs: Any) -> FlowRun:
+    """A new flow run of `deployment` (prefect.yaml names each deployment after its flow)."""
+    dep = client.read_deployment_by_name(f"{deployment}/{deployment}")
+    return client.create_flow_run_from_deployment(dep.id, **kwargs)
+
+
+def wait(client: SyncPrefectClient, run_id: UUID, timeout: float = 300) -> FlowRun:
+    """The flow run once it is in a terminal state. A server error (5xx) while it is read is
+    retried: a loaded server answers 500 now and then; any other error is raised."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            run = client.read_flow_run(run_id)
+        except PrefectHTTPStatusError as err:
+            if err.response.status_code < 500:
+                raise
+            time.sleep(2)
+            continue
+        if run.state and run.state.type in TERMINAL:
+            return run
+        time.sleep(0.5)
+    raise TimeoutError(f"flow run {run_id} not finished after {timeout} s")
 
 
 def wait_for_artifact(client: SyncPrefectClient, run_id: UUID, artifact: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import s3fs
 
-from tests.integration.helpers import bucket_listing, run_cli
+from tests.integration.helpers import bucket_listing, run_args, run_cli
 
 ROWS = 2_000
 
@@ -32,13 +32,9 @@ def env(flows_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
 def state(env: dict[str, str], bucket: str, tmp_path: Path) -> str:
     """A bucket holding the state of one good run."""
     url = f"s3://{bucket}/state"
-    first = run_cli(run(url, tmp_path / "pod0"), env)
+    first = run_cli(run_args(url, tmp_path / "pod0"), env)
     assert first.code == 0, first.stderr[-2000:]
     return url
-
-
-def run(url: str, pod: Path) -> list[str]:
-    return ["run", "synthetic", "--state-url", url, "--pipelines-dir", str(pod)]
 
 
 def one_line(stderr: str) -> str:
@@ -61,7 +57,7 @@ def test_bad_state_url_is_refused_and_nothing_is_created(
     n = tmp_path.name[-8:].lower().replace("_", "-")
     url, says = url.format(n=n), says.format(n=n)
     before = buckets(s3)
-    result = run_cli(run(url, tmp_path / "pod"), env)
+    result = run_cli(run_args(url, tmp_path / "pod"), env)
     assert result.code == 2, result.stderr[-2000:]
     line = one_line(result.stderr)
     assert says in line and "--state-url" in line, line
@@ -89,7 +85,7 @@ def test_bad_setting_names_the_setting_and_changes_nothing(
     tmp_path: Path,
 ) -> None:
     before = bucket_listing(s3, bucket)
-    result = run_cli(run(state, tmp_path / "pod"), {**env, variable: value})
+    result = run_cli(run_args(state, tmp_path / "pod"), {**env, variable: value})
     assert result.code == 2, result.stderr[-2000:]
     assert says in one_line(result.stderr)
     assert bucket_listing(s3, bucket) == before
@@ -100,7 +96,7 @@ def test_corrupt_lease_is_shown_refused_and_repaired_with_the_cli(
 ) -> None:
     s3.pipe_file(f"{bucket}/state/synthetic/lease.json", b"\x00garbage{")
     before = bucket_listing(s3, bucket)
-    refused = run_cli(run(state, tmp_path / "pod"), env)
+    refused = run_cli(run_args(state, tmp_path / "pod"), env)
     assert refused.code == 3, refused.stderr[-2000:]
     assert "corrupt" in one_line(refused.stderr) and "unlock" in refused.stderr
     assert bucket_listing(s3, bucket) == before
@@ -115,7 +111,7 @@ def test_corrupt_lease_is_shown_refused_and_repaired_with_the_cli(
     shown = run_cli(["state", "show", "synthetic", "--state-url", state], env)
     assert "lease: revoked by flows state unlock" in shown.stdout, shown.stdout
     # the replacement lease expires after one TTL; the next run waits for it and proceeds
-    again = run_cli([*run(state, tmp_path / "pod2"), "--json"], env)
+    again = run_cli(run_args(state, tmp_path / "pod2", "--json"), env)
     assert again.code == 0, again.stderr[-2000:]
 
 

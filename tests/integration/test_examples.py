@@ -15,10 +15,9 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 
-from tests.integration.helpers import KILLER
+from tests.integration.helpers import KILLER, duck, warehouse
 from tests.integration.shop_api import ShopApi
 
 ROOT = Path(__file__).parents[2]
@@ -72,16 +71,12 @@ def run(
     )
 
 
-def items_in(warehouse: Path) -> list[tuple[Any, ...]]:
-    with duckdb.connect(str(warehouse), read_only=True) as con:
+def items_in(path: Path) -> list[tuple[Any, ...]]:
+    with duck(path) as con:
         rows = con.sql(
             "SELECT id, name, price, strftime(updated_at, '%Y-%m-%dT%H:%M:%SZ') FROM shop.items"
         ).fetchall()
     return sorted(tuple(r) for r in rows)
-
-
-def warehouse(tmp_path: Path, pipeline: str = "shop_items") -> Path:
-    return tmp_path / "home" / "warehouse" / f"flows_{pipeline}.duckdb"
 
 
 def test_flows_run_loads_the_servers_items_then_merges_exactly_the_changed_ones(
@@ -96,7 +91,7 @@ def test_flows_run_loads_the_servers_items_then_merges_exactly_the_changed_ones(
     first = run(["run", "shop_items", "--json", "--pipelines-dir", str(tmp_path / "pod1")], env)
     assert first.returncode == 0, first.stderr[-3000:]
     assert json.loads(first.stdout)["loaded_rows"]["items"] == 1000
-    assert items_in(warehouse(tmp_path)) == shop.rows()
+    assert items_in(warehouse(tmp_path / "home", "shop_items")) == shop.rows()
 
     changed = [3, 50, 51, 400, 999, 1000, 7]
     shop.touch(changed)
@@ -106,7 +101,7 @@ def test_flows_run_loads_the_servers_items_then_merges_exactly_the_changed_ones(
     report = json.loads(second.stdout)
     # only what changed came over (the cursor came back from the state store, pod2 is empty)
     assert report["extracted_rows"]["items"] == len(changed) + len(added)
-    assert items_in(warehouse(tmp_path)) == shop.rows()
+    assert items_in(warehouse(tmp_path / "home", "shop_items")) == shop.rows()
 
 
 def test_killed_during_load_a_fresh_process_resumes_without_extracting_again(
@@ -132,8 +127,8 @@ def test_killed_during_load_a_fresh_process_resumes_without_extracting_again(
     assert report["extracted_rows"].get("items", 0) == 0
     # one request for the cursor's page (nothing newer), not the 10 pages again
     assert shop.requests["/items"] - served == 1
-    assert items_in(warehouse(tmp_path)) == shop.rows()
-    with duckdb.connect(str(warehouse(tmp_path)), read_only=True) as con:
+    assert items_in(warehouse(tmp_path / "home", "shop_items")) == shop.rows()
+    with duck(warehouse(tmp_path / "home", "shop_items")) as con:
         loads = con.sql("SELECT COUNT(*), COUNT(DISTINCT load_id) FROM shop._dlt_loads").fetchall()
     assert loads[0][0] == loads[0][1]
 
@@ -149,7 +144,7 @@ def test_pipeline_declared_by_an_installed_packages_entry_point(
     assert "entry point shop_customers" in line and "of shop-customers" in line
     result = run(["run", "shop_customers", "--json"], env, cwd=elsewhere)
     assert result.returncode == 0, result.stderr[-3000:]
-    with duckdb.connect(str(warehouse(tmp_path, "shop_customers")), read_only=True) as con:
+    with duck(warehouse(tmp_path / "home", "shop_customers")) as con:
         rows = con.sql("SELECT id, email, country FROM shop_customers.customers").fetchall()
     assert sorted(rows) == [(c["id"], c["email"], c["country"]) for c in shop.customers]
 
@@ -171,17 +166,17 @@ def test_dlt_task_in_a_flow_on_the_embedded_default(tmp_path: Path, shop: ShopAp
     first = flow_call(code, env)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "'rows': {'items': 1000}" in first.stdout
-    assert items_in(warehouse(tmp_path)) == shop.rows()
+    assert items_in(warehouse(tmp_path / "home", "shop_items")) == shop.rows()
     shop.touch([10, 20, 30])
     second = flow_call(code, env)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "'rows': {'items': 3}" in second.stdout
-    assert items_in(warehouse(tmp_path)) == shop.rows()
+    assert items_in(warehouse(tmp_path / "home", "shop_items")) == shop.rows()
 
 
 def test_dlt_plus_snippet_twice_in_empty_working_dirs(tmp_path: Path, shop: ShopApi) -> None:
-    duck = tmp_path / "snippet.duckdb"
-    env = env_for(tmp_path, shop, DESTINATION__DUCKDB__CREDENTIALS=str(duck))
+    snippet_db = tmp_path / "snippet.duckdb"
+    env = env_for(tmp_path, shop, DESTINATION__DUCKDB__CREDENTIALS=str(snippet_db))
     code = (
         "from shop_project.snippet import shop_snippet\n"
         f"print('RESULT', __import__('json').dumps(shop_snippet({shop.url!r})))"
@@ -199,7 +194,7 @@ def test_dlt_plus_snippet_twice_in_empty_working_dirs(tmp_path: Path, shop: Shop
     second = result(flow_call(code, env))
     assert second["type"] == "LoadInfo" and len(second["loads_ids"]) == 1
     assert second["extracted"] == {"items": 25}  # only the new items: state came back
-    with duckdb.connect(str(duck), read_only=True) as con:
+    with duck(snippet_db) as con:
         assert con.sql("SELECT COUNT(*), COUNT(DISTINCT id) FROM shop.items").fetchall() == [
             (1025, 1025)
         ]
@@ -236,7 +231,7 @@ def test_flows_run_module_function_runs_an_undeclared_source_ad_hoc(
         "adhoc",
         "duckdb",
     )
-    with duckdb.connect(str(warehouse(tmp_path, "adhoc_shop")), read_only=True) as con:
+    with duck(warehouse(tmp_path / "home", "adhoc_shop")) as con:
         assert con.sql("SELECT COUNT(DISTINCT id), COUNT(*) FROM adhoc.items").fetchall() == [
             (1000, 1000)
         ]

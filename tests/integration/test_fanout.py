@@ -21,8 +21,15 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.exceptions import PrefectHTTPStatusError
 
 from devstack.stack import LocalStack
-from tests.integration.fanout_stack import TERMINAL, flows_cli, run_parent, start_stack, wait
-from tests.integration.helpers import artifacts, flow_run_processes, prefect_settings
+from tests.integration.fanout_stack import flows_cli, run_parent, start_stack
+from tests.integration.helpers import (
+    TERMINAL,
+    artifacts,
+    flow_run_processes,
+    prefect_settings,
+    start,
+    wait,
+)
 from tests.integration.paged_api import PagedApi
 
 pytestmark = pytest.mark.xdist_group("fanout")
@@ -197,9 +204,9 @@ def test_part_killed_during_load_is_the_only_one_retried_and_resumes(
     except psycopg2.errors.UndefinedTable:
         before = 0
     env = {"DATA_WRITER__FILE_MAX_ITEMS": "1", "LOAD__WORKERS": "1"}  # 60 load jobs a part
-    dep = client.read_deployment_by_name("backfill/backfill")
-    parent = client.create_flow_run_from_deployment(
-        dep.id,
+    parent = start(
+        client,
+        "backfill",
         parameters={
             "pipeline": "paged",
             "start_date": "2024-03-01",
@@ -225,7 +232,7 @@ def test_part_killed_during_load_is_the_only_one_retried_and_resumes(
             time.sleep(0.02)
         time.sleep(0.2)
     assert killed is not None, "the part never reached its load"
-    final = wait(client, parent.id)
+    final = wait(client, parent.id, timeout=900)
     assert final.state is not None and final.state.type == StateType.COMPLETED, final.state
 
     ids = [i for (i,) in query(stack, "SELECT id FROM paged.events WHERE day >= '2024-03-01'")]

@@ -24,7 +24,7 @@ import pytest
 
 from devstack.postgres import Postgres
 from devstack.seaweedfs import SeaweedFS
-from tests.integration.helpers import Destination, run_cli
+from tests.integration.helpers import Destination, run_args, run_cli
 
 ROWS = 40_000
 TTL = 12.0  # the holder renews every 1.5 s and fences itself 9 s after its last renewal
@@ -64,10 +64,6 @@ def wait_for(marker: Path, proc: subprocess.Popen[str], timeout: float = 120) ->
             raise AssertionError(f"attempt ended before the pause: {proc.communicate()[1][-3000:]}")
         assert time.monotonic() < deadline, "the paused attempt never reached its point"
         time.sleep(0.05)
-
-
-def run_args(state: str, pod: Path, *more: str) -> list[str]:
-    return ["run", "synthetic", "--state-url", state, "--pipelines-dir", str(pod), *more]
 
 
 def assert_nothing_to_repair(state: str, env: dict[str, str], pod: Path) -> None:

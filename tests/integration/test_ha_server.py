@@ -27,6 +27,7 @@ import pytest
 
 from devstack.ports import free_port
 from devstack.postgres import Postgres
+from tests.integration.helpers import stop
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("ha-server")]
 
@@ -79,13 +80,7 @@ class Processes:
 
     def stop_all(self) -> None:
         for name in list(self.running):
-            proc = self.running.pop(name)
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(self.running.pop(name))
 
 
 def _wait(what: str, check: Any, timeout: float, logs: str = "") -> Any:

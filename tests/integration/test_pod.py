@@ -34,8 +34,10 @@ from tests.integration.helpers import (
     exact,
     flow_run_processes,
     serving,
+    start,
     synthetic_counts,
     wait_for_artifact,
+    warehouse,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("pod")]
@@ -52,10 +54,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 
 
 def new_run(client: SyncPrefectClient, rows: int) -> FlowRun:
-    dep = client.read_deployment_by_name("synthetic-daily/synthetic-daily")
-    return client.create_flow_run_from_deployment(
-        dep.id, parameters={"source_options": {"rows": rows}}
-    )
+    return start(client, "synthetic-daily", parameters={"source_options": {"rows": rows}})
 
 
 def start_pod(stack: LocalStack, run_id: UUID, tmp: Path, **env: str) -> subprocess.Popen[str]:
@@ -118,7 +117,7 @@ def test_pod_stopped_during_load_reschedules_its_run_and_the_next_pod_resumes_ex
     assert final.state is not None and final.state.type == StateType.COMPLETED, final.state
     report = artifacts(client, run.id)["synthetic-report"][-1].data
     assert "| **rows extracted (this attempt)** | 0 |" in report, report
-    counts = synthetic_counts(warehouse(stack))
+    counts = synthetic_counts(warehouse(stack.root / "home", "synthetic"))
     assert {k: counts[k] for k in exact(rows)} == exact(rows)
     assert counts["loads"] == counts["distinct_loads"]
 
@@ -165,10 +164,6 @@ def test_pod_with_a_bad_prewarm_setting_names_it_and_starts_nothing(tmp_path: Pa
         "error: FLOWS_PREWARM_ATTEMPT = 'yes' is not 0 or 1"
     ]
     assert proc.stdout == ""
-
-
-def warehouse(stack: LocalStack) -> Path:
-    return stack.root / "home" / "warehouse" / "flows_synthetic.duckdb"
 
 
 def test_pod_that_cannot_reschedule_fails_so_that_the_worker_reports_a_crash(

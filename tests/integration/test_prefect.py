@@ -37,18 +37,21 @@ from devstack.ports import free_port
 from devstack.stack import BUCKET, LocalStack
 from flows.kube.setup import UNRESPONSIVE_AFTER_SECONDS, apply_unresponsive_crash
 from tests.integration.helpers import (
+    TERMINAL,
     artifacts,
+    duck,
     exact,
     flow_run_processes,
     serving,
+    start,
     synthetic_counts,
+    wait,
     wait_for_artifact,
+    warehouse,
 )
 
 # every test here shares one stack: one pytest-xdist worker runs them all
 pytestmark = pytest.mark.xdist_group("prefect")
-
-TERMINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
 
 
 class Hooks(http.server.BaseHTTPRequestHandler):
@@ -86,27 +89,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, webhook: str) -> Iterator[Lo
         yield stack
 
 
-def start(client: SyncPrefectClient, deployment: str, **kwargs: Any) -> FlowRun:
-    dep = client.read_deployment_by_name(f"{deployment}/{deployment}")
-    return client.create_flow_run_from_deployment(dep.id, **kwargs)
-
-
-def wait(client: SyncPrefectClient, run_id: UUID, timeout: float = 300) -> FlowRun:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = client.read_flow_run(run_id)
-        if run.state and run.state.type in TERMINAL:
-            return run
-        time.sleep(0.5)
-    raise TimeoutError(f"flow run {run_id} not finished after {timeout} s")
-
-
 def _states(client: SyncPrefectClient, run_id: UUID) -> list[Any]:
     return sorted(client.read_flow_run_states(run_id), key=lambda s: s.timestamp)
-
-
-def warehouse(stack: LocalStack, pipeline: str) -> Path:
-    return stack.root / "home" / "warehouse" / f"flows_{pipeline}.duckdb"
 
 
 def test_deployed_flow_runs_end_to_end_with_artifacts(
@@ -130,7 +114,7 @@ def test_deployed_flow_runs_end_to_end_with_artifacts(
     assert "| events | 30,000 |" in report.data and "| events__tags | 60,000 |" in report.data
     assert report.description.endswith("30,000 rows (+60,000 in nested tables)")
     assert "schema-changes" in " ".join(found)  # the first load creates tables
-    assert synthetic_counts(warehouse(stack, "synthetic"))["events"] == 30000
+    assert synthetic_counts(warehouse(stack.root / "home", "synthetic"))["events"] == 30000
 
 
 def test_schema_change_artifact_after_a_column_is_added(
@@ -217,7 +201,7 @@ def test_run_killed_during_load_is_retried_and_resumes_exactly(
     assert "| **task attempt** | 2 |" in report
     assert "| **rows extracted (this attempt)** | 0 |" in report
     assert "1 normalized packages" in report
-    counts = synthetic_counts(warehouse(stack, "synthetic"))
+    counts = synthetic_counts(warehouse(stack.root / "home", "synthetic"))
     assert {k: counts[k] for k in exact(rows)} == exact(rows)
     assert counts["loads"] == counts["distinct_loads"]
 
@@ -262,7 +246,7 @@ def test_crashed_run_is_rerun_by_the_automation_and_resumes_exactly(
     crashes = kinds.count(StateType.CRASHED)
     assert 1 <= crashes <= 2, kinds
     assert 2 <= client.read_flow_run(run.id).run_count <= 1 + crashes
-    counts = synthetic_counts(warehouse(stack, "synthetic"))
+    counts = synthetic_counts(warehouse(stack.root / "home", "synthetic"))
     assert {k: counts[k] for k in exact(rows)} == exact(rows)
     assert counts["loads"] == counts["distinct_loads"]
     report = artifacts(client, run.id)["synthetic-report"][-1].data
@@ -328,9 +312,7 @@ def test_backfill_loads_each_day_once(stack: LocalStack, client: SyncPrefectClie
     for _ in range(2):  # a second backfill of the same range changes nothing
         run = wait(client, start(client, "backfill", parameters=params).id)
         assert run.state is not None and run.state.type == StateType.COMPLETED, run.state
-    import duckdb
-
-    with duckdb.connect(str(warehouse(stack, "daily_events")), read_only=True) as con:
+    with duck(warehouse(stack.root / "home", "daily_events")) as con:
         assert con.sql(
             "SELECT COUNT(*), COUNT(DISTINCT day) FROM daily.daily_events"
         ).fetchall() == [(910, 91)]
@@ -509,8 +491,8 @@ def test_example_projects_deployment_loads_resumes_after_kill_and_merges_changes
         assert "| **task attempt** | 2 |" in report, report
         assert "| **rows extracted (this attempt)** | 0 |" in report, report
         assert shop.requests["/items"] - served == 1  # the cursor's page only
-        warehouse = stack.root / "home" / "warehouse" / "flows_shop_items.duckdb"
-        assert items_in(warehouse) == shop.rows()
+        shop_items = warehouse(stack.root / "home", "shop_items")
+        assert items_in(shop_items) == shop.rows()
 
         shop.touch([5, 500, 19_999])
         again = client.create_flow_run_from_deployment(deployment.id, job_variables={"env": env})
@@ -518,7 +500,7 @@ def test_example_projects_deployment_loads_resumes_after_kill_and_merges_changes
         assert final.state is not None and final.state.type == StateType.COMPLETED, final.state
         report = artifacts(client, again.id)["shop-items-report"][-1]
         assert report.description == "shop_items: completed, 3 rows", report.description
-        assert items_in(warehouse) == shop.rows()
+        assert items_in(shop_items) == shop.rows()
     finally:
         shop.stop()
 
@@ -585,7 +567,7 @@ def test_history_pipeline_loads_only_new_runs(stack: LocalStack, client: SyncPre
     """Each history run loads exactly the flow runs finished since the one before it. The
     hourly `platform-history` schedule writes the same pipeline, so it is paused meanwhile; a
     scheduled run before the test may already have loaded some runs."""
-    import duckdb
+    history_db = warehouse(stack.root / "home", "prefect_history")
 
     def history() -> dict[str, Any]:
         result = _flows(stack, "run", "prefect_history", "--json")
@@ -593,9 +575,9 @@ def test_history_pipeline_loads_only_new_runs(stack: LocalStack, client: SyncPre
         return dict(json.loads(result.stdout))
 
     def loaded_ids() -> set[str]:
-        if not warehouse(stack, "prefect_history").exists():
+        if not history_db.exists():
             return set()
-        with duckdb.connect(str(warehouse(stack, "prefect_history")), read_only=True) as con:
+        with duck(history_db) as con:
             ids = con.sql("SELECT id FROM platform.prefect_flow_runs").fetchall()
         assert len(ids) == len(set(ids))
         return {i for (i,) in ids}
@@ -624,7 +606,7 @@ def test_history_pipeline_loads_only_new_runs(stack: LocalStack, client: SyncPre
         third = history()
         assert third["extracted_rows"]["prefect_flow_runs"] == 1
         assert loaded_ids() == done | before | {str(run.id)}
-        with duckdb.connect(str(warehouse(stack, "prefect_history")), read_only=True) as con:
+        with duck(history_db) as con:
             records = con.sql(
                 "SELECT COUNT(*) FROM platform.prefect_artifacts WHERE "
                 f"key LIKE 'run-record-%' AND flow_run_id = '{run.id}'"

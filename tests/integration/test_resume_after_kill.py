@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import Result, exact, run_cli, synthetic_counts
+from tests.integration.helpers import Result, exact, run_args, run_cli, synthetic_counts
 
 ROWS = 30_000
 
@@ -30,22 +30,14 @@ def test_kill_and_resume_on_fresh_disk(
     state = f"s3://{bucket}/state"
     env = _env(flows_env, tmp_path, point)
     first = run_cli(
-        ["run", "synthetic", "--state-url", state, "--pipelines-dir", str(tmp_path / "pod1")],
+        run_args(state, tmp_path / "pod1"),
         env,
         kill_at=point,
     )
     assert first.code == -9, f"harness did not kill at {point}: {first.stderr[-2000:]}"
 
     second = run_cli(
-        [
-            "run",
-            "synthetic",
-            "--state-url",
-            state,
-            "--pipelines-dir",
-            str(tmp_path / "pod2"),
-            "--json",
-        ],
+        run_args(state, tmp_path / "pod2", "--json"),
         env,
     )
     assert second.code == 0, second.stderr[-3000:]
@@ -74,15 +66,7 @@ def test_kill_and_resume_on_fresh_disk(
 
     # a third run has nothing left to do and changes nothing
     third = run_cli(
-        [
-            "run",
-            "synthetic",
-            "--state-url",
-            state,
-            "--pipelines-dir",
-            str(tmp_path / "pod3"),
-            "--json",
-        ],
+        run_args(state, tmp_path / "pod3", "--json"),
         env,
     )
     assert third.code == 0, third.stderr[-3000:]
@@ -104,8 +88,7 @@ def test_packages_normalized_by_workers_resume_exactly(
     }
 
     def run(pod: str, kill_at: str | None = None) -> Result:
-        args = ["run", "synthetic", "--state-url", state, "--pipelines-dir", str(tmp_path / pod)]
-        return run_cli([*args, "--json"], env, kill_at=kill_at)
+        return run_cli(run_args(state, tmp_path / pod, "--json"), env, kill_at=kill_at)
 
     first = run("pod1", kill_at=point)
     assert first.code == -9, f"harness did not kill at {point}: {first.stderr[-2000:]}"

@@ -14,7 +14,7 @@ import s3fs
 
 from devstack.postgres import Postgres
 from flows.durable.run import run_pipeline
-from tests.integration.helpers import duck, exact, run_cli
+from tests.integration.helpers import duck, exact, run_args, run_cli
 
 
 @pytest.fixture
@@ -160,21 +160,13 @@ def test_synthetic_into_postgres_resumes_exactly_after_kill_in_load(
     }
     state = f"s3://{bucket}/state"
     killed = run_cli(
-        ["run", "synthetic", "--state-url", state, "--pipelines-dir", str(tmp_path / "pod1")],
+        run_args(state, tmp_path / "pod1"),
         env,
         kill_at="load-last",
     )
     assert killed.code == -9, killed.stderr[-2000:]
     rerun = run_cli(
-        [
-            "run",
-            "synthetic",
-            "--state-url",
-            state,
-            "--pipelines-dir",
-            str(tmp_path / "pod2"),
-            "--json",
-        ],
+        run_args(state, tmp_path / "pod2", "--json"),
         env,
     )
     assert rerun.code == 0, rerun.stderr[-2000:]
@@ -211,14 +203,7 @@ def test_synthetic_to_filesystem_destination_on_s3(
         "DESTINATION__FILESYSTEM__CREDENTIALS__ENDPOINT_URL": flows_env["AWS_ENDPOINT_URL"],
     }
     result = run_cli(
-        [
-            "run",
-            "synthetic",
-            "--state-url",
-            f"s3://{bucket}/state",
-            "--pipelines-dir",
-            str(tmp_path / "p"),
-        ],
+        run_args(f"s3://{bucket}/state", tmp_path / "p"),
         env,
     )
     assert result.code == 0, result.stderr[-2000:]

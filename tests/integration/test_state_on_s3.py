@@ -22,6 +22,7 @@ from tests.integration.helpers import (
     assert_late_writer_cannot_clobber,
     bucket_listing,
     exact,
+    run_args,
     run_cli,
     synthetic_counts,
 )
@@ -40,7 +41,7 @@ def env(flows_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
 
 def _start(env: dict[str, str], state: str, pod: Path) -> subprocess.Popen[str]:
     """`flows run synthetic` in the background, for the tests that race two runs."""
-    args = ["run", "synthetic", "--state-url", state, "--pipelines-dir", str(pod)]
+    args = run_args(state, pod)
     return subprocess.Popen(
         [sys.executable, "-m", "flows", *args],
         env=env,
@@ -52,9 +53,7 @@ def _start(env: dict[str, str], state: str, pod: Path) -> subprocess.Popen[str]:
 
 def _first_run(env: dict[str, str], bucket: str, tmp_path: Path) -> str:
     state = f"s3://{bucket}/state"
-    result = run_cli(
-        ["run", "synthetic", "--state-url", state, "--pipelines-dir", str(tmp_path / "pod1")], env
-    )
+    result = run_cli(run_args(state, tmp_path / "pod1"), env)
     assert result.code == 0, result.stderr[-2000:]
     return state
 
@@ -75,9 +74,7 @@ def test_corrupt_blob_is_refused_and_bucket_untouched(
     data = s3.cat_file(blob)
     s3.pipe_file(blob, data[: size // 2] if damage == "truncated" else data[::-1])
     before = bucket_listing(s3, bucket)
-    result = run_cli(
-        ["run", "synthetic", "--state-url", state, "--pipelines-dir", str(tmp_path / "pod2")], env
-    )
+    result = run_cli(run_args(state, tmp_path / "pod2"), env)
     assert result.code == 4, result.stderr
     assert "CorruptSnapshotError" in result.stderr and "state.json" in result.stderr
     assert bucket_listing(s3, bucket) == before
@@ -106,14 +103,7 @@ def test_unreachable_store_is_retried_then_reported(env: dict[str, str], tmp_pat
     env = {**env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "STATE__RETRY_ATTEMPTS": "3"}
     started = time.monotonic()
     result = run_cli(
-        [
-            "run",
-            "synthetic",
-            "--state-url",
-            "s3://nowhere/state",
-            "--pipelines-dir",
-            str(tmp_path / "pod"),
-        ],
+        run_args("s3://nowhere/state", tmp_path / "pod"),
         env,
     )
     assert result.code == 5, result.stderr
@@ -161,17 +151,7 @@ def test_waiting_run_proceeds_after_the_first(
         s3.invalidate_cache()
         time.sleep(0.1)  # the first run holds the lease
     second = run_cli(
-        [
-            "run",
-            "synthetic",
-            "--state-url",
-            state,
-            "--pipelines-dir",
-            str(tmp_path / "pod2"),
-            "--wait",
-            "120",
-            "--json",
-        ],
+        run_args(state, tmp_path / "pod2", "--wait", "120", "--json"),
         env,
     )
     assert first.wait(timeout=300) == 0

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import dlt
-import pytest
 import tenacity
 from dlt.common.pipeline import LoadInfo
 
@@ -23,12 +22,6 @@ from flows.state.snapshot import PipelineLayout
 FAST = tenacity.Retrying(
     stop=tenacity.stop_after_attempt(3), wait=tenacity.wait_none(), reraise=True
 )
-
-
-@pytest.fixture(autouse=True)
-def flows_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FLOWS_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("STATE__URL", raising=False)
 
 
 def numbers(upto: int, extracted: list[int]) -> Any:

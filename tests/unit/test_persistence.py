@@ -17,8 +17,8 @@ SPEC = PipelineSpec("events", "flows.sources.synthetic:synthetic")
 
 
 @pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FLOWS_HOME", str(tmp_path / "home"))
+def no_destination(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default destination: DuckDB under FLOWS_HOME (tests/unit/conftest.py)."""
     for key in (
         "PIPELINES__DESTINATION",
         "DESTINATION__DUCKDB__CREDENTIALS",

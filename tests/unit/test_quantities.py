@@ -23,6 +23,7 @@ from flows.system.quantities import (
     check_requests_within_limits,
     is_quantity,
 )
+from tests.chart.chart import schema_nodes
 
 REPO = Path(__file__).resolve().parents[2]
 CHART_SCHEMA = json.loads((REPO / "charts/prefect-dlt/values.schema.json").read_text())
@@ -70,17 +71,8 @@ def _template_quantity_variables() -> dict[str, dict[str, Any]]:
     return {k: v for k, v in props.items() if v.get("pattern") == QUANTITY_PATTERN}
 
 
-def _chart_quantity_nodes(node: Any = CHART_SCHEMA, path: str = "#") -> list[tuple[str, Any]]:
-    found: list[tuple[str, Any]] = []
-    if isinstance(node, dict):
-        if node.get("pattern") == QUANTITY_PATTERN:
-            found.append((path, node))
-        for key, value in node.items():
-            found += _chart_quantity_nodes(value, f"{path}/{key}")
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            found += _chart_quantity_nodes(value, f"{path}/{i}")
-    return found
+def _chart_quantity_nodes() -> list[tuple[str, dict[str, Any]]]:
+    return [(p, n) for p, n in schema_nodes(CHART_SCHEMA) if n.get("pattern") == QUANTITY_PATTERN]
 
 
 def test_quantities_parse_as_the_kubernetes_client_does_without_its_package() -> None:

@@ -21,12 +21,6 @@ FAST = tenacity.Retrying(
 )
 
 
-@pytest.fixture(autouse=True)
-def flows_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The runner is durable by default: its local store goes under the test's folder."""
-    monkeypatch.setenv("FLOWS_HOME", str(tmp_path / "home"))
-
-
 def make_source(failures: dict[str, int], exc: type[BaseException] = ConnectionError) -> Any:
     @dlt.resource(name="items", write_disposition="append")
     def items() -> Iterator[dict[str, int]]:
