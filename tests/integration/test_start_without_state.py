@@ -86,8 +86,10 @@ def test_run_without_state_after_a_kill_during_load_is_exact(
     killed = run("pod2", ROWS, kill_at="load-third")
     assert killed.code == -9, f"harness did not kill: {killed.stderr[-2000:]}"
     partial = destination.counts()
-    assert FIRST < partial["events"] < ROWS, partial  # some of the second load committed
+    # some of the second load committed (root or nested rows: the first jobs to finish
+    # may all be of one table), not all of it
     assert partial["rows_of_unrecorded_loads"] > 0, partial
+    assert partial["events"] < ROWS, partial
     lose_state()
 
     resumed = run("pod3", ROWS)
