@@ -113,7 +113,7 @@ def test_package_layout() -> None:
         "COMPLETED_JOBS_FOLDER": "completed_jobs",
         "FAILED_JOBS_FOLDER": "failed_jobs",
         "PENDING_TRANSITIONS_FOLDER": ".pending_transitions",
-        "EXCEPTIONS_FOLDER": "exceptions",
+        "EXCEPTIONS_FOLDER": ".exceptions",
         "SCHEMA_UPDATES_FILE_NAME": "schema_updates.json",
         "APPLIED_SCHEMA_UPDATES_FILE_NAME": "applied_schema_updates.json",
     }
