@@ -54,6 +54,33 @@ class TerminalError(PlatformError):
     """No retry can fix this (a corrupt snapshot, a contract violation)."""
 
 
+# What became of one task attempt (a run record's `outcome`, flows/progress/records.py).
+COMPLETED = "completed"
+FAILED = "failed"
+KILLED = "killed"  # its process died by a signal (an OOM kill?) and could not report
+CONFIG_ERROR = "config-error"  # bad input: the pipeline never ran
+
+
+class PipelineAttemptError(RetryableError):
+    """An attempt failed in a way another attempt may not (network, lost pod, lease held).
+    `outcome` is KILLED when its process died by a signal, else FAILED."""
+
+    def __init__(self, message: str, outcome: str = FAILED) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
+class TerminalPipelineError(TerminalError):
+    """An attempt failed in a way no retry can fix (bad config or credentials, contract
+    violation, corrupt snapshot): Prefect does not retry it. `exit_code` is the attempt's;
+    `outcome` is CONFIG_ERROR for bad input (exit code 2), else FAILED."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.outcome = CONFIG_ERROR if exit_code == EXIT_CONFIG else FAILED
+
+
 class DiskFullError(TerminalError):
     """The local disk (the pipelines dir) has no room: not a store failure, and no retry on a
     pod of the same size frees space. The message names the folder and the bytes needed."""
@@ -198,3 +225,11 @@ def describe_bad_value(err: Any) -> str:
     )
     where = f"{', '.join(origins)}" if origins else f"`{field}` in .dlt/config.toml or secrets.toml"
     return f"{where} = {value!r} is not a valid {hint} (setting `{field}`)"
+
+
+def attempt_outcome(error: Exception) -> str:
+    """What became of a task attempt that raised `error`: an attempt error's own outcome,
+    else CONFIG_ERROR for bad input (exit code 2), else FAILED."""
+    if isinstance(error, PipelineAttemptError | TerminalPipelineError):
+        return error.outcome
+    return CONFIG_ERROR if exit_code_for(error) == EXIT_CONFIG else FAILED

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import dlt
 from dlt.common.configuration.providers import DictionaryProvider
 
+from flows import dlt_internals
 from flows.config.platform import platform_config
 
 if TYPE_CHECKING:
@@ -119,13 +120,13 @@ class PlatformDefaultsProvider(DictionaryProvider):
     NAME = "Platform defaults"
 
     def replace(self, dotted: Mapping[str, str]) -> None:
-        self._config_doc = {}
+        dlt_internals.set_provider_values(self, {})
         self.add(dotted)
 
     def add(self, dotted: Mapping[str, str]) -> None:
         for key, value in dotted.items():
             *sections, leaf = key.split(".")
-            node = self._config_doc
+            node = dlt_internals.provider_values(self)
             for section in sections:
                 node = node.setdefault(section, {})
             node[leaf] = value
@@ -137,11 +138,7 @@ class PlatformDefaultsProvider(DictionaryProvider):
 
 def platform_provider() -> PlatformDefaultsProvider:
     """The registered provider (dlt's run context may have been reloaded: then again)."""
-    from dlt.common.configuration.container import Container
-    from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
-
-    providers = Container()[PluggableRunContext].providers
-    for provider in providers.providers:
+    for provider in dlt_internals.config_providers():
         if isinstance(provider, PlatformDefaultsProvider):
             return provider
     provider = PlatformDefaultsProvider()
@@ -153,12 +150,12 @@ def platform_provider() -> PlatformDefaultsProvider:
 def platform_values(dotted: Mapping[str, str]) -> Iterator[None]:
     """Platform values for the block only; a value the user configured still wins."""
     provider = platform_provider()
-    saved = copy.deepcopy(provider._config_doc)
+    saved = copy.deepcopy(dlt_internals.provider_values(provider))
     provider.add(dotted)
     try:
         yield
     finally:
-        provider._config_doc = saved
+        dlt_internals.set_provider_values(provider, saved)
 
 
 def normalize_step_values(pipeline: dlt.Pipeline, load_ids: Sequence[str]) -> dict[str, str]:
@@ -199,11 +196,8 @@ def rotate_extract_like_load_files() -> None:
     below any value a user configured, and dropped with the other platform defaults by the
     next `apply_platform_defaults`.
     """
-    from dlt.common.configuration.container import Container
-    from dlt.common.configuration.specs.config_section_context import ConfigSectionContext
-
     rows = config_value("normalize.data_writer.file_max_items")
-    sections = Container()[ConfigSectionContext].sections  # ("sources", section, name)
+    sections = dlt_internals.config_sections()  # ("sources", section, name)
     if rows is None or len(sections) < 2:
         return
     platform_provider().add({f"{sections[0]}.{sections[1]}.data_writer.file_max_items": rows})

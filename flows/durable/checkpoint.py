@@ -12,6 +12,7 @@ from typing import Any
 
 from dlt.common.runtime.collector import Collector, NullCollector
 
+from flows import dlt_internals
 from flows.errors import PlatformError
 from flows.state import SnapshotFailedError, StateSession
 from flows.system.resources import release_memory
@@ -59,10 +60,10 @@ class CheckpointCollector(Collector):
 
     def _start(self, step: str) -> None:
         self.step = step
-        self.inner(step)._start(step)
+        dlt_internals.start_collector(self.inner, step)
 
     def _stop(self) -> None:
-        self.inner._stop()
+        dlt_internals.stop_collector(self.inner)
 
     # trace hooks ----------------------------------------------------------------------------
 

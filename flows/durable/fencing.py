@@ -26,11 +26,13 @@ commit fails (exit 3). DuckDB needs no fence: the writer holds an exclusive lock
 database file, so a frozen holder blocks the next one instead. Other destinations
 (filesystem among them) are not fenced at the destination.
 
-dlt offers no hook at these points, so this module, and only this one, wraps dlt internals
-once per process: `Load.submit_job`, `Load.complete_package`, `SqlJobClientBase.complete_load`
-(so that the `_dlt_loads` record is written in a fenced transaction) and
-`Psycopg2SqlClient.open_connection` / `.commit_transaction`. The wrappers do nothing for a
-pipeline that no guard covers.
+dlt offers no hook at these points, so this module wraps dlt internals once per process:
+`Load.submit_job`, `Load.complete_package`, `SqlJobClientBase.complete_load` (so that the
+`_dlt_loads` record is written in a fenced transaction) and
+`Psycopg2SqlClient.open_connection` / `.commit_transaction`. The wrappers (`_wrap`,
+`_in_transaction`, `_named`, `_checked`) are here; flows/dlt_internals.py installs them and
+names every internal they touch. The wrappers do nothing for a pipeline that no guard
+covers.
 """
 
 from __future__ import annotations
@@ -51,10 +53,8 @@ import dlt
 import psycopg2
 import psycopg2.errors
 import tenacity
-from dlt.destinations.impl.postgres.sql_client import Psycopg2SqlClient
-from dlt.destinations.job_client_impl import SqlJobClientBase
-from dlt.load import Load
 
+from flows import dlt_internals
 from flows.errors import exit_code_for, one_line
 from flows.state import Lease, LeaseLostError, StateStoreError
 
@@ -178,14 +178,14 @@ def _fence_of(sql: Any) -> Fence | None:
     return next((f for f in _fences if f.covers(sql)), None)
 
 
-def _lease_of(load: Load) -> Lease | None:
-    path = str(Path(load.load_storage.storage.storage_path).resolve())
+def _lease_of(load: Any) -> Lease | None:
+    path = str(Path(dlt_internals.load_storage_path(load)).resolve())
     return _guarded.get(path)
 
 
 def _wrap(method: Callable[..., Any], verify: bool) -> Callable[..., Any]:
     @functools.wraps(method)
-    def fenced(self: Load, *args: Any, **kwargs: Any) -> Any:
+    def fenced(self: Any, *args: Any, **kwargs: Any) -> Any:
         lease = _lease_of(self)
         if lease is not None:
             lease.verify() if verify else lease.check()
@@ -198,7 +198,7 @@ def _named(method: Callable[..., Any]) -> Callable[..., Any]:
     """Marks a guarded holder's connections, so that its successor can terminate them."""
 
     @functools.wraps(method)
-    def open_connection(self: Psycopg2SqlClient) -> Any:
+    def open_connection(self: Any) -> Any:
         conn = method(self)
         fence = _fence_of(self)
         if fence is not None:
@@ -213,7 +213,7 @@ def _checked(method: Callable[..., Any]) -> Callable[..., Any]:
     """COMMIT only while the destination's fence names this holder's lease."""
 
     @functools.wraps(method)
-    def commit_transaction(self: Psycopg2SqlClient) -> Any:
+    def commit_transaction(self: Any) -> Any:
         fence = _fence_of(self)
         if fence is not None:
             fence.check(self)
@@ -227,7 +227,7 @@ def _in_transaction(method: Callable[..., Any]) -> Callable[..., Any]:
     transaction, so the fence check guards it too."""
 
     @functools.wraps(method)
-    def complete_load(self: SqlJobClientBase, load_id: str) -> Any:
+    def complete_load(self: Any, load_id: str) -> Any:
         if _fence_of(self.sql_client) is None:
             return method(self, load_id)
         with self.sql_client.begin_transaction():
@@ -242,11 +242,13 @@ def install() -> None:
     with _lock:
         if _installed:
             return
-        Load.submit_job = _wrap(Load.submit_job, verify=False)  # type: ignore[method-assign]
-        Load.complete_package = _wrap(Load.complete_package, verify=True)  # type: ignore[method-assign]
-        SqlJobClientBase.complete_load = _in_transaction(SqlJobClientBase.complete_load)  # type: ignore[method-assign]
-        Psycopg2SqlClient.open_connection = _named(Psycopg2SqlClient.open_connection)  # type: ignore[method-assign]
-        Psycopg2SqlClient.commit_transaction = _checked(Psycopg2SqlClient.commit_transaction)  # type: ignore[method-assign]
+        dlt_internals.wrap_load_step(
+            submit_job=functools.partial(_wrap, verify=False),
+            complete_package=functools.partial(_wrap, verify=True),
+            complete_load=_in_transaction,
+            open_connection=_named,
+            commit_transaction=_checked,
+        )
         _installed = True
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dlt
 from dlt.common.destination.client import WithStateSync
@@ -33,9 +33,12 @@ from dlt.common.schema.utils import (
     normalize_schema_name,
 )
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
-from dlt.destinations.job_client_impl import SqlJobClientBase
-from dlt.destinations.sql_client import SqlClientBase
 
+if TYPE_CHECKING:  # for annotations only
+    from dlt.destinations.job_client_impl import SqlJobClientBase
+    from dlt.destinations.sql_client import SqlClientBase
+
+from flows import dlt_internals
 from flows.durable.resume import ResumePlan
 
 log = logging.getLogger(__name__)
@@ -88,10 +91,8 @@ def _sql_job_client(pipeline: dlt.Pipeline) -> SqlJobClientBase | None:
     after the pipeline would be refused for fan-out parts: `daily_events--20240101-...`)."""
     if pipeline.destination is None:
         return None
-    client = pipeline._get_destination_clients(
-        Schema(normalize_schema_name(pipeline.pipeline_name))
-    )[0]
-    return client if isinstance(client, SqlJobClientBase) else None
+    client = dlt_internals.sync_destination_client(pipeline)
+    return client if dlt_internals.is_sql_job_client(client) else None
 
 
 def _schema_name(pipeline: dlt.Pipeline, data: Any) -> str:

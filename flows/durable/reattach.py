@@ -10,25 +10,13 @@ from __future__ import annotations
 
 import dlt
 
+from flows import dlt_internals
+
 
 def reattach(pipeline: dlt.Pipeline) -> None:
     was_active = pipeline.is_active
     if was_active:
         pipeline.deactivate()
-    pipeline.__init__(  # type: ignore[misc]
-        pipeline.pipeline_name,
-        pipeline.pipelines_dir,
-        pipeline.pipeline_salt,
-        pipeline._destination,
-        pipeline._staging,
-        pipeline.dataset_name,
-        pipeline._schema_storage.config.import_schema_path,
-        pipeline._schema_storage.config.export_schema_path,
-        pipeline.dev_mode,
-        pipeline.collector,
-        False,
-        pipeline.config,
-        pipeline.refresh,
-    )
+    dlt_internals.reinitialize(pipeline)
     if was_active:
         pipeline.activate()

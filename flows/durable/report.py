@@ -1,8 +1,100 @@
-"""Plain-text rendering of a run report for the terminal."""
+"""What a run did and who hears of it: the report (`RunReport`, `StepReport`), the hooks for
+user code (`RunCallbacks`) and for progress (`RunListener`), and the report as plain text
+for the terminal."""
 
 from __future__ import annotations
 
-from flows.durable.runner import RunReport
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import dlt
+
+from flows.durable.resume import ResumePlan
+from flows.state.session import SnapshotStats
+
+
+class RunListener(Protocol):
+    """Told about failed attempts as they happen (the Prefect collector turns them into
+    error artifacts); the runner knows nothing of Prefect."""
+
+    def on_attempt_failed(self, step: str, attempt: int, error: BaseException) -> None: ...
+
+    def on_load_starting(self, rows: dict[str, int]) -> None:
+        """Rows per table about to be loaded (read from the package files)."""
+
+
+class RunCallbacks:
+    """Hooks for user code, at the points the dlt+ runner offers; override what you need.
+
+    Exceptions raised here fail the run (unlike dlt's collector hooks, which swallow them).
+    """
+
+    def on_before_step(self, pipeline: dlt.Pipeline, step: str) -> None:
+        """Before each attempt of `step` (extract, normalize, load)."""
+
+    def on_after_step(self, pipeline: dlt.Pipeline, step: str, info: Any) -> None:
+        """After `step` succeeded, with dlt's step info."""
+
+    def on_retry(
+        self, pipeline: dlt.Pipeline, step: str, attempt: int, error: BaseException
+    ) -> None:
+        """Attempt `attempt` of `step` failed and another one follows."""
+
+    def on_schema_change(self, pipeline: dlt.Pipeline, schema_update: dict[str, Any]) -> None:
+        """A loaded package changed the destination schema (dlt's `schema_update`)."""
+
+    def on_run_end(
+        self, pipeline: dlt.Pipeline, report: RunReport, error: BaseException | None
+    ) -> None:
+        """At the end of the run, failed (`error`) or not."""
+
+
+@dataclass
+class StepReport:
+    step: str
+    attempts: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunReport:
+    """What a run did; the CLI prints it and Prefect tasks turn it into artifacts."""
+
+    pipeline: str
+    destination: str
+    dataset: str
+    resume: ResumePlan = field(default_factory=ResumePlan)
+    steps: list[StepReport] = field(default_factory=list)
+    extracted_rows: dict[str, int] = field(default_factory=dict)
+    normalized_rows: dict[str, int] = field(default_factory=dict)
+    loaded_packages: list[str] = field(default_factory=list)
+    loaded_rows: dict[str, int] = field(default_factory=dict)
+    snapshots: SnapshotStats | None = None
+    seconds: float = 0.0
+    # a retry of a run whose extract an earlier attempt committed: nothing new was extracted
+    extract_skipped: bool = False
+
+
+class FinalReportToCollector(RunCallbacks):
+    """Hands the run report to the progress collector the user gave dlt, then lets it send
+    what it still holds (its artifacts go out from a background thread)."""
+
+    def __init__(self, collector: Any) -> None:
+        self.collector = collector
+
+    def on_run_end(
+        self, pipeline: dlt.Pipeline, report: RunReport, error: BaseException | None
+    ) -> None:
+        self.collector.on_run_finished(report, "failed" if error else "completed")
+        if callable(close := getattr(self.collector, "close", None)):
+            close()
+
+
+def listener_of(collector: Any) -> RunListener | None:
+    if hasattr(collector, "on_attempt_failed") and hasattr(collector, "on_load_starting"):
+        return collector
+    return None
 
 
 def format_report(report: RunReport) -> str:

@@ -27,8 +27,9 @@ from pathlib import Path
 import dlt
 from dlt.common.schema import Schema
 from dlt.common.schema.utils import get_root_table, get_write_disposition
-from dlt.common.storages.load_package import PackageStorage, ParsedLoadJobFileName
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
+from flows import dlt_internals
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,9 @@ log = logging.getLogger(__name__)
 # created by load and is recreated when its table chain completes again.
 DATA_FORMATS = {"parquet", "jsonl", "typed-jsonl", "insert_values", "csv", "model"}
 JOB_FOLDERS = (
-    PackageStorage.STARTED_JOBS_FOLDER,
-    PackageStorage.COMPLETED_JOBS_FOLDER,
-    PackageStorage.FAILED_JOBS_FOLDER,
+    dlt_internals.STARTED_JOBS_FOLDER,
+    dlt_internals.COMPLETED_JOBS_FOLDER,
+    dlt_internals.FAILED_JOBS_FOLDER,
 )
 
 
@@ -92,7 +93,7 @@ def _has_jobs(path: Path, folders: Iterable[str]) -> bool:
 
 def package_started(path: Path) -> bool:
     """True when load touched the package: the destination may hold some of its rows."""
-    if (path / PackageStorage.APPLIED_SCHEMA_UPDATES_FILE_NAME).exists():
+    if (path / dlt_internals.APPLIED_SCHEMA_UPDATES_FILE_NAME).exists():
         return True
     return _has_jobs(path, JOB_FOLDERS)
 
@@ -103,17 +104,17 @@ def only_load_record_missing(pipeline: dlt.Pipeline, schema: Schema, path: Path)
     if pipeline.staging is not None:
         return False
     unfinished = (
-        PackageStorage.NEW_JOBS_FOLDER,
-        PackageStorage.STARTED_JOBS_FOLDER,
-        PackageStorage.FAILED_JOBS_FOLDER,
+        dlt_internals.NEW_JOBS_FOLDER,
+        dlt_internals.STARTED_JOBS_FOLDER,
+        dlt_internals.FAILED_JOBS_FOLDER,
     )
     if _has_jobs(path, unfinished):
         return False
-    completed = path / PackageStorage.COMPLETED_JOBS_FOLDER
+    completed = path / dlt_internals.COMPLETED_JOBS_FOLDER
     tables = set()
     for job in completed.iterdir() if completed.exists() else []:
         try:
-            parsed = ParsedLoadJobFileName.parse(job.name)
+            parsed = dlt_internals.parse_job_file_name(job.name)
         except Exception:
             return False
         if parsed.file_format not in DATA_FORMATS or parsed.file_format == "model":
@@ -162,11 +163,11 @@ def remove_package_rows(pipeline: dlt.Pipeline, schema: Schema, load_id: str) ->
 
 def reset_package_jobs(path: Path) -> None:
     """Moves every data job back to `new_jobs` and forgets load's bookkeeping for the package."""
-    new_jobs = path / PackageStorage.NEW_JOBS_FOLDER
+    new_jobs = path / dlt_internals.NEW_JOBS_FOLDER
     for folder in JOB_FOLDERS:
         for job in sorted((path / folder).glob("*")) if (path / folder).exists() else []:
             try:
-                parsed = ParsedLoadJobFileName.parse(job.name)
+                parsed = dlt_internals.parse_job_file_name(job.name)
             except Exception:
                 job.unlink()  # exception files and other leftovers
                 continue
@@ -175,18 +176,18 @@ def reset_package_jobs(path: Path) -> None:
             else:
                 job.unlink()
     for job in list(new_jobs.iterdir()):
-        parsed = ParsedLoadJobFileName.parse(job.name)
+        parsed = dlt_internals.parse_job_file_name(job.name)
         if parsed.file_format not in DATA_FORMATS:
             job.unlink()
-    for leftover in (PackageStorage.PENDING_TRANSITIONS_FOLDER, PackageStorage.EXCEPTIONS_FOLDER):
+    for leftover in (dlt_internals.PENDING_TRANSITIONS_FOLDER, dlt_internals.EXCEPTIONS_FOLDER):
         shutil.rmtree(path / leftover, ignore_errors=True)
         (path / leftover).mkdir()
     # dlt renames schema_updates.json to applied_schema_updates.json once it initialized the
     # destination for the package; renaming it back makes the next load create missing
     # tables and truncate replace tables again
-    applied = path / PackageStorage.APPLIED_SCHEMA_UPDATES_FILE_NAME
+    applied = path / dlt_internals.APPLIED_SCHEMA_UPDATES_FILE_NAME
     if applied.exists():
-        os.replace(applied, path / PackageStorage.SCHEMA_UPDATES_FILE_NAME)
+        os.replace(applied, path / dlt_internals.SCHEMA_UPDATES_FILE_NAME)
 
 
 def _file_rows(path: Path, file_format: str) -> int:
@@ -210,10 +211,10 @@ def package_row_counts(path: Path) -> dict[str, int]:
     rows it loaded even though it never saw the normalize step.
     """
     counts: dict[str, int] = {}
-    for folder in (PackageStorage.NEW_JOBS_FOLDER, *JOB_FOLDERS):
+    for folder in (dlt_internals.NEW_JOBS_FOLDER, *JOB_FOLDERS):
         for job in (path / folder).glob("*") if (path / folder).exists() else []:
             try:
-                parsed = ParsedLoadJobFileName.parse(job.name)
+                parsed = dlt_internals.parse_job_file_name(job.name)
             except Exception:
                 continue
             if parsed.file_format in DATA_FORMATS and parsed.file_format != "model":
@@ -236,7 +237,7 @@ def prepare_normalized_packages(
     if not pending:
         return
     done = loaded_ids(pipeline, pending)
-    storage = pipeline._get_load_storage()
+    load_schema = dlt_internals.normalized_schema_loader(pipeline)
     for load_id in pending:
         if load_id in done:
             # loaded in truth: drop it (archived packages are not kept by the platform)
@@ -246,7 +247,7 @@ def prepare_normalized_packages(
             continue
         if load_id in trusted:
             continue
-        schema = storage.normalized_packages.load_schema(load_id)
+        schema = load_schema(load_id)
         path = package_dir(pipeline, load_id)
         if only_load_record_missing(pipeline, schema, path):
             plan.completed.append(load_id)

@@ -7,27 +7,18 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import dlt
 import tenacity
 from dlt.common.runtime.collector import Collector
-from dlt.common.schema import Schema
-from dlt.common.schema.utils import normalize_schema_name
-from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
-from flows.config.settings import (
-    apply_platform_defaults,
-    default_pipelines_dir,
-    open_configured_store,
-)
-from flows.durable.incomplete_loads import start_without_state
+from flows.config.settings import default_pipelines_dir
+from flows.durable.lifecycle import durable_session
+from flows.durable.resume import ResumePlan
 from flows.durable.runner import RunCallbacks, RunListener, RunReport, runner
 from flows.pipelines import PipelineSpec, resolve
 from flows.pipelines.persistence import refuse_scratch_duckdb
-from flows.state import StateSession
 from flows.system.resources import free_large_blocks_at_once
 
 log = logging.getLogger(__name__)
-DUCKDB = "dlt.destinations.duckdb"  # also a named destination of that type
 
 
 def run_pipeline(
@@ -67,61 +58,45 @@ def run_pipeline(
         early = None if source_factory or spec.builds_lazily() else spec.build_source(**options)
     destination = spec.destination_name()
     refuse_scratch_duckdb(spec)
-    apply_platform_defaults(destination, spec.name)
     pipelines_dir = Path(pipelines_dir or default_pipelines_dir())
-    session = StateSession(
-        open_configured_store(state_url),
+    with durable_session(
         spec.name,
+        destination,
         pipelines_dir,
+        state_url=state_url,
         run_id=run_id,
         wait=wait,
         lease_ttl=lease_ttl,
-    )
-    restored = session.open(generation)
-    ok = False
-    try:
-        fresh = restored is None and not (session.working_dir / "state.json").exists()
+        generation=generation,
+    ) as durable:
+        without_state = durable.no_local_state()
         pipeline = spec.build_pipeline(pipelines_dir, progress)
-        synced = fresh and _destination_exists(pipeline)
-        if synced:
-            # no snapshot and no local state: take dlt's state from the destination, if any,
-            # so a lost bucket does not mean extracting everything again
-            pipeline.sync_destination()
-        with catalog.known_names():
-            source = early or (
-                spec.check_source(source_factory())
-                if source_factory
-                else spec.build_source(**options)
+
+        def source() -> Any:
+            with catalog.known_names():
+                return early or (
+                    spec.check_source(source_factory())
+                    if source_factory
+                    else spec.build_source(**options)
+                )
+
+        def run_for(started_without_state: ResumePlan | None) -> runner:
+            return runner(
+                pipeline,
+                retry_policy=retry_policy,
+                session=durable.session,
+                listener=listener,
+                callbacks=(*callbacks, *spec.run_callbacks()),
+                started_without_state=started_without_state,
             )
-        run = runner(
+
+        run, data = durable.start(
             pipeline,
-            retry_policy=retry_policy,
-            session=session,
-            listener=listener,
-            callbacks=(*callbacks, *spec.run_callbacks()),
-            # after the sync, with the source's schema known: see flows/durable/incomplete_loads.py
-            started_without_state=start_without_state(pipeline, source) if synced else None,
+            without_state=without_state,
+            source=source,
+            run_for=run_for,
+            only_existing_duckdb=True,
         )
-        if synced:
-            run.destination_answered()
-        run.run(source, **spec.extract_kwargs(full_refresh=full_refresh))
-        ok = True
+        run.run(data, **spec.extract_kwargs(full_refresh=full_refresh))
         assert run.report is not None
         return run.report
-    finally:
-        session.close(collect=ok)
-
-
-def _destination_exists(pipeline: dlt.Pipeline) -> bool:
-    """False for a local DuckDB file that is not there yet: it holds no state to sync, and
-    dlt's sync would create and checkpoint it (0.2-0.4 s of a first run, measured here)."""
-    if pipeline.destination is None or pipeline.destination.destination_type != DUCKDB:
-        return True
-    # the client dlt's own sync opens: `destination_client()` would name its ad hoc schema
-    # after the pipeline, which dlt refuses for fan-out parts (`daily_events--20240101-...`)
-    schema = Schema(normalize_schema_name(pipeline.pipeline_name))
-    client = pipeline._get_destination_clients(schema)[0]
-    credentials = getattr(client.config, "credentials", None)
-    if isinstance(credentials, DuckDbCredentials) and credentials.external_conn() is None:
-        return Path(credentials.database).exists()
-    return True

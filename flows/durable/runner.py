@@ -19,141 +19,62 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import dlt
 import tenacity
 from dlt.common.pipeline import LoadInfo
 
-from flows.config.settings import (
-    apply_platform_defaults,
-    normalize_step_values,
-    open_configured_store,
-    platform_values,
-)
+from flows import dlt_internals
+from flows.config.settings import normalize_step_values, platform_values
 from flows.durable import fencing
 from flows.durable.checkpoint import CheckpointCollector
-from flows.durable.incomplete_loads import start_without_state
+from flows.durable.lifecycle import durable_session
 from flows.durable.reattach import reattach
+from flows.durable.report import (
+    FinalReportToCollector,
+    RunCallbacks,
+    RunListener,
+    RunReport,
+    StepReport,
+    listener_of,
+)
 from flows.durable.resume import (
     ResumePlan,
     package_dir,
     package_row_counts,
     prepare_normalized_packages,
 )
+from flows.durable.retries import (
+    ATTEMPTS,
+    TRANSIENT_WINDOW,
+    default_retry_policy,
+    stop_unless_transient,
+)
 from flows.errors import is_terminal, is_transient, root_cause
 from flows.state import StateSession
-from flows.state.session import SnapshotStats
 from flows.system.workers import share_and_die_with_parent
+
+# moved to flows/durable/report.py and retries.py; imported from here by users and tests
+__all__ = [
+    "ATTEMPTS",
+    "STEPS",
+    "TRANSIENT_WINDOW",
+    "RunCallbacks",
+    "RunListener",
+    "RunReport",
+    "StepReport",
+    "default_retry_policy",
+    "extracted_rows",
+    "runner",
+    "stop_unless_transient",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 STEPS = ("extract", "normalize", "load")
-
-
-# How long a failure that passes by itself keeps being retried in-process (a destination's
-# lost connection, a database that restarts); any other error gets ATTEMPTS tries.
-ATTEMPTS = 3
-TRANSIENT_WINDOW = 90.0
-
-
-class stop_unless_transient(tenacity.stop.stop_base):
-    """Stops after `attempts` tries, except that an error `rides_out` accepts keeps being
-    retried until `window` seconds have passed since the first try: a database restart of a
-    few seconds must not use up the tries in the first four."""
-
-    def __init__(
-        self,
-        rides_out: Callable[[BaseException], bool] = is_transient,
-        attempts: int = ATTEMPTS,
-        window: float = TRANSIENT_WINDOW,
-    ) -> None:
-        self.rides_out, self.attempts, self.window = rides_out, attempts, window
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
-        if (retry_state.seconds_since_start or 0.0) >= self.window:
-            return True
-        if retry_state.attempt_number < self.attempts:
-            return False
-        outcome = retry_state.outcome
-        error = outcome.exception() if outcome is not None else None
-        return error is None or not self.rides_out(error)
-
-
-def default_retry_policy(
-    rides_out: Callable[[BaseException], bool] = is_transient,
-) -> tenacity.Retrying:
-    return tenacity.Retrying(
-        stop=stop_unless_transient(rides_out),
-        wait=tenacity.wait_exponential_jitter(initial=1, max=10),
-        reraise=True,
-    )
-
-
-class RunListener(Protocol):
-    """Told about failed attempts as they happen (the Prefect collector turns them into
-    error artifacts); the runner knows nothing of Prefect."""
-
-    def on_attempt_failed(self, step: str, attempt: int, error: BaseException) -> None: ...
-
-    def on_load_starting(self, rows: dict[str, int]) -> None:
-        """Rows per table about to be loaded (read from the package files)."""
-
-
-class RunCallbacks:
-    """Hooks for user code, at the points the dlt+ runner offers; override what you need.
-
-    Exceptions raised here fail the run (unlike dlt's collector hooks, which swallow them).
-    """
-
-    def on_before_step(self, pipeline: dlt.Pipeline, step: str) -> None:
-        """Before each attempt of `step` (extract, normalize, load)."""
-
-    def on_after_step(self, pipeline: dlt.Pipeline, step: str, info: Any) -> None:
-        """After `step` succeeded, with dlt's step info."""
-
-    def on_retry(
-        self, pipeline: dlt.Pipeline, step: str, attempt: int, error: BaseException
-    ) -> None:
-        """Attempt `attempt` of `step` failed and another one follows."""
-
-    def on_schema_change(self, pipeline: dlt.Pipeline, schema_update: dict[str, Any]) -> None:
-        """A loaded package changed the destination schema (dlt's `schema_update`)."""
-
-    def on_run_end(
-        self, pipeline: dlt.Pipeline, report: RunReport, error: BaseException | None
-    ) -> None:
-        """At the end of the run, failed (`error`) or not."""
-
-
-@dataclass
-class StepReport:
-    step: str
-    attempts: int = 0
-    seconds: float = 0.0
-    errors: list[str] = field(default_factory=list)
-
-
-@dataclass
-class RunReport:
-    """What a run did; the CLI prints it and Prefect tasks turn it into artifacts."""
-
-    pipeline: str
-    destination: str
-    dataset: str
-    resume: ResumePlan = field(default_factory=ResumePlan)
-    steps: list[StepReport] = field(default_factory=list)
-    extracted_rows: dict[str, int] = field(default_factory=dict)
-    normalized_rows: dict[str, int] = field(default_factory=dict)
-    loaded_packages: list[str] = field(default_factory=list)
-    loaded_rows: dict[str, int] = field(default_factory=dict)
-    snapshots: SnapshotStats | None = None
-    seconds: float = 0.0
-    # a retry of a run whose extract an earlier attempt committed: nothing new was extracted
-    extract_skipped: bool = False
 
 
 class runner:
@@ -187,11 +108,11 @@ class runner:
         self.session = session
         # a PrefectCollector passed as `progress=` also hears about failed attempts and gets
         # the final report, as it does in the platform's own tasks
-        detected = None if listener is not None else _as_listener(pipeline.collector)
+        detected = None if listener is not None else listener_of(pipeline.collector)
         self.listener = listener or detected
         self.callbacks = list(callbacks)
         if detected is not None and hasattr(detected, "on_run_finished"):
-            self.callbacks.append(_FinalReport(detected))
+            self.callbacks.append(FinalReportToCollector(detected))
         self.durable = durable
         self.state_url = state_url
         self.run_id = run_id
@@ -223,35 +144,38 @@ class runner:
         if self.session is not None or not self.durable:
             return self._run(data, extract_kwargs)
         pipeline = self.pipeline
-        apply_platform_defaults(pipeline.destination.destination_name, pipeline.pipeline_name)
-        session = StateSession(
-            open_configured_store(self.state_url),
+        with durable_session(
             pipeline.pipeline_name,
+            pipeline.destination.destination_name,
             Path(pipeline.pipelines_dir),
+            state_url=self.state_url,
             run_id=self.run_id,
             wait=self.lease_wait,
-        )
-        restored = session.open()
-        ok = False
-        try:
-            reattach(self.pipeline)
-            if restored is None and self.pipeline.first_run:
+        ) as durable:
+            try:
+                reattach(pipeline)
+
+                def run_for(started_without_state: ResumePlan | None) -> runner:
+                    if started_without_state is not None:
+                        self.started_without_state = started_without_state
+                    self.session = durable.session
+                    self._attach_checkpoints(durable.session)
+                    return self
+
                 # nothing stored and nothing local: dlt's state from the destination, if any,
                 # and no rows of a load it never completed (their cursor is not in that state)
-                self.pipeline.sync_destination()
-                self.destination_answered()
-                self.started_without_state = start_without_state(self.pipeline, data)
-            self.session = session
-            self._attach_checkpoints(session)
-            info = self._run(data, extract_kwargs)
-            ok = True
-            return info
-        finally:
-            self.session = None
-            if self.checkpoints is not None:
-                self.pipeline.collector = self.checkpoints.inner
-                self.checkpoints = None
-            session.close(collect=ok)
+                durable.start(
+                    pipeline,
+                    without_state=durable.restored is None and pipeline.first_run,
+                    source=lambda: data,
+                    run_for=run_for,
+                )
+                return self._run(data, extract_kwargs)
+            finally:
+                self.session = None
+                if self.checkpoints is not None:
+                    self.pipeline.collector = self.checkpoints.inner
+                    self.checkpoints = None
 
     def _run(self, data: Any, extract_kwargs: dict[str, Any]) -> LoadInfo:
         started = time.perf_counter()
@@ -293,17 +217,11 @@ class runner:
 
     def _load_info(self, report: RunReport) -> LoadInfo:
         """dlt's LoadInfo of this run (every package it loaded), with the report attached."""
-        last = self._load_infos[-1] if self._load_infos else None
-        if last is None:
-            info = _empty_load_info(self.pipeline)
+        if self._load_infos:
+            info = dlt_internals.merged_load_info(self._load_infos)
         else:
-            packages = [p for i in self._load_infos for p in i.load_packages]
-            info = last._replace(
-                loads_ids=[p.load_id for p in packages],
-                load_packages=packages,
-                metrics={k: v for i in self._load_infos for k, v in i.metrics.items()},
-            )
-        setattr(info, "report", report)  # noqa: B010  # a NamedTuple subclass with a __dict__
+            info = dlt_internals.empty_load_info(self.pipeline)
+        dlt_internals.attach_to_load_info(info, "report", report)
         return info
 
     def _finish_pending(self, report: RunReport) -> None:
@@ -445,48 +363,6 @@ class runner:
 
     def _extracted_now(self) -> set[str]:
         return set(self.pipeline.list_extracted_load_packages())
-
-
-def _empty_load_info(pipeline: dlt.Pipeline) -> LoadInfo:
-    """What `pipeline.load()` would say had there been a package to load."""
-    destination = pipeline.destination
-    return LoadInfo(
-        pipeline,
-        {},
-        destination.destination_type,
-        "",
-        destination.destination_name,
-        None,  # type: ignore[arg-type]
-        None,  # type: ignore[arg-type]
-        None,  # type: ignore[arg-type]
-        None,  # type: ignore[arg-type]
-        None,  # type: ignore[arg-type]
-        pipeline.dataset_name,
-        [],
-        [],
-        pipeline.first_run,
-    )
-
-
-class _FinalReport(RunCallbacks):
-    """Hands the run report to the progress collector the user gave dlt, then lets it send
-    what it still holds (its artifacts go out from a background thread)."""
-
-    def __init__(self, collector: Any) -> None:
-        self.collector = collector
-
-    def on_run_end(
-        self, pipeline: dlt.Pipeline, report: RunReport, error: BaseException | None
-    ) -> None:
-        self.collector.on_run_finished(report, "failed" if error else "completed")
-        if callable(close := getattr(self.collector, "close", None)):
-            close()
-
-
-def _as_listener(collector: Any) -> RunListener | None:
-    if hasattr(collector, "on_attempt_failed") and hasattr(collector, "on_load_starting"):
-        return collector
-    return None
 
 
 def _sum_rows(parts: Any) -> dict[str, int]:

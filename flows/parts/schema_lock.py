@@ -18,6 +18,7 @@ from typing import Any
 
 import dlt
 
+from flows import dlt_internals
 from flows.config.settings import default_state_url
 from flows.durable.runner import RunCallbacks
 from flows.state import open_store
@@ -58,11 +59,11 @@ class SharedSchemaLock(RunCallbacks):
 def migrate_pending(pipeline: dlt.Pipeline) -> list[str]:
     """Applies the schema of each normalized package to the destination, as dlt's loader
     would (dataset, tables, columns, the stored version); returns the load ids."""
-    storage = pipeline._get_load_storage()  # dlt has no public API for a package's schema
+    load_schema = dlt_internals.normalized_schema_loader(pipeline)
     done: list[str] = []
     for load_id in pipeline.list_normalized_load_packages():
-        schema = storage.normalized_packages.load_schema(load_id)
-        client: Any = pipeline._get_destination_clients(schema)[0]
+        schema = load_schema(load_id)
+        client: Any = dlt_internals.destination_client(pipeline, schema)
         with client:
             client.initialize_storage()
             client.update_stored_schema()

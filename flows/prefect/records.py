@@ -1,13 +1,18 @@
-"""Run records in the Prefect API: written after each attempt, read back by `flows tune`."""
+"""Run records in the Prefect API: assembled and written after each attempt (the child's CPU
+and peak RSS, the container's limits), read back by `flows tune`."""
 
 from __future__ import annotations
 
 import json
+import resource
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 from uuid import UUID
 
-from flows.progress.records import RunRecord, record_key
+from flows.attempt.request import Attempt
+from flows.progress.records import RunRecord, record_key, requests_from_env
+from flows.system.resources import Usage, container_limits, current_usage
 
 
 def write_record(record: RunRecord, flow_run_id: UUID | None, task_run_id: UUID | None) -> None:
@@ -47,3 +52,42 @@ def read_records(client: Any, deployment_or_flow: str, limit: int) -> list[RunRe
         limit=limit,
     )
     return [RunRecord.from_artifact_data(a.data) for a in reversed(artifacts)]
+
+
+def usage_of_children() -> Usage:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return Usage(children.ru_utime + children.ru_stime, children.ru_maxrss * 1024, 0, 0.0)
+
+
+def attempt_record(
+    request: Attempt,
+    report: Mapping[str, Any] | None,
+    outcome: str,
+    before: Usage,
+    wall: float,
+    isolate: bool,
+) -> RunRecord:
+    """The attempt's resource record: the child's CPU and peak RSS, the container's limits."""
+    from prefect.runtime import deployment, flow_run
+
+    after = usage_of_children() if isolate else current_usage()
+    limits = container_limits()
+    cpu_request, memory_request = requests_from_env()
+    rows = report["loaded_rows"] if report else {}
+    return RunRecord(
+        deployment=deployment.name or flow_run.flow_name or request.pipeline,
+        pipeline=request.pipeline,
+        flow_run_id=request.flow_run_id or "",
+        attempt=request.attempt,
+        outcome=outcome,
+        wall_seconds=round(wall, 3),
+        cpu_seconds=round(after.cpu_seconds - before.cpu_seconds, 3),
+        peak_rss_bytes=after.peak_rss_bytes,
+        rows=sum(n for t, n in rows.items() if not t.startswith("_dlt")),
+        step_seconds={s["step"]: round(s["seconds"], 3) for s in (report or {}).get("steps", [])},
+        cpu_limit=limits.cpu_limit,
+        memory_limit=limits.memory_limit,
+        cpu_request=cpu_request,
+        memory_request=memory_request,
+        cpu_throttled_seconds=limits.cpu_throttled_seconds,
+    )

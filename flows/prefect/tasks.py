@@ -18,58 +18,45 @@ backoff and jitter and the new attempt resumes from the state store.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import importlib
 import inspect
-import os
-import resource
-import shutil
-import site
-import sys
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import cloudpickle
 from prefect import Flow, Task, flow, get_run_logger, task
 from prefect.context import TaskRunContext
 from prefect.tasks import exponential_backoff
 
-from flows.attempt.protocol import Relay
-from flows.attempt.request import Attempt, new_workdir, run_attempt
-from flows.attempt.start import start_attempt, start_method
-from flows.errors import EXIT_CONFIG, RetryableError, TerminalError, exit_code_for, is_terminal
-from flows.pipelines import PipelineSpec
-from flows.prefect.artifacts import ArtifactSink
-from flows.prefect.records import write_record
-from flows.prefect.reruns import before_attempt
-from flows.progress.records import CONFIG_ERROR, RunRecord, requests_from_env
-from flows.system.quantities import check_pod_resources
-from flows.system.resources import (
-    Usage,
-    container_limits,
-    current_usage,
-    free_large_blocks_at_once,
-    release_memory,
+from flows.attempt.request import Attempt
+from flows.errors import (
+    COMPLETED,
+    FAILED,
+    PipelineAttemptError,
+    TerminalPipelineError,
+    attempt_outcome,
+    is_terminal,
 )
-from flows.system.workers import keep_heap_shared
+from flows.pipelines import PipelineSpec
+from flows.prefect.records import attempt_record, usage_of_children, write_record
+from flows.prefect.reruns import before_attempt
+from flows.prefect.source_reference import source_reference
+from flows.prefect.supervise import execute, execute_in_child
+from flows.system.quantities import check_pod_resources
+from flows.system.resources import container_limits, current_usage
 
-
-class PipelineAttemptError(RetryableError):
-    """An attempt failed in a way another attempt may not (network, lost pod, lease held)."""
-
-
-class TerminalPipelineError(TerminalError):
-    """An attempt failed in a way no retry can fix (bad config or credentials, contract
-    violation, corrupt snapshot): Prefect does not retry it."""
-
-    def __init__(self, message: str, exit_code: int = TerminalError.exit_code) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+# moved to flows/errors.py, source_reference.py and supervise.py; importable from here too
+__all__ = [
+    "PipelineAttemptError",
+    "TerminalPipelineError",
+    "dlt_task",
+    "execute",
+    "execute_in_child",
+    "make_pipeline_flow",
+    "make_pipeline_task",
+    "should_retry",
+    "source_reference",
+    "summary",
+]
 
 
 def should_retry(task: Any, task_run: Any, state: Any) -> bool:
@@ -79,136 +66,6 @@ def should_retry(task: Any, task_run: Any, state: Any) -> bool:
     except Exception as err:  # the result itself could not be read
         error = err
     return not (isinstance(error, BaseException) and is_terminal(error))
-
-
-def source_reference(fn: Callable[..., Any]) -> Callable[..., Any] | str:
-    """ "module:qualname" when a fresh interpreter in this directory imports `fn` by that
-    name, else `fn` itself, pickled by value (a flow file Prefect loaded from a path)."""
-    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
-    found: Any = None
-    if module and _importable_in_child(module):
-        try:
-            found = importlib.import_module(module)
-            for part in qualname.split("."):
-                found = getattr(found, part)
-        except (ImportError, AttributeError, ValueError):
-            found = None
-    if found is fn:
-        return f"{module}:{qualname}"
-    if module in sys.modules and module not in ("__main__", "__mp_main__"):
-        cloudpickle.register_pickle_by_value(sys.modules[module])
-    return fn
-
-
-def _importable_in_child(module: str) -> bool:
-    """The child imports `module` by name from: the working directory (`python -m` puts it
-    first) under that dotted name, PYTHONPATH, site-packages, or an installed distribution
-    (editable ones included). Not from folders a loader added at run time (Prefect adds a
-    flow file's folder when it loads the file by path)."""
-    loaded = sys.modules.get(module)
-    origin = getattr(loaded, "__file__", None)
-    if loaded is None or origin is None or module.startswith("__"):
-        return False  # __main__, or Prefect's loader name for a flow file loaded by path
-    path = Path(os.path.abspath(origin))
-    if module.partition(".")[0] in _distributed_packages():
-        return True
-    roots = [os.getcwd(), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
-    for root in [Path(os.path.abspath(r)) for r in roots if r]:
-        if path.is_relative_to(root):
-            dotted = ".".join(path.relative_to(root).with_suffix("").parts)
-            if dotted in (module, f"{module}.__init__"):
-                return True
-    return any(path.is_relative_to(p) for p in map(Path, site.getsitepackages()))
-
-
-@functools.cache
-def _distributed_packages() -> frozenset[str]:
-    from importlib.metadata import packages_distributions
-
-    return frozenset(packages_distributions())
-
-
-def execute(attempt: Attempt) -> dict[str, Any]:
-    """Runs one attempt in this process and returns the run report as a dict."""
-    return run_attempt(attempt, ArtifactSink(attempt.target))
-
-
-def execute_in_child(attempt: Attempt, log: Any) -> dict[str, Any]:
-    """Runs one attempt in a child process that never calls Prefect (isolation.py).
-
-    The child sends its artifacts and its outcome as messages (flows.attempt.protocol); this
-    process writes them to the API and streams the child's log lines to the task logger.
-    """
-    sink = ArtifactSink(attempt.target)
-    relay = Relay(sink)
-    tail: deque[str] = deque(maxlen=40)
-    attempt = dataclasses.replace(attempt, workdir=new_workdir(attempt.pipeline))
-    free_large_blocks_at_once()
-    method = start_method()
-    # what this process frees leaves the pod: before a fork (the child would otherwise share
-    # it, and copy what it touches), else while the spawned child starts (a full collection
-    # of Prefect's heap, about 50 ms off the task's time)
-    if method == "fork":
-        release_memory()
-    with keep_heap_shared():
-        proc = start_attempt(attempt, method)
-        if method == "spawn":
-            release_memory()
-        logs = threading.Thread(
-            target=_forward_logs, args=(proc.stderr, log, tail), name="flows-child-log", daemon=True
-        )
-        logs.start()
-        try:
-            for raw in proc.stdout:
-                relay.handle(raw.decode())
-            code = proc.wait()
-            logs.join(timeout=30)
-            return _outcome(attempt, code, relay, tail[-1] if tail else "-")
-        finally:
-            if proc.poll() is None:  # this process was interrupted: no orphan keeps the lease
-                proc.kill()
-                proc.wait()
-            sink.close()
-            # a killed child leaves its files: gigabytes of packages on the pod's disk
-            shutil.rmtree(str(attempt.workdir), ignore_errors=True)
-
-
-def _outcome(attempt: Attempt, code: int, relay: Relay, last_line: str) -> dict[str, Any]:
-    """The child's report, or the error its messages or its exit code say."""
-    if code == 0 and relay.report is not None:
-        return relay.report
-    failure = relay.failure
-    if failure:
-        message = (
-            f"pipeline {attempt.pipeline} attempt {attempt.attempt} failed: "
-            f"{failure.get('type')}: {failure.get('message')}"
-        )
-        if failure.get("terminal"):
-            raise TerminalPipelineError(message, int(failure.get("exit_code", 1)))
-        raise PipelineAttemptError(message)
-    cause = (
-        f"killed by signal {-code}" + (" (OOM kill?)" if code == -9 else "")
-        if code < 0
-        else f"exited with {code}"
-    )
-    error = PipelineAttemptError(
-        f"pipeline {attempt.pipeline} attempt {attempt.attempt}: child process {cause}; "
-        f"last output: {last_line}"
-    )
-    if code < 0:  # the child could not report its own death
-        from flows.prefect.collector import PrefectCollector  # imports dlt: only on this path
-
-        PrefectCollector(
-            attempt.target, pipeline_name=attempt.pipeline, sink=relay.sink
-        ).on_attempt_failed("run", attempt.attempt, error)
-    raise error
-
-
-def _forward_logs(stream: IO[bytes], log: Any, tail: deque[str]) -> None:
-    for raw in stream:
-        line = raw.decode(errors="replace").rstrip()
-        tail.append(line)
-        log.info(line)
 
 
 def summary(report: Mapping[str, Any], attempt: int) -> dict[str, Any]:
@@ -265,22 +122,20 @@ def _run_task(
 
     before_attempt(ctx.task_run.flow_run_id, flow_run.run_count, log)
     log.info("running pipeline %s (attempt %d)", name, request.attempt)
-    before = _usage_of_children() if isolate else current_usage()
+    before = usage_of_children() if isolate else current_usage()
     throttled_before = container_limits().cpu_throttled_seconds
     started = time.perf_counter()
     report: dict[str, Any] | None = None
-    outcome = "failed"
+    outcome = FAILED
     try:
         report = execute_in_child(request, log) if isolate else execute(request)
-        outcome = "completed"
-    except PipelineAttemptError as err:
-        outcome = "killed" if "killed by signal" in str(err) else "failed"
-        raise
+        outcome = COMPLETED
     except Exception as err:
-        outcome = CONFIG_ERROR if exit_code_for(err) == EXIT_CONFIG else "failed"
+        outcome = attempt_outcome(err)  # carried by the attempt's error (flows/errors.py)
         raise
     finally:
-        record = _record(request, report, outcome, before, time.perf_counter() - started, isolate)
+        wall = time.perf_counter() - started
+        record = attempt_record(request, report, outcome, before, wall, isolate)
         record.cpu_throttled_seconds -= throttled_before
         for warning in record.warnings():
             log.warning("%s: %s", name, warning)
@@ -291,45 +146,6 @@ def _run_task(
     result = summary(report, request.attempt)
     log.info("pipeline %s done: %s", name, result)
     return result
-
-
-def _usage_of_children() -> Usage:
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return Usage(children.ru_utime + children.ru_stime, children.ru_maxrss * 1024, 0, 0.0)
-
-
-def _record(
-    request: Attempt,
-    report: Mapping[str, Any] | None,
-    outcome: str,
-    before: Usage,
-    wall: float,
-    isolate: bool,
-) -> RunRecord:
-    """The attempt's resource record: the child's CPU and peak RSS, the container's limits."""
-    from prefect.runtime import deployment, flow_run
-
-    after = _usage_of_children() if isolate else current_usage()
-    limits = container_limits()
-    cpu_request, memory_request = requests_from_env()
-    rows = report["loaded_rows"] if report else {}
-    return RunRecord(
-        deployment=deployment.name or flow_run.flow_name or request.pipeline,
-        pipeline=request.pipeline,
-        flow_run_id=request.flow_run_id or "",
-        attempt=request.attempt,
-        outcome=outcome,
-        wall_seconds=round(wall, 3),
-        cpu_seconds=round(after.cpu_seconds - before.cpu_seconds, 3),
-        peak_rss_bytes=after.peak_rss_bytes,
-        rows=sum(n for t, n in rows.items() if not t.startswith("_dlt")),
-        step_seconds={s["step"]: round(s["seconds"], 3) for s in (report or {}).get("steps", [])},
-        cpu_limit=limits.cpu_limit,
-        memory_limit=limits.memory_limit,
-        cpu_request=cpu_request,
-        memory_request=memory_request,
-        cpu_throttled_seconds=limits.cpu_throttled_seconds,
-    )
 
 
 def _task_options(pipeline: str, overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -19,8 +19,6 @@ API calls grow with steps and time, not rows. Failures are logged, never raised 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 import traceback
@@ -30,7 +28,6 @@ from typing import Any
 
 from dlt.common.runtime.collector import Collector
 
-from flows.config.pod import IMAGE
 from flows.progress.artifacts import (
     ArtifactHandle,
     Sink,
@@ -42,38 +39,17 @@ from flows.progress.artifacts import (
     step_label,
 )
 from flows.progress.records import RunRecord, requests_from_env
+from flows.progress.summaries import (
+    execution_environment,
+    mebibytes,
+    nested_tables,
+    run_report_markdown,
+)
 from flows.system.resources import container_limits, current_usage
 
 log = logging.getLogger(__name__)
 
-
-def execution_environment() -> dict[str, str | None]:
-    """Where this runs: the Kubernetes downward API env when in a pod, else the host."""
-    return {
-        "pod": os.environ.get("POD_NAME"),
-        "node": os.environ.get("NODE_NAME"),
-        "namespace": os.environ.get("POD_NAMESPACE"),
-        "image": IMAGE.get(),
-        "host": socket.gethostname(),
-    }
-
-
-def nested_tables(pipeline: Any, known: set[str] | None) -> set[str] | None:
-    """The pipeline's child tables (those with a parent), added to what was known."""
-    try:
-        found = {
-            table["name"]
-            for schema in pipeline.schemas.values()
-            for table in schema.data_tables(include_incomplete=True)
-            if table.get("parent")
-        }
-    except Exception:  # no schema yet
-        return known
-    return found | (known or set())
-
-
-def _mb(value: int | None) -> str:
-    return "unlimited" if value is None else f"{value / 2**20:,.0f} MiB"
+__all__ = ["ProgressCollector", "execution_environment", "nested_tables"]
 
 
 @dataclass
@@ -229,45 +205,7 @@ class ProgressCollector(Collector):
         )
 
     def on_run_finished(self, report: Any, outcome: str, attempt: int | None = None) -> None:
-        rows = sorted((t, n) for t, n in report.loaded_rows.items() if not t.startswith("_dlt"))
-        resume = report.resume
-        resumed = (
-            f"{len(resume.extracted)} extracted, {len(resume.normalized)} normalized packages "
-            f"({len(resume.already_loaded)} already loaded, {len(resume.completed)} completed, "
-            f"{len(resume.reset)} reloaded)"
-            if resume.extracted or resume.normalized
-            else "nothing pending"
-        )
-        steps = [
-            (s.step, s.attempts, f"{s.seconds:.2f} s", "; ".join(s.errors) or "-")
-            for s in report.steps
-        ]
-        body = "\n\n".join(
-            [
-                markdown_pairs(
-                    {
-                        "pipeline": report.pipeline,
-                        "destination": report.destination,
-                        "dataset": report.dataset,
-                        "outcome": outcome,
-                        "task attempt": attempt,
-                        "resumed from state store": resumed,
-                        "snapshots": (
-                            f"{report.snapshots.snapshots} (restored generation "
-                            f"{report.snapshots.restored_generation})"
-                            if report.snapshots
-                            else None
-                        ),
-                        "rows extracted (this attempt)": sum(
-                            n for t, n in report.extracted_rows.items() if not t.startswith("_dlt")
-                        ),
-                        "duration": f"{report.seconds:.2f} s",
-                    }
-                ),
-                "### Rows loaded\n" + rows_tables(dict(rows), self._nested),
-                "### Steps\n" + markdown_table(["step", "attempts", "duration", "errors"], steps),
-            ]
-        )
+        body, rows = run_report_markdown(report, outcome, attempt, self._nested)
         self.sink.create(
             artifact_key(report.pipeline, "report"),
             "markdown",
@@ -353,9 +291,9 @@ class ProgressCollector(Collector):
             "counters": counters or None,
             **{k: v for k, v in execution_environment().items() if v},
             "CPU time (step)": f"{usage.cpu_seconds - (step.cpu_at_start if step else 0):.2f} s",
-            "peak RSS (process)": _mb(usage.peak_rss_bytes),
+            "peak RSS (process)": mebibytes(usage.peak_rss_bytes),
             "CPU limit": f"{limits.cpu_limit:g} cores" if limits.cpu_limit else "unlimited",
-            "memory limit": _mb(limits.memory_limit),
+            "memory limit": mebibytes(limits.memory_limit),
             "CPU throttled (step)": (
                 f"{limits.cpu_throttled_seconds - (step.throttled_at_start if step else 0):.2f} s"
             ),

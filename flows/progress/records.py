@@ -9,15 +9,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from flows.errors import CONFIG_ERROR as CONFIG_ERROR  # the outcomes are named there
 from flows.progress.artifacts import artifact_key
 from flows.system.quantities import cpu_cores, memory_bytes, pod_resources
 
 
 def record_key(deployment_or_flow: str) -> str:
     return artifact_key("run-record", deployment_or_flow)
-
-
-CONFIG_ERROR = "config-error"
 
 
 @dataclass

@@ -11,7 +11,8 @@ from flows.state.errors import (
     StateStoreError,
     StoreUnreachableError,
 )
-from flows.state.lease import Lease, LeaseInfo
+from flows.state.holder import LeaseInfo
+from flows.state.lease import Lease
 from flows.state.manifest import FileEntry, Manifest
 from flows.state.session import StateSession
 from flows.state.store import StateStore, open_store

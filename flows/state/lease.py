@@ -38,7 +38,6 @@ The protocol (docs/fencing.md):
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -46,10 +45,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
-
-import psutil
+from dataclasses import asdict, replace
 
 from flows.state.errors import (
     LeaseCorruptError,
@@ -58,7 +54,10 @@ from flows.state.errors import (
     StateStoreError,
     StoreUnreachableError,
 )
+from flows.state.holder import LeaseInfo, this_process
 from flows.state.store import RetrySettings, StateStore
+
+__all__ = ["FENCE_FRACTION", "RENEW_FRACTION", "Lease", "LeaseInfo", "read_lease", "revoke"]
 
 log = logging.getLogger(__name__)
 
@@ -69,85 +68,6 @@ PROGRESS_EVERY = 5.0  # seconds between "waiting for the lease" messages
 
 def _utc(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(ts)) + " UTC"
-
-
-def _boot_id() -> str | None:
-    """This boot of the machine: pids of another boot (or another machine) say nothing here."""
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
-    except OSError:
-        return None
-
-
-def _pid_namespace() -> int | None:
-    """The inode of this process's PID namespace: pids mean something only within one."""
-    try:
-        return os.stat("/proc/self/ns/pid").st_ino
-    except OSError:
-        return None
-
-
-def _start_time(pid: int) -> float | None:
-    """When process `pid` started (None when there is none): a reused pid starts later."""
-    try:
-        return float(psutil.Process(pid).create_time())
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
-        return None
-    except psutil.Error:  # exists but cannot be read: not proof of anything
-        return -1.0
-
-
-@dataclass(frozen=True)
-class LeaseInfo:
-    token: str
-    host: str
-    pid: int
-    run_id: str | None
-    acquired_at: float
-    expires_at: float
-    epoch: int
-    revoked_by: str | None = None
-    # who holds it, unique per process lifetime (older leases lack these: never "gone")
-    boot_id: str | None = None
-    pid_ns: int | None = None
-    started: float | None = None
-    pod: str | None = None
-    ttl: float | None = None  # the holder's: how long a waiter watches it unchanged
-
-    @property
-    def holder(self) -> str:
-        run = f" run {self.run_id}" if self.run_id else ""
-        pod = f" pod {self.pod}" if self.pod else ""
-        return f"{self.host} pid {self.pid}{pod}{run}"
-
-    def expired(self, now: float | None = None) -> bool:
-        """What the holder's clock claims; for people only, never for taking a lease."""
-        return (now or time.time()) >= self.expires_at
-
-    def provably_gone(self) -> bool:
-        """True only when the holder was a process of this boot and PID namespace that no
-        longer runs: its pid is free or belongs to a process started at another time."""
-        if self.boot_id is None or self.pid_ns is None or self.started is None:
-            return False
-        if (self.boot_id, self.pid_ns) != (_boot_id(), _pid_namespace()):
-            return False
-        started = _start_time(self.pid)
-        return started is None or (started >= 0 and abs(started - self.started) > 0.05)
-
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes, where: str = "lease") -> LeaseInfo:
-        try:
-            raw = json.loads(data)
-            known = {f.name for f in fields(cls)}
-            return cls(**{k: v for k, v in raw.items() if k in known})
-        except (ValueError, TypeError, AttributeError) as err:
-            raise LeaseCorruptError(
-                f"lease object {where} is corrupt ({type(err).__name__}: {err}); "
-                "`flows state unlock --yes` replaces it"
-            ) from err
 
 
 def read_lease(store: StateStore, path: str) -> LeaseInfo | None:
@@ -338,18 +258,19 @@ class Lease:
 
     def _take(self, current: LeaseInfo | None, version: str | None) -> bool:
         started = time.monotonic()
+        me = this_process()
         mine = LeaseInfo(
             token=self.token,
-            host=socket.gethostname(),
-            pid=os.getpid(),
+            host=me["host"],
+            pid=me["pid"],
             run_id=self.run_id,
             acquired_at=time.time(),
             expires_at=time.time() + self.ttl,
             epoch=(current.epoch + 1) if current else 1,
-            boot_id=_boot_id(),
-            pid_ns=_pid_namespace(),
-            started=_start_time(os.getpid()),
-            pod=os.environ.get("POD_NAME"),
+            boot_id=me["boot_id"],
+            pid_ns=me["pid_ns"],
+            started=me["started"],
+            pod=me["pod"],
             ttl=self.ttl,
         )
         written = _write(self.store, self.path, mine, version, self.settle)

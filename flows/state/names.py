@@ -23,11 +23,12 @@ def validate_pipeline_name(name: str, origin: str = "pipeline name") -> str:
     """`name` when dlt accepts it as a pipeline name; else InvalidNameError (exit 2) naming
     the value, where it came from (`origin`) and the rule. dlt is imported only here (the
     Prefect engine, which imports no dlt, never checks a name)."""
-    from dlt.common.storages.file_storage import FileStorage
     from dlt.pipeline.exceptions import InvalidPipelineName
 
+    from flows.dlt_internals import validate_file_name_component
+
     try:
-        FileStorage.validate_file_name_component(name)
+        validate_file_name_component(name)
     except ValueError as err:
         detail = str(err).split("\n", 1)[0]
         raise InvalidNameError(
