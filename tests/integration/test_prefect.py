@@ -540,11 +540,12 @@ def test_stack_env_from_another_directory_finds_the_running_stack(
 
 
 def test_tune_bad_input(stack: LocalStack) -> None:
+    # bad input (ConfigError): exit 2, one line, never retried
     unknown = _flows(stack, "tune", "no-such-deployment")
-    assert unknown.returncode == 1
+    assert unknown.returncode == 2
     assert "no deployment and no run records named 'no-such-deployment'" in unknown.stderr
     never_ran = _flows(stack, "tune", "products-full-refresh")
-    assert never_ran.returncode == 1
+    assert never_ran.returncode == 2
     assert "no run records for 'products-full-refresh' yet" in never_ran.stderr
 
 
