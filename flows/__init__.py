@@ -15,8 +15,6 @@ from importlib import import_module
 from importlib.metadata import version
 from typing import Any
 
-__version__ = version("flows")
-
 # name -> module that defines it
 FACE = {
     "runner": "flows.durable.runner",
@@ -30,6 +28,8 @@ __all__ = ["__version__", *FACE]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # read from the installed distribution when asked, not at import
+        return version("flows")
     if name in FACE:
         return getattr(import_module(FACE[name]), name)
     raise AttributeError(f"module 'flows' has no attribute {name!r}")

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import flows
+from tests.unit.imports import literal_import
 
 FLOWS = Path(flows.__file__).resolve().parent
 
@@ -38,8 +39,6 @@ RANK = {package: rank for rank, packages in enumerate(LAYERS) for package in pac
 # Upward imports the tree has today: (importer, imported), each with its reason. An entry
 # here is a known violation, never a permission; the test below fails once one is gone.
 KNOWN_UPWARD: set[tuple[str, str]] = set()  # none: every import goes down a layer
-
-_IMPORT_FUNCTIONS = {"import_module", "__import__"}
 
 
 def module_name(path: Path) -> str:
@@ -89,16 +88,8 @@ def imports(
                 f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base
                 for alias in node.names
             ]
-        elif isinstance(node, ast.Call) and node.args:
-            func = node.func
-            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-            first = node.args[0]
-            if (
-                called in _IMPORT_FUNCTIONS
-                and isinstance(first, ast.Constant)
-                and isinstance(first.value, str)
-            ):
-                names = [first.value]
+        elif (called := literal_import(node)) is not None:
+            names = [called]
         for name in names:
             if name == "flows" or name.startswith("flows."):
                 # `import flows.a.b` names the deepest module of flows it reaches

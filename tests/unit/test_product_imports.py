@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import flows
+from tests.unit.imports import literal_import
 
 FLOWS = Path(flows.__file__).resolve().parent
-_IMPORT_FUNCTIONS = {"import_module", "__import__"}
 
 
 def imported_names(tree: ast.AST) -> Iterator[str]:
@@ -28,16 +28,8 @@ def imported_names(tree: ast.AST) -> Iterator[str]:
             yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             yield node.module
-        elif isinstance(node, ast.Call) and node.args:
-            func = node.func
-            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-            first = node.args[0]
-            if (
-                name in _IMPORT_FUNCTIONS
-                and isinstance(first, ast.Constant)
-                and isinstance(first.value, str)
-            ):
-                yield first.value
+        elif (called := literal_import(node)) is not None:
+            yield called
 
 
 def _is_devstack(name: str) -> bool:
