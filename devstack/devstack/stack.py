@@ -208,7 +208,7 @@ class LocalStack:
 
     def setup(self) -> list[str]:
         return self._flows(
-            ["setup", "--pool", self.pool, "--type", "process"]
+            ["setup", "--pool", self.pool, "--type", "process", "--pool-concurrency", "4"]
             + (["--alert-webhook-url", self.alert_webhook_url] if self.alert_webhook_url else [])
         )
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,12 @@ def register(sub: Any) -> None:
         "--type", dest="pool_type", default="kubernetes", choices=["kubernetes", "process"]
     )
     setup.add_argument("--base-job-template", type=Path, help="default: the packaged template")
-    setup.add_argument("--pool-concurrency", type=int, default=4)
+    setup.add_argument(
+        "--pool-concurrency",
+        type=int,
+        default=None,
+        help="the pool's concurrency limit; unset leaves the pool's own (an operator's) limit",
+    )
     setup.add_argument(
         "--tag-limit",
         action="append",
@@ -52,6 +56,14 @@ def register(sub: Any) -> None:
         default=None,
         help="where prefect.yaml is (default: FLOWS_PROJECT_DIR or .)",
     )
+    deploy.add_argument(
+        "--release-job-variables",
+        type=Path,
+        metavar="FILE",
+        help="job variables that are part of this release, per deployment "
+        '(YAML or JSON: {"FLOW/DEPLOYMENT": {"memory_limit": "3Gi"}}); `flows tune '
+        "--values` prints them",
+    )
     deploy.set_defaults(func=cmd_deploy)
 
     tune = sub.add_parser("tune", help="recommend cpu/memory job_variables from run records")
@@ -63,6 +75,12 @@ def register(sub: Any) -> None:
     tune.add_argument("--pipeline", help="only records of this pipeline and its fan-out parts")
     tune.add_argument("--apply", action="store_true", help="update the deployment's job_variables")
     tune.add_argument("--yes", action="store_true", help="apply without asking")
+    tune.add_argument(
+        "--values",
+        action="store_true",
+        help="print the recommendation as Helm values (deployFlows.jobVariables) to commit, "
+        "so that the release applies it (GitOps) instead of --apply",
+    )
     tune.set_defaults(func=cmd_tune)
 
 
@@ -104,30 +122,36 @@ def _given_or(option: str | None, configured: str | None) -> Any:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    """Runs `prefect --no-prompt deploy --all` with FLOWS_VERSION set, so every deployment
-    records the flows version it was made from (`flows doctor` compares it)."""
-    import subprocess
-
+    """`prefect --no-prompt deploy --all` with FLOWS_VERSION set (every deployment records
+    the flows version it was made from; `flows doctor` compares it), then each deployment
+    merged with what an operator changed since the last release (flows/kube/deployments.py)."""
     from flows.config.platform import platform_config
     from flows.kube.deploy_check import check_project
+    from flows.kube.deployments import deploy, read_release_job_variables
 
     config = platform_config()
     project = args.project_dir or config.project_dir()
     check_project(project)  # a request above its limit fails here, not at Job creation
+    overrides = read_release_job_variables(args.release_job_variables)
     env = {
         **os.environ,
         "FLOWS_VERSION": flows_version(),
         "FLOWS_PROJECT_DIR": config.flows_project_dir or str(project.resolve()),
     }
-    return subprocess.call(
-        [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"], cwd=project, env=env
-    )
+    return deploy(project, env, overrides)
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from prefect.client.orchestration import get_client
 
-    from flows.kube.tuning import apply, format_recommendation, load, recommend
+    from flows.kube.tuning import (
+        apply,
+        deployment_name,
+        format_recommendation,
+        load,
+        recommend,
+        values_snippet,
+    )
 
     if args.pipeline is not None:
         from flows.state.names import validate_pipeline_name
@@ -137,6 +161,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         deployment, records = load(client, args.deployment, args.runs, args.pipeline)
         current = dict(deployment.job_variables or {}) if deployment else {}
         rec = recommend(args.deployment, records, current)
+        if args.values:
+            print(values_snippet(rec, deployment_name(client, deployment, args.deployment)))
+            return 0
         print(format_recommendation(rec))
         if not args.apply:
             return 0

@@ -1,7 +1,10 @@
 """`flows setup`: the work pool, its limits, the failure alert and the crash automations,
 created or updated in place.
 
-Idempotent: run it on every install and upgrade (the Helm chart's hook Job does).
+Idempotent: run it on every install, upgrade and rollback (the Helm chart's hook Job does).
+The pool's concurrency limit and the tag limits are merged with an operator's changes
+(flows/kube/release.py): a release that does not change a limit leaves the operator's; an
+unset `--pool-concurrency` leaves the pool's limit alone.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any, cast
 from uuid import UUID
 
 from flows.kube.pool_template import base_job_template
+from flows.kube.release import describe, merge_object, record_name
 
 AUTOMATION_NAME = "dlt-run-failed"
 RERUN_AUTOMATION_NAME = "dlt-rerun-crashed"
@@ -37,7 +41,7 @@ class SetupOptions:
     pool: str = "dlt-k8s"
     pool_type: str = "kubernetes"
     template_path: Path | None = None
-    pool_concurrency: int | None = 4
+    pool_concurrency: int | None = None  # None: the pool's limit is the operator's
     tag_limits: dict[str, int] = field(default_factory=lambda: {"dlt": 8})
     alert_webhook_url: str | None = None
     alert_block: str | None = None  # "<block-type-slug>/<name>" of a notification block
@@ -76,9 +80,7 @@ def run_setup(options: SetupOptions) -> list[str]:
     template = pool_template(options)
     with get_client(sync_client=True) as client:
         done.append(_apply_pool(client, options, template))
-        for tag, limit in options.tag_limits.items():
-            client.create_concurrency_limit(tag=tag, concurrency_limit=limit)
-            done.append(f"tag concurrency limit {tag!r} = {limit}")
+        done.extend(_apply_tag_limits(client, options.tag_limits))
         done.append(_apply_automation(client, options))
         done.append(_apply_crash_rerun(client))
         done.append(apply_unresponsive_crash(client, options.unresponsive_after))
@@ -187,6 +189,8 @@ def apply_unresponsive_crash(client: Any, after_seconds: int) -> str:
 
 
 def _apply_pool(client: Any, options: SetupOptions, template: dict[str, Any]) -> str:
+    """Creates the pool, or updates its template and, merged, its concurrency limit; its
+    paused state and description are never touched."""
     from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
     from prefect.exceptions import ObjectNotFound
 
@@ -194,26 +198,51 @@ def _apply_pool(client: Any, options: SetupOptions, template: dict[str, Any]) ->
         existing = client.read_work_pool(options.pool)
     except ObjectNotFound:
         existing = None
+    if existing is not None and existing.type != options.pool_type:
+        raise ValueError(
+            f"work pool {options.pool!r} exists with type {existing.type!r}, not "
+            f"{options.pool_type!r}: delete it or choose another --pool"
+        )
+    release = (
+        {} if options.pool_concurrency is None else {"concurrency_limit": options.pool_concurrency}
+    )
+    live = None if existing is None else {"concurrency_limit": existing.concurrency_limit}
+    merge = merge_object(client, record_name("pool", options.pool), release, live)
+    limit = merge.merged.get("concurrency_limit")
     if existing is None:
         client.create_work_pool(
             WorkPoolCreate(
                 name=options.pool,
                 type=options.pool_type,
                 base_job_template=template,
-                concurrency_limit=options.pool_concurrency,
+                concurrency_limit=limit,
             )
         )
-        return f"work pool {options.pool!r} ({options.pool_type}) created"
-    if existing.type != options.pool_type:
-        raise ValueError(
-            f"work pool {options.pool!r} exists with type {existing.type!r}, not "
-            f"{options.pool_type!r}: delete it or choose another --pool"
-        )
-    client.update_work_pool(
-        options.pool,
-        WorkPoolUpdate(base_job_template=template, concurrency_limit=options.pool_concurrency),
-    )
-    return f"work pool {options.pool!r} updated (concurrency {options.pool_concurrency})"
+        return f"work pool {options.pool!r} ({options.pool_type}) created (concurrency {limit})"
+    update = WorkPoolUpdate(base_job_template=template)
+    if release and limit != existing.concurrency_limit:
+        update.concurrency_limit = limit
+    client.update_work_pool(options.pool, update)
+    return describe(f"work pool {options.pool!r} updated", merge, live or {})
+
+
+def _apply_tag_limits(client: Any, limits: dict[str, int]) -> list[str]:
+    """Task concurrency limits per tag, merged like the pool's: an operator's change to a
+    limit the release does not change stays."""
+    from prefect.exceptions import ObjectNotFound
+
+    done = []
+    for tag, limit in limits.items():
+        try:
+            live = {"limit": client.read_concurrency_limit_by_tag(tag).concurrency_limit}
+        except ObjectNotFound:
+            live = None
+        merge = merge_object(client, record_name("tag-limit", tag), {"limit": limit}, live)
+        value = merge.merged["limit"]
+        if live is None or live["limit"] != value:
+            client.create_concurrency_limit(tag=tag, concurrency_limit=value)
+        done.append(describe(f"tag concurrency limit {tag!r} = {value}", merge, live or {}))
+    return done
 
 
 def _apply_automation(client: Any, options: SetupOptions) -> str:

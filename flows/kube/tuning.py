@@ -161,3 +161,21 @@ def apply(client: Any, deployment: Any, rec: Recommendation) -> dict[str, Any]:
     check_requests_within_limits(merged, defaults, where=f"{deployment.name} job_variables")
     client.update_deployment(deployment.id, DeploymentUpdate(job_variables=merged))
     return merged
+
+
+def deployment_name(client: Any, deployment: Any | None, asked: str) -> str:
+    """FLOW/DEPLOYMENT, as `flows deploy --release-job-variables` takes it."""
+    if deployment is None:
+        return asked
+    return f"{client.read_flow(deployment.flow_id).name}/{deployment.name}"
+
+
+def values_snippet(rec: Recommendation, name: str) -> str:
+    """The recommendation as Helm values: committed to the release's values, the deploy hook
+    applies it (`flows deploy --release-job-variables`) and later releases keep it."""
+    import yaml
+
+    values = {"deployFlows": {"jobVariables": {name: dict(rec.recommended)}}}
+    return "\n".join(
+        [f"# flows tune {rec.deployment}: {rec.evidence[0]}", yaml.safe_dump(values).rstrip()]
+    )

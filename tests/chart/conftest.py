@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.chart.chart import CHART, VALUES_DIR, Rendered, helm_binary, render
+from tests.chart.services import PrefectServer, prefect_server_for
 
 # name -> values files; "default" is the chart's values.yaml (plus tests/chart/base-values.yaml,
 # like every set but the GitOps one, which must render with no cluster and nothing ephemeral).
@@ -45,3 +47,12 @@ def default(rendered_sets: dict[str, Rendered]) -> Rendered:
 def rendered(request: pytest.FixtureRequest, rendered_sets: dict[str, Rendered]) -> Rendered:
     """Each value set in turn."""
     return rendered_sets[request.param]
+
+
+@pytest.fixture(scope="module")
+def prefect_server(
+    tmp_path_factory: pytest.TempPathFactory, default: Rendered
+) -> Iterator[PrefectServer]:
+    """A real Prefect server with basic auth, one per test module."""
+    with prefect_server_for(tmp_path_factory.mktemp("prefect-home"), default) as server:
+        yield server

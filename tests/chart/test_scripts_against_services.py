@@ -5,13 +5,6 @@ upgrade), the helm test, and the bucket hook."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -19,86 +12,9 @@ import pytest
 
 from devstack.seaweedfs import SeaweedFS
 from tests.chart.chart import REPO, Rendered, named_container, pod_spec
-from tests.integration.helpers import stop
+from tests.chart.services import AUTH_STRING, PrefectServer, api_get, run_rendered
 
 pytestmark = pytest.mark.integration
-
-AUTH_STRING = "admin:chart-test-password"
-BIN = Path(sys.executable).parent
-
-
-def _run(
-    command: list[str], env: dict[str, str], timeout: float = 120, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    """A rendered container command, with the venv's python and prefect."""
-    program = shutil.which(command[0], path=str(BIN)) or command[0]
-    return subprocess.run(
-        [program, *command[1:]],
-        env={"PATH": f"{BIN}:{os.environ['PATH']}", **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        cwd=cwd,
-    )
-
-
-@dataclass
-class PrefectServer:
-    api_url: str
-    home: Path
-
-    def client_env(self, auth: str = AUTH_STRING) -> dict[str, str]:
-        return {
-            "PREFECT_API_URL": self.api_url,
-            "PREFECT_API_AUTH_STRING": auth,
-            "PREFECT_HOME": str(self.home),
-            "HOME": str(self.home),
-        }
-
-
-@pytest.fixture(scope="module")
-def prefect_server(
-    tmp_path_factory: pytest.TempPathFactory, default: Rendered
-) -> Iterator[PrefectServer]:
-    """`prefect server start` with basic auth and SQLite, ready when the chart's own
-    wait-for-server init container says so."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_API_AUTH_STRING": AUTH_STRING,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
-    }
-    log = (home / "server.log").open("w")
-    server = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    running = PrefectServer(f"http://127.0.0.1:{port}/api", home)
-    try:
-        wait = named_container(default, "Deployment", "rel-prefect-dlt-worker", "wait-for-server")
-        command = [*wait["command"][:-1], "90"]  # --timeout 90
-        done = _run(command, running.client_env())
-        if done.returncode != 0:
-            pytest.fail(
-                f"server not ready: {done.stdout}{done.stderr}\n{(home / 'server.log').read_text()}"
-            )
-        yield running
-    finally:
-        stop(server)
-        log.close()
-
-
-def _api_get(server: PrefectServer, path: str) -> httpx.Response:
-    user, _, password = AUTH_STRING.partition(":")
-    return httpx.get(f"{server.api_url}{path}", auth=(user, password), timeout=10)
 
 
 def test_work_pool_sync_then_helm_test(
@@ -116,10 +32,10 @@ def test_work_pool_sync_then_helm_test(
     env = prefect_server.client_env()
 
     for attempt in ("install", "upgrade"):
-        done = _run(command, env)
+        done = run_rendered(command, env)
         assert done.returncode == 0, f"{attempt}: {done.stdout}{done.stderr}"
 
-    pool = _api_get(prefect_server, "/work_pools/dlt-k8s").json()
+    pool = api_get(prefect_server, "/work_pools/dlt-k8s").json()
     assert pool["type"] == "kubernetes"
     stored = pool["base_job_template"]["variables"]["properties"]
     assert stored["namespace"]["default"] == "pipelines"
@@ -127,15 +43,15 @@ def test_work_pool_sync_then_helm_test(
     assert pool["base_job_template"] == json.loads(template_json)
 
     test_pod = default.get("Pod", "rel-prefect-dlt-test-connection")["spec"]["containers"][0]
-    passed = _run(test_pod["command"], env)
+    passed = run_rendered(test_pod["command"], env)
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert "work pool 'dlt-k8s'" in passed.stdout
 
-    wrong_auth = _run(test_pod["command"], prefect_server.client_env("admin:wrong"))
+    wrong_auth = run_rendered(test_pod["command"], prefect_server.client_env("admin:wrong"))
     assert wrong_auth.returncode != 0
     assert "rejected the auth string" in wrong_auth.stderr
 
-    missing = _run([*test_pod["command"][:-1], "no-such-pool"], env)
+    missing = run_rendered([*test_pod["command"][:-1], "no-such-pool"], env)
     assert missing.returncode != 0
     assert "not found" in missing.stderr
 
@@ -155,7 +71,7 @@ def test_worker_start_leaves_the_pool_as_setup_made_it(
     )
     template_file.write_text(json.dumps(template))
     env = prefect_server.client_env()
-    setup = _run(
+    setup = run_rendered(
         [
             "flows",
             "setup",
@@ -169,9 +85,9 @@ def test_worker_start_leaves_the_pool_as_setup_made_it(
         env,
     )
     assert setup.returncode == 0, setup.stdout + setup.stderr
-    paused = _run(["prefect", "work-pool", "pause", pool], env)
+    paused = run_rendered(["prefect", "work-pool", "pause", pool], env)
     assert paused.returncode == 0, paused.stdout + paused.stderr
-    before = _api_get(prefect_server, f"/work_pools/{pool}").json()
+    before = api_get(prefect_server, f"/work_pools/{pool}").json()
     assert (before["concurrency_limit"], before["status"]) == (3, "PAUSED")
 
     # a new chart version changed the template: the worker rolls and re-syncs
@@ -184,10 +100,10 @@ def test_worker_start_leaves_the_pool_as_setup_made_it(
         if command[-2:] == ["--timeout", "600"]:
             command[-1] = "30"
         for _restart in range(2):
-            done = _run(command, env)
+            done = run_rendered(command, env)
             assert done.returncode == 0, f"{init['name']}: {done.stdout}{done.stderr}"
 
-    after = _api_get(prefect_server, f"/work_pools/{pool}").json()
+    after = api_get(prefect_server, f"/work_pools/{pool}").json()
     assert after["concurrency_limit"] == 3, "the limit flows setup set survives"
     assert after["status"] == "PAUSED", "a paused pool stays paused"
     assert after["base_job_template"] == template, "the template is synced"
@@ -215,7 +131,7 @@ def test_deploy_hook_registers_the_deployments(
     literal_env.pop("HOME")
     assert literal_env["FLOWS_PROJECT_DIR"] == hook["workingDir"] == "/opt/flows"
     literal_env["FLOWS_PROJECT_DIR"] = str(REPO)  # the image's /opt/flows is this tree
-    done = _run(
+    done = run_rendered(
         hook["command"] + args,
         {**literal_env, **prefect_server.client_env()},
         timeout=300,
@@ -223,7 +139,7 @@ def test_deploy_hook_registers_the_deployments(
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
-    pool = _api_get(prefect_server, "/work_pools/dlt-k8s").json()
+    pool = api_get(prefect_server, "/work_pools/dlt-k8s").json()
     defaults = pool["base_job_template"]["variables"]["properties"]
     assert defaults["namespace"]["default"] == "pipelines", "setup kept the chart's template"
     user, _, password = AUTH_STRING.partition(":")
@@ -239,10 +155,10 @@ def test_bucket_hook_creates_the_bucket_once(seaweed: SeaweedFS, default: Render
     bucket = "chart-hook-bucket"
     env = {**seaweed.env(), "HOME": "/tmp"}
     command = [bucket if a == "prefect-dlt" else a for a in hook["command"]]
-    first = _run(command, env)
+    first = run_rendered(command, env)
     assert first.returncode == 0, first.stderr
     assert f"bucket {bucket}: created" in first.stdout
-    again = _run(command, env)
+    again = run_rendered(command, env)
     assert again.returncode == 0, again.stderr
     assert f"bucket {bucket}: exists" in again.stdout
 
@@ -251,7 +167,7 @@ def test_bucket_hook_gives_up_on_bad_credentials(seaweed: SeaweedFS, default: Re
     hook = named_container(default, "Job", "rel-prefect-dlt-create-bucket", "create-bucket")
     env = {**seaweed.env(), "AWS_SECRET_ACCESS_KEY": "wrong"}
     command = [*hook["command"][:2], "never-made", "--timeout", "0"]
-    done = _run(command, env)
+    done = run_rendered(command, env)
     assert done.returncode != 0
     assert "not ready after 0 s" in done.stderr
 
@@ -276,7 +192,7 @@ def test_tune_apply_refuses_a_request_above_the_pools_default_limit(
         ]
     )
     pool = "dlt-tune"
-    setup = _run(
+    setup = run_rendered(
         ["flows", "setup", "--pool", pool, "--base-job-template", str(template_file)],
         prefect_server.client_env(),
     )

@@ -1,0 +1,94 @@
+"""A real Prefect 3.8.8 server for the chart's hook and init commands, and a way to run a
+rendered container command with this venv's `flows` and `prefect`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.chart.chart import Rendered, named_container
+from tests.integration.helpers import stop
+
+AUTH_STRING = "admin:chart-test-password"
+BIN = Path(sys.executable).parent
+
+
+def run_rendered(
+    command: list[str], env: dict[str, str], timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A rendered container command, with the venv's python and prefect."""
+    program = shutil.which(command[0], path=str(BIN)) or command[0]
+    return subprocess.run(
+        [program, *command[1:]],
+        env={"PATH": f"{BIN}:{os.environ['PATH']}", **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=cwd,
+    )
+
+
+@dataclass
+class PrefectServer:
+    api_url: str
+    home: Path
+
+    def client_env(self, auth: str = AUTH_STRING) -> dict[str, str]:
+        return {
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_API_AUTH_STRING": auth,
+            "PREFECT_HOME": str(self.home),
+            "HOME": str(self.home),
+        }
+
+
+@contextmanager
+def prefect_server_for(home: Path, default: Rendered) -> Iterator[PrefectServer]:
+    """`prefect server start` with basic auth and SQLite, ready when the chart's own
+    wait-for-server init container says so."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_API_AUTH_STRING": AUTH_STRING,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+    }
+    log = (home / "server.log").open("w")
+    server = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    running = PrefectServer(f"http://127.0.0.1:{port}/api", home)
+    try:
+        wait = named_container(default, "Deployment", "rel-prefect-dlt-worker", "wait-for-server")
+        command = [*wait["command"][:-1], "90"]  # --timeout 90
+        done = run_rendered(command, running.client_env())
+        if done.returncode != 0:
+            pytest.fail(
+                f"server not ready: {done.stdout}{done.stderr}\n{(home / 'server.log').read_text()}"
+            )
+        yield running
+    finally:
+        stop(server)
+        log.close()
+
+
+def api_get(server: PrefectServer, path: str) -> httpx.Response:
+    user, _, password = AUTH_STRING.partition(":")
+    return httpx.get(f"{server.api_url}{path}", auth=(user, password), timeout=10)
