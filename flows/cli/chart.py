@@ -29,6 +29,11 @@ def register(sub: Any) -> None:
     bucket.add_argument("--timeout", type=float, help=WAIT_HELP)
     bucket.set_defaults(func=cmd_hook)
     migrate = sub.add_parser("server-migrate", help="HA server: migrate the database once")
+    migrate.add_argument(
+        "--check",
+        action="store_true",
+        help="only refuse a database migrated by a newer Prefect (the rollback hook)",
+    )
     migrate.set_defaults(func=cmd_server_migrate)
     check = sub.add_parser("check-release", help="helm test: server ready, auth, work pool")
     check.add_argument("--pool", help=POOL_HELP)
@@ -62,9 +67,9 @@ def cmd_work_pool_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_server_migrate(args: argparse.Namespace) -> int:
-    from flows.kube.server_migrate import migrate
+    from flows.kube.server_migrate import check, migrate
 
-    for line in migrate():
+    for line in check() if args.check else migrate():
         print(line)
     return 0
 

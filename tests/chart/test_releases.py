@@ -8,13 +8,16 @@ chart with its values and running its hook container's command with its env."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg2
 import pytest
 import yaml
 
+from devstack.postgres import Postgres
 from tests.chart.chart import REPO, Rendered, named_container, render
 from tests.chart.services import AUTH_STRING, PrefectServer, api_get, run_rendered
 
@@ -196,3 +199,36 @@ def test_an_unknown_deployment_in_release_job_variables_is_refused(
     )
     assert done.returncode == 2, done.stdout + done.stderr
     assert "no-such-deployment" in done.stderr.strip().splitlines()[-1]
+
+
+def test_a_rollback_across_a_database_migration_is_refused(
+    postgres: Postgres, default: Rendered, tmp_path: Path
+) -> None:
+    """The pre-rollback hook's command, as rendered, against a real PostgreSQL that Prefect
+    migrated: it passes at this Prefect's head and refuses (exit 2, one line, nothing
+    changed) a database a newer Prefect migrated."""
+    hook = named_container(default, "Job", "rel-prefect-dlt-rollback-check", "rollback-check")
+    phases = default.get("Job", "rel-prefect-dlt-rollback-check")["metadata"]["annotations"]
+    assert phases["helm.sh/hook"] == "pre-rollback"
+    database = f"prefect_rollback_{os.getpid()}"
+    postgres.create_database(database)
+    env = {
+        "PREFECT_HOME": str(tmp_path),
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": postgres.dsn(database).replace(
+            "postgresql://", "postgresql+asyncpg://", 1
+        ),
+    }
+    migrated = run_rendered(["flows", "server-migrate"], env, timeout=300)
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    assert run_rendered(hook["command"], env).returncode == 0
+
+    with psycopg2.connect(postgres.dsn(database)) as conn, conn.cursor() as cur:
+        cur.execute("UPDATE alembic_version SET version_num = 'f00dfeedbeef'")
+    for command in (hook["command"], ["flows", "server-migrate"]):
+        refused = run_rendered(command, env, timeout=300)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        (line,) = refused.stderr.strip().splitlines()
+        assert "f00dfeedbeef" in line and "Roll forward" in line, line
+    with psycopg2.connect(postgres.dsn(database)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT version_num FROM alembic_version")
+        assert cur.fetchall() == [("f00dfeedbeef",)], "nothing was migrated"
