@@ -63,3 +63,23 @@ CRASH_RERUNS = EnvSetting("FLOWS_CRASH_RERUNS", 3, _count)
 CRASH_RERUN_BACKOFF = EnvSetting("FLOWS_CRASH_RERUN_BACKOFF", 5, _count)
 # the image the pod runs, for the run report (the pool's base job template sets it)
 IMAGE: EnvSetting[str | None] = EnvSetting("FLOWS_IMAGE", None, _text)
+
+
+@dataclass(frozen=True)
+class RunBounds:
+    """A flow run's time bounds, from its job variables (flows/kube/pool_template.py)."""
+
+    start_timeout: int | None
+    deadline: int | None
+
+
+def _bounds(name: str, raw: str) -> RunBounds:
+    start, sep, deadline = raw.partition("/")
+    if not sep or not all(part.isdigit() or part == "" for part in (start, deadline)):
+        raise ConfigError(f"{name} = {raw!r} is not <start timeout>/<run deadline> in seconds")
+    return RunBounds(int(start) if start else None, int(deadline) if deadline else None)
+
+
+# "<start_timeout_seconds>/<active_deadline_seconds>" of the flow run (pool template)
+RUN_BOUNDS_ENV = "FLOWS_RUN_BOUNDS"
+RUN_BOUNDS = EnvSetting(RUN_BOUNDS_ENV, RunBounds(None, None), _bounds)

@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 from prefect_kubernetes.worker import KubernetesWorker, KubernetesWorkerVariables
 from pydantic import BaseModel, ConfigDict, Field
 
-from flows.config.pod import IMAGE
+from flows.config.pod import IMAGE, RUN_BOUNDS_ENV
 from flows.system.quantities import POD_RESOURCE_ENV, QUANTITY_PATTERN
 
 # RFC 1123 subdomain: names of Secrets, ServiceAccounts, PriorityClasses
@@ -172,6 +172,22 @@ class FlowRunVariables(KubernetesWorkerVariables):
         description="PriorityClass of the flow-run pod; unset leaves the cluster default.",
         json_schema_extra=_no_default,
     )
+    start_timeout_seconds: int = Field(
+        default=600,
+        ge=60,
+        title="Start Timeout",
+        description="Seconds a flow run may stay Pending (its pod unscheduled, its image not "
+        "pulled, a Secret missing) before `flows watchdog` ends it with the pod's reason "
+        "(Failed when a rerun cannot fix it, else Crashed) and deletes its Job.",
+    )
+    active_deadline_seconds: int = Field(
+        default=None,  # type: ignore[assignment]  # unset: no bound, the field is left out
+        ge=60,
+        title="Run Deadline",
+        description="Seconds a flow run's Job may run, from its start (activeDeadlineSeconds); "
+        "past it the run ends Failed, not rescheduled. Unset: no bound.",
+        json_schema_extra=_no_default,
+    )
 
 
 def _env(name: str, value: str) -> dict[str, Any]:
@@ -206,6 +222,9 @@ CONTAINER_PATCH: dict[str, Any] = {
         # cgroups show limits, not requests: the run records and the start-of-attempt check
         # read these
         *(_env(name, "{{ " + key + " }}") for key, name in POD_RESOURCE_ENV.items()),
+        # "<start timeout>/<run deadline>": Kubernetes takes strings only, and this keeps an
+        # unset deadline ("600/") apart from a set one (flows/prefect/pod.py reads it)
+        _env(RUN_BOUNDS_ENV, "{{ start_timeout_seconds }}/{{ active_deadline_seconds }}"),
         _field_env("POD_NAME", "metadata.name"),
         _field_env("POD_NAMESPACE", "metadata.namespace"),
         _field_env("NODE_NAME", "spec.nodeName"),
@@ -264,6 +283,7 @@ def build() -> dict[str, Any]:
     pod_template = manifest["spec"]["template"]
     pod_template.setdefault("metadata", {})["labels"] = dict(POD_LABELS)
     pod = pod_template["spec"]
+    manifest["spec"]["activeDeadlineSeconds"] = "{{ active_deadline_seconds }}"
     (container,) = pod["containers"]
     container.update(copy.deepcopy(CONTAINER_PATCH))
     pod.update(copy.deepcopy(POD_PATCH))

@@ -33,6 +33,11 @@ What it keeps of Prefect's command:
   and the crash automation reruns it, where Prefect's command leaves it Running). Without
   that setting the engine receives the SIGTERM and reports the run Crashed, as under
   Prefect's command.
+- **The run deadline** (`active_deadline_seconds`, the Job's `activeDeadlineSeconds`): a
+  SIGTERM that comes when the pod has run for at least the deadline less the start timeout
+  (the Job's clock starts before the pod's, by at most that) is the deadline's: the run is
+  proposed Failed with the bound in its message, not rescheduled, whatever the behaviour
+  setting, and the pod exits 1.
 - **The exit code** is the engine's (128 + the signal if a signal ended it).
 
 What it drops: the workspace supervisor's temporary workspace and its crash hooks, which run
@@ -52,12 +57,13 @@ import runpy
 import signal
 import subprocess
 import sys
+import time
 import warnings
 from types import FrameType
 from typing import Any, NoReturn
 from uuid import UUID
 
-from flows.config.pod import PREWARM_ATTEMPT
+from flows.config.pod import PREWARM_ATTEMPT, RUN_BOUNDS, RunBounds
 from flows.errors import EXIT_CONFIG, ConfigError
 from flows.system.exits import exit_now
 
@@ -98,9 +104,45 @@ def reschedule(flow_run_id: UUID) -> str:
         return f"rescheduled: the run is {proposed.name}"
 
 
-def on_sigterm(engine: subprocess.Popen[bytes], flow_run_id: UUID) -> int:
-    """The pod is being stopped: reschedule the run (or let the engine report the crash)."""
+def at_deadline(bounds: RunBounds, uptime: float) -> bool:
+    """Whether a SIGTERM after `uptime` seconds of this pod is the run deadline's."""
+    if bounds.deadline is None:
+        return False
+    return uptime >= bounds.deadline - (bounds.start_timeout or 0)
+
+
+def fail_at_deadline(flow_run_id: UUID, deadline: int) -> str:
+    """Proposes Failed (not a rerun: the next run would meet the same bound)."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Failed
+    from prefect.utilities.engine import propose_state_sync
+
+    message = (
+        f"stopped at its run deadline of {deadline} s (job variable active_deadline_seconds):"
+        " not rerun; raise the bound or split the run"
+    )
+    with get_client(sync_client=True) as client:
+        proposed: Any = propose_state_sync(client, Failed(message=message), flow_run_id=flow_run_id)
+    return f"the run is {proposed.name}: {message}"
+
+
+def on_sigterm(engine: subprocess.Popen[bytes], flow_run_id: UUID, uptime: float) -> int:
+    """The pod is being stopped: reschedule the run (or let the engine report the crash), or
+    fail it when the stop is its run deadline's."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # Kubernetes may repeat it
+    bounds = RUN_BOUNDS.get()
+    if at_deadline(bounds, uptime):
+        engine.send_signal(signal.SIGSTOP)
+        try:
+            log.warning(
+                "SIGTERM at the deadline: %s", fail_at_deadline(flow_run_id, bounds.deadline or 0)
+            )
+        except Exception as err:
+            log.error("SIGTERM at the deadline: failing flow run %s failed: %s", flow_run_id, err)
+        finally:
+            engine.kill()
+            engine.wait()
+        return 1
     if os.environ.get(BEHAVIOR_ENV, "").lower() != "reschedule":
         engine.send_signal(signal.SIGTERM)
         return exit_code(engine.wait())
@@ -152,8 +194,10 @@ def main() -> int:
     except ValueError:
         print(f"error: {RUN_ID_ENV} = {raw!r} is not a flow run id", file=sys.stderr)
         return EXIT_CONFIG
+    started = time.monotonic()
     try:
         PREWARM_ATTEMPT.get()
+        RUN_BOUNDS.get()
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
@@ -165,7 +209,7 @@ def main() -> int:
     except Terminated:
         if engine is None:  # stopped before the engine started: nothing ran
             return exit_code(-signal.SIGTERM)
-        return on_sigterm(engine, flow_run_id)
+        return on_sigterm(engine, flow_run_id, time.monotonic() - started)
 
 
 if __name__ == "__main__":

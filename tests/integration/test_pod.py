@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from prefect.client.orchestration import SyncPrefectClient
@@ -133,6 +133,39 @@ def test_pod_stopped_without_reschedule_lets_the_engine_report_the_crash(
     kinds = [s.type for s in client.read_flow_run_states(run.id)]
     assert StateType.CRASHED in kinds, kinds
     assert flow_run_processes(run.id) == []
+
+
+def test_pod_stopped_at_its_run_deadline_fails_its_run_instead_of_rescheduling_it(
+    stack: LocalStack, client: SyncPrefectClient, tmp_path: Path
+) -> None:
+    """The Job's activeDeadlineSeconds passed (its clock started before the pod's, by at most
+    the start timeout): a rerun would meet the same bound, so the run ends Failed, its
+    message naming the bound, even with the reschedule behaviour."""
+    run = new_run(client, 240_000)
+    bounds = {"FLOWS_RUN_BOUNDS": "600/600", BEHAVIOR: "reschedule"}  # any stop is at the deadline
+    pod = start_pod(stack, run.id, tmp_path / "pod", **bounds)
+    out = stop_in_load(client, run.id, pod)
+
+    assert pod.returncode == 1, out[-3000:]
+    ended = client.read_flow_run(run.id).state
+    assert ended is not None and ended.type == StateType.FAILED, ended
+    assert "run deadline of 600 s (job variable active_deadline_seconds)" in (ended.message or "")
+    assert flow_run_processes(run.id) == []
+
+
+def test_pod_with_bad_run_bounds_names_the_setting_and_starts_nothing(tmp_path: Path) -> None:
+    done = subprocess.run(
+        POD,
+        env={**os.environ, "PREFECT__FLOW_RUN_ID": str(uuid4()), "FLOWS_RUN_BOUNDS": "ten"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip() == (
+        "error: FLOWS_RUN_BOUNDS = 'ten' is not <start timeout>/<run deadline> in seconds"
+    )
 
 
 def test_pod_without_a_flow_run_id_names_the_setting_and_starts_nothing(tmp_path: Path) -> None:
