@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.cli.options import POOL_HELP, WAIT_HELP
+from flows.errors import ConfigError
 
 
 def register(sub: Any) -> None:
@@ -35,6 +36,19 @@ def register(sub: Any) -> None:
         help="only refuse a database migrated by a newer Prefect (the rollback hook)",
     )
     migrate.set_defaults(func=cmd_server_migrate)
+    watchdog = sub.add_parser(
+        "watchdog",
+        help="end flow runs whose pod does not start in time; give back leaked slots",
+    )
+    watchdog.add_argument("--pool", help=POOL_HELP)
+    watchdog.add_argument(
+        "--namespace",
+        help="the flow runs' Kubernetes namespace, to read why a pod did not start and delete "
+        "its Job (unset: Prefect only, e.g. the local stack)",
+    )
+    watchdog.add_argument("--interval", type=float, default=15.0, help="seconds between passes")
+    watchdog.add_argument("--once", action="store_true", help="one pass, then exit")
+    watchdog.set_defaults(func=cmd_watchdog)
     check = sub.add_parser("check-release", help="helm test: server ready, auth, work pool")
     check.add_argument("--pool", help=POOL_HELP)
     check.set_defaults(func=cmd_hook)
@@ -71,6 +85,16 @@ def cmd_server_migrate(args: argparse.Namespace) -> int:
 
     for line in check() if args.check else migrate():
         print(line)
+    return 0
+
+
+def cmd_watchdog(args: argparse.Namespace) -> int:
+    from flows.kube.watchdog import watch
+
+    if args.interval <= 0:
+        raise ConfigError(f"--interval takes a number of seconds above 0, got {args.interval:g}")
+    for line in watch(_pool(args), args.namespace, args.interval, args.once):
+        print(line, flush=True)
     return 0
 
 

@@ -184,6 +184,26 @@ def check_deployments(options: DoctorOptions, client: Any) -> Check:
     return Check(name, True, f"{found} registered with their schedules")
 
 
+def check_slots(options: DoctorOptions, client: Any) -> Check:
+    """Slots of tag limits held by task runs that will never give them back (a pod killed
+    mid-task); deployment slots still held by dead runs' leases are listed too."""
+    from flows.kube.slots import deployment_slots, leaked_tag_slots
+
+    name = "concurrency slots"
+    leaked = leaked_tag_slots(client)
+    lingering = deployment_slots(client)
+    if leaked:
+        shown = "; ".join(str(slot) for slot in leaked[:5]) + ("; ..." if len(leaked) > 5 else "")
+        return Check(
+            name,
+            False,
+            f"{len(leaked)} leaked: {shown}",
+            "`flows watchdog --once` gives them back (the chart's worker pod runs it)",
+        )
+    extra = f"; {'; '.join(lingering)}" if lingering else ""
+    return Check(name, True, f"no leaked tag slots{extra}")
+
+
 def check_storage(options: DoctorOptions, pool: Any = None) -> Check:
     from flows.config.settings import default_state_url
     from flows.state import StateStoreError, open_store
@@ -237,6 +257,7 @@ def run_doctor(options: DoctorOptions) -> list[Check]:
         ("work pool", check_pool),
         ("worker", check_worker),
         ("deployments", check_deployments),
+        ("concurrency slots", check_slots),
     ]
     if api_ok:
         with (

@@ -54,9 +54,11 @@ class PrefectServer:
 
 
 @contextmanager
-def prefect_server_for(home: Path, default: Rendered) -> Iterator[PrefectServer]:
-    """`prefect server start` with basic auth and SQLite, ready when the chart's own
-    wait-for-server init container says so."""
+def prefect_server_for(
+    home: Path, default: Rendered, database_url: str | None = None
+) -> Iterator[PrefectServer]:
+    """`prefect server start` with basic auth and SQLite (or the PostgreSQL database at
+    `database_url`), ready when the chart's own wait-for-server init container says so."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -67,6 +69,8 @@ def prefect_server_for(home: Path, default: Rendered) -> Iterator[PrefectServer]
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_ENABLED": "false",
     }
+    if database_url is not None:
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
     log = (home / "server.log").open("w")
     server = subprocess.Popen(
         [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
@@ -77,7 +81,7 @@ def prefect_server_for(home: Path, default: Rendered) -> Iterator[PrefectServer]
     running = PrefectServer(f"http://127.0.0.1:{port}/api", home)
     try:
         wait = named_container(default, "Deployment", "rel-prefect-dlt-worker", "wait-for-server")
-        command = [*wait["command"][:-1], "90"]  # --timeout 90
+        command = [*wait["command"][:-1], "180"]  # --timeout 180
         done = run_rendered(command, running.client_env())
         if done.returncode != 0:
             pytest.fail(
