@@ -174,13 +174,19 @@ cluster it is empty.
 {{- if not (or .ctx.Values.generatedSecrets.allowEphemeral (lookup "v1" "Secret" .ctx.Release.Namespace "")) -}}
 {{- fail (printf "Secret %s: the chart generates %s, but this render cannot read the live Secret (helm template, --dry-run, GitOps): every render would change it and the server would lose its database. Create the Secrets yourself and set auth.existingSecret, postgresql.auth.existingSecret (or externalDatabase.existingSecret) and storage.existingSecret (chart README, GitOps), or --set generatedSecrets.allowEphemeral=true for a throwaway render." .secret .key) -}}
 {{- end -}}
+{{- /* one value per render: the Secret and the checksum annotations that include it agree */ -}}
+{{- $memo := .ctx.Values.generatedSecrets -}}
+{{- $memoKey := printf "_generated/%s/%s" .secret .key -}}
+{{- if not (hasKey $memo $memoKey) -}}
 {{- $live := lookup "v1" "Secret" .ctx.Release.Namespace .secret -}}
 {{- $data := dig "data" (dict) $live -}}
 {{- if hasKey $data .key -}}
-{{- index $data .key | b64dec -}}
+{{- $_ := set $memo $memoKey (index $data .key | b64dec) -}}
 {{- else -}}
-{{- printf "%s%s" (default "" .prefix) (randAlphaNum (int .length)) -}}
+{{- $_ := set $memo $memoKey (printf "%s%s" (default "" .prefix) (randAlphaNum (int .length))) -}}
 {{- end -}}
+{{- end -}}
+{{- index $memo $memoKey -}}
 {{- end -}}
 
 {{/* Secret with PREFECT_API_AUTH_STRING: auth.existingSecret or the chart's <fullname>-api. */}}
@@ -368,4 +374,46 @@ messaging, cache, event ordering, concurrency leases and background tasks on Red
       key: docket-url
 {{- end }}
 {{- end }}
+{{- end -}}
+
+{{/* ---------- rolling pods on Secret changes ---------- */}}
+
+{{/*
+Annotations that roll a pod when a Secret it reads changes: checksum/secret-<name> for each
+of "api", "database", "storage", "redis" in .secrets. A Secret the chart writes is hashed
+as rendered; a Secret the chart only names (an existingSecret value) cannot be read
+without a cluster, so its name and secrets.revision are hashed instead: bump the revision
+after rotating it. Call with (dict "ctx" $ "secrets" (list "api" "database") "indent" 8).
+*/}}
+{{- define "prefect-dlt.secretChecksums" -}}
+{{- $ctx := .ctx -}}
+{{- $v := $ctx.Values -}}
+{{- $revision := toString $v.secrets.revision -}}
+{{- $out := dict -}}
+{{- if and (has "api" .secrets) $v.auth.enabled -}}
+{{- if $v.auth.existingSecret -}}
+{{- $_ := set $out "checksum/secret-api" (printf "existing %s revision %s" $v.auth.existingSecret $revision | sha256sum) -}}
+{{- else -}}
+{{- $_ := set $out "checksum/secret-api" (include (print $ctx.Template.BasePath "/secrets/api-secret.yaml") $ctx | sha256sum) -}}
+{{- end -}}
+{{- end -}}
+{{- if has "database" .secrets -}}
+{{- $text := include (print $ctx.Template.BasePath "/secrets/database-secret.yaml") $ctx -}}
+{{- $passwordSecret := include "prefect-dlt.databasePasswordSecretName" $ctx -}}
+{{- if ne $passwordSecret (include "prefect-dlt.databaseSecretName" $ctx) -}}
+{{- $text = printf "%s\nexisting %s revision %s" $text $passwordSecret $revision -}}
+{{- end -}}
+{{- $_ := set $out "checksum/secret-database" ($text | sha256sum) -}}
+{{- end -}}
+{{- if has "storage" .secrets -}}
+{{- if $v.storage.existingSecret -}}
+{{- $_ := set $out "checksum/secret-storage" (printf "existing %s revision %s" $v.storage.existingSecret $revision | sha256sum) -}}
+{{- else -}}
+{{- $_ := set $out "checksum/secret-storage" (include (print $ctx.Template.BasePath "/secrets/storage-secret.yaml") $ctx | sha256sum) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (has "redis" .secrets) $v.server.ha.enabled (not $v.redis.bundled.enabled) -}}
+{{- $_ := set $out "checksum/secret-redis" (printf "existing %s revision %s" $v.redis.external.existingSecret $revision | sha256sum) -}}
+{{- end -}}
+{{- with $out }}{{ toYaml . | nindent $.indent }}{{ end -}}
 {{- end -}}
