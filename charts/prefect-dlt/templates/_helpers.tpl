@@ -318,11 +318,13 @@ Call with (dict "ctx" $ "resources" <resources block> "timeout" <seconds>).
 {{- define "prefect-dlt.redisName" -}}{{ include "prefect-dlt.fullname" . }}-redis{{- end -}}
 
 {{/*
+Call with (dict "ctx" $ ["passwordSecret" <Secret with the database password>]).
 env of every HA server process (API replicas, services, migrations): PostgreSQL, and
 messaging, cache, event ordering, concurrency leases and background tasks on Redis
 (prefect-redis). Migrations and block registration run once, in the migration Job.
 */}}
 {{- define "prefect-dlt.serverEnv" -}}
+{{- $ctx := .ctx -}}
 - name: HOME
   value: /home/prefect
 - name: PREFECT_SERVER_ANALYTICS_ENABLED
@@ -330,20 +332,20 @@ messaging, cache, event ordering, concurrency leases and background tasks on Red
 - name: PREFECT_SERVER_DATABASE_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ include "prefect-dlt.databasePasswordSecretName" . }}
+      name: {{ default (include "prefect-dlt.databasePasswordSecretName" $ctx) .passwordSecret }}
       key: password
 - name: PREFECT_SERVER_DATABASE_CONNECTION_URL
-  {{- if .Values.server.ha.enabled }}
+  {{- if $ctx.Values.server.ha.enabled }}
   # no password in it (a placeholder): a literal, so the pre-install migration Job needs no
   # Secret of the release
-  value: {{ include "prefect-dlt.databaseUrl" . | quote }}
+  value: {{ include "prefect-dlt.databaseUrl" $ctx | quote }}
   {{- else }}
   valueFrom:
     secretKeyRef:
-      name: {{ include "prefect-dlt.databaseSecretName" . }}
+      name: {{ include "prefect-dlt.databaseSecretName" $ctx }}
       key: connection-url
   {{- end }}
-{{- if .Values.server.ha.enabled }}
+{{- if $ctx.Values.server.ha.enabled }}
 - name: PREFECT_SERVER_DATABASE_MIGRATE_ON_START
   value: "false"
 - name: PREFECT_SERVER_REGISTER_BLOCKS_ON_START
@@ -356,21 +358,21 @@ messaging, cache, event ordering, concurrency leases and background tasks on Red
   value: prefect_redis.ordering
 - name: PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE
   value: prefect_redis.lease_storage
-{{- if .Values.redis.bundled.enabled }}
+{{- if $ctx.Values.redis.bundled.enabled }}
 - name: PREFECT_REDIS_MESSAGING_URL
-  value: {{ printf "redis://%s:6379/0" (include "prefect-dlt.serviceHost" (dict "ctx" . "service" (include "prefect-dlt.redisName" .))) | quote }}
+  value: {{ printf "redis://%s:6379/0" (include "prefect-dlt.serviceHost" (dict "ctx" $ctx "service" (include "prefect-dlt.redisName" $ctx))) | quote }}
 - name: PREFECT_SERVER_DOCKET_URL
-  value: {{ printf "redis://%s:6379/1" (include "prefect-dlt.serviceHost" (dict "ctx" . "service" (include "prefect-dlt.redisName" .))) | quote }}
+  value: {{ printf "redis://%s:6379/1" (include "prefect-dlt.serviceHost" (dict "ctx" $ctx "service" (include "prefect-dlt.redisName" $ctx))) | quote }}
 {{- else }}
 - name: PREFECT_REDIS_MESSAGING_URL
   valueFrom:
     secretKeyRef:
-      name: {{ required "redis.external.existingSecret is required with server.ha.enabled and redis.bundled.enabled=false" .Values.redis.external.existingSecret }}
+      name: {{ required "redis.external.existingSecret is required with server.ha.enabled and redis.bundled.enabled=false" $ctx.Values.redis.external.existingSecret }}
       key: url
 - name: PREFECT_SERVER_DOCKET_URL
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.redis.external.existingSecret }}
+      name: {{ $ctx.Values.redis.external.existingSecret }}
       key: docket-url
 {{- end }}
 {{- end }}
