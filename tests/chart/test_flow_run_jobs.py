@@ -141,8 +141,8 @@ def test_default_jobs_take_no_placement_and_load_to_the_bundled_store(jobs: Jobs
     assert env["DESTINATION__FILESYSTEM__BUCKET_URL"]["value"] == "s3://prefect-dlt/data"
     resources = pod["containers"][0]["resources"]
     assert resources == {
-        "requests": {"cpu": "250m", "memory": "512Mi"},
-        "limits": {"cpu": "1", "memory": "1Gi"},
+        "requests": {"cpu": "250m", "memory": "512Mi", "ephemeral-storage": "2Gi"},
+        "limits": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "11Gi"},
     }, "the deployment's job_variables win over the pool's defaults"
 
 
