@@ -58,8 +58,9 @@ def test_one_render_hashes_the_one_generated_value() -> None:
     auth string, and a new render (new throwaway passwords) changes both."""
     first, second = _render({}), _render({})
     for rendered in (first, second):
-        assert _checksums(rendered, SERVER)["checksum/secret-api"] == (
-            _checksums(rendered, WORKER)["checksum/secret-api"]
+        assert (
+            _checksums(rendered, SERVER)["checksum/secret-api"]
+            == (_checksums(rendered, WORKER)["checksum/secret-api"])
         )
     secret = "rel-prefect-dlt-api"
     assert first.get("Secret", secret)["data"] != second.get("Secret", secret)["data"]
@@ -70,12 +71,14 @@ def test_a_chart_owned_secret_change_rolls_its_readers_only() -> None:
     base = {**EXISTING, "postgresql": {"enabled": False}}
     before = _render({**base, "externalDatabase": {"host": "db", "password": "one"}})
     after = _render({**base, "externalDatabase": {"host": "db", "password": "two"}})
-    assert _checksums(before, SERVER)["checksum/secret-database"] != (
-        _checksums(after, SERVER)["checksum/secret-database"]
+    assert (
+        _checksums(before, SERVER)["checksum/secret-database"]
+        != (_checksums(after, SERVER)["checksum/secret-database"])
     )
     assert _checksums(before, WORKER) == _checksums(after, WORKER), "the worker reads no database"
-    assert _checksums(before, SERVER)["checksum/secret-api"] == (
-        _checksums(after, SERVER)["checksum/secret-api"]
+    assert (
+        _checksums(before, SERVER)["checksum/secret-api"]
+        == (_checksums(after, SERVER)["checksum/secret-api"])
     )
 
 
@@ -102,6 +105,7 @@ def test_existing_secrets_roll_by_name_or_revision(
 def test_redis_revision_rolls_the_ha_server_and_services() -> None:
     before, after = _render(HA), _render({**HA, "secrets": {"revision": 7}})
     for workload in (SERVER, SERVICES):
-        assert _checksums(before, workload)["checksum/secret-redis"] != (
-            _checksums(after, workload)["checksum/secret-redis"]
+        assert (
+            _checksums(before, workload)["checksum/secret-redis"]
+            != (_checksums(after, workload)["checksum/secret-redis"])
         )
