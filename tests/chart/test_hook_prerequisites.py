@@ -3,8 +3,9 @@ hook runs.
 
 Helm creates a release's objects after its pre-install hooks: a pre-install hook may only
 read objects that are hooks themselves, of the same phases and a lower weight (created
-first). After the release's objects exist (post-install, post-upgrade, post-rollback, pre-delete, test)
-those serve. A Secret the chart only names (an existingSecret value) is the operator's.
+first). Once the release's objects exist (post-install, post-upgrade, post-rollback,
+pre-delete, test) those serve. A Secret the chart only names (an existingSecret value)
+is the operator's.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def _problems(rendered: Rendered) -> list[str]:
             continue
         phases, weight = hook
         where = f"{rendered.name}: {manifest['kind']}/{manifest['metadata']['name']}"
-        for label, pod in pod_specs(manifest):
+        for _label, pod in pod_specs(manifest):
             for kind, name in sorted(set(_needs(pod))):
                 if not _available(rendered.find(kind, name), phases, weight):
                     problems.append(f"{where} ({sorted(phases)}) reads {kind}/{name} too early")
