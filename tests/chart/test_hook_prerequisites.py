@@ -15,7 +15,15 @@ from typing import Any
 
 import pytest
 
-from tests.chart.chart import Manifest, Rendered, containers, pod_specs, render
+from tests.chart.chart import (
+    KUBERNETES_VERSIONS,
+    Manifest,
+    Rendered,
+    containers,
+    pod_specs,
+    render,
+    schema_errors,
+)
 
 # phases that run when every object of the release exists
 AFTER_RELEASE_OBJECTS = {"post-install", "post-upgrade", "post-rollback", "pre-delete", "test"}
@@ -132,3 +140,14 @@ def test_migration_prerequisites_are_hooks_for_the_phase_only(kind: str) -> None
     assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
     server_egress = rendered.get("NetworkPolicy", "rel-prefect-dlt-egress-server")
     assert "migrate" not in str(server_egress["spec"]["podSelector"])
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_ha_with_a_password_from_values_validates(version: str) -> None:
+    rendered = Rendered("ha", render(values=HA_FROM_VALUES))
+    errors = [
+        f"{m['kind']}/{m['metadata']['name']}: {problem}"
+        for m in rendered.manifests
+        if (problem := schema_errors(m, version))
+    ]
+    assert not errors, "\n".join(errors)
