@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""Writes the values table of charts/prefect-dlt/README.md from values.yaml's comments.
+"""Writes the values table of charts/prefect-dlt/README.md from values.yaml's comments, and
+the list of those values the chart checks for (files/value-keys.txt).
 
 Every value documented with a "# --" comment (the helm-docs convention PrefectHQ/prefect-helm
 uses) becomes a row: key, default, description. The table sits between the
-`<!-- values-table -->` markers of the README.
+`<!-- values-table -->` markers of the README. The same keys, one per line, are what the
+chart's values check (templates/checks/values/complete.yaml) requires: a template cannot read
+the chart's own values.yaml, and `helm upgrade --reuse-values` replaces it by an earlier
+release's values.
 
-    scripts/chart-values-table.py           # rewrite the table
-    scripts/chart-values-table.py --check   # exit 1 if the README's table is stale (tests)
+    scripts/chart-values-table.py           # rewrite the table and the key list
+    scripts/chart-values-table.py --check   # exit 1 if either is stale (tests)
 """
 
 from __future__ import annotations
@@ -73,19 +77,26 @@ def render_readme(readme: str, values_text: str) -> str:
     return f"{before}{START}\n{table(values_text)}\n{END}{after}"
 
 
+def value_keys(values_text: str) -> str:
+    """The documented keys, one per line (files/value-keys.txt)."""
+    return "".join(f"{key}\n" for key, _, _ in rows(values_text))
+
+
 def main(argv: list[str]) -> int:
+    values_text = (CHART / "values.yaml").read_text()
     readme_path = CHART / "README.md"
-    readme = readme_path.read_text()
-    wanted = render_readme(readme, (CHART / "values.yaml").read_text())
+    keys_path = CHART / "files" / "value-keys.txt"
+    wanted = {
+        readme_path: render_readme(readme_path.read_text(), values_text),
+        keys_path: value_keys(values_text),
+    }
+    stale = [path for path, text in wanted.items() if not path.exists() or path.read_text() != text]
     if "--check" in argv:
-        if wanted != readme:
-            print(
-                f"{readme_path}: values table is stale: run scripts/chart-values-table.py",
-                file=sys.stderr,
-            )
-            return 1
-        return 0
-    readme_path.write_text(wanted)
+        for path in stale:
+            print(f"{path}: stale: run scripts/chart-values-table.py", file=sys.stderr)
+        return 1 if stale else 0
+    for path in stale:
+        path.write_text(wanted[path])
     return 0
 
 

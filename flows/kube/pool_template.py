@@ -29,7 +29,13 @@ from flows.system.quantities import POD_RESOURCE_ENV, QUANTITY_PATTERN
 
 # RFC 1123 subdomain: names of Secrets, ServiceAccounts, PriorityClasses
 DNS_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# The platform image's user; the chart sets the pool's defaults from its image.securityContext.
 RUN_UID = 1001
+# /tmp (dlt's working dir) is an emptyDir limited to TMP_SIZE_LIMIT; the container's
+# ephemeral-storage limit (which the pod's emptyDirs, logs and writable layer count against)
+# leaves headroom above it, so the emptyDir's own limit is the one a run meets first.
+TMP_SIZE_LIMIT = "10Gi"
+EPHEMERAL_STORAGE_LIMIT = "11Gi"
 
 Quantity = Annotated[str, Field(pattern=QUANTITY_PATTERN)]
 Name = Annotated[str, Field(pattern=DNS_NAME, max_length=253)]
@@ -142,9 +148,40 @@ class FlowRunVariables(KubernetesWorkerVariables):
         "here, never into env.",
     )
     tmp_size_limit: Quantity = Field(
-        default="10Gi",
+        default=TMP_SIZE_LIMIT,
         title="Scratch Size",
-        description="Size limit of the emptyDir at /tmp that holds dlt's working dir.",
+        description="Size limit of the emptyDir at /tmp that holds dlt's working dir; keep "
+        "ephemeral_storage_limit above it.",
+    )
+    ephemeral_storage_request: Quantity = Field(
+        default="2Gi",
+        title="Disk Request",
+        description="Local disk the scheduler reserves for the flow-run pod (ephemeral-storage "
+        "request): its /tmp working dir, logs and writable layer.",
+    )
+    ephemeral_storage_limit: Quantity = Field(
+        default=EPHEMERAL_STORAGE_LIMIT,
+        title="Disk Limit",
+        description="Local disk the flow-run pod may use in all (ephemeral-storage limit): "
+        "tmp_size_limit plus headroom for logs; above it the kubelet evicts the pod.",
+    )
+    run_as_user: int = Field(
+        default=RUN_UID,
+        ge=1,
+        title="Run As User",
+        description="UID of the flow-run pod (non-zero): the image's user.",
+    )
+    run_as_group: int = Field(
+        default=RUN_UID,
+        ge=0,
+        title="Run As Group",
+        description="GID of the flow-run pod.",
+    )
+    fs_group: int = Field(
+        default=RUN_UID,
+        ge=0,
+        title="FS Group",
+        description="Group owning the flow-run pod's volumes.",
     )
     image_pull_secrets: list[LocalObjectReference] = Field(
         default_factory=list,
@@ -238,8 +275,8 @@ CONTAINER_PATCH: dict[str, Any] = {
         "capabilities": {"drop": ["ALL"]},
         "readOnlyRootFilesystem": True,
         "runAsNonRoot": True,
-        "runAsUser": RUN_UID,
-        "runAsGroup": RUN_UID,
+        "runAsUser": "{{ run_as_user }}",
+        "runAsGroup": "{{ run_as_group }}",
         "seccompProfile": {"type": "RuntimeDefault"},
     },
     "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
@@ -248,9 +285,9 @@ CONTAINER_PATCH: dict[str, Any] = {
 POD_PATCH: dict[str, Any] = {
     "securityContext": {
         "runAsNonRoot": True,
-        "runAsUser": RUN_UID,
-        "runAsGroup": RUN_UID,
-        "fsGroup": RUN_UID,
+        "runAsUser": "{{ run_as_user }}",
+        "runAsGroup": "{{ run_as_group }}",
+        "fsGroup": "{{ fs_group }}",
         "seccompProfile": {"type": "RuntimeDefault"},
     },
     "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "{{ tmp_size_limit }}"}}],
@@ -286,6 +323,9 @@ def build() -> dict[str, Any]:
     manifest["spec"]["activeDeadlineSeconds"] = "{{ active_deadline_seconds }}"
     (container,) = pod["containers"]
     container.update(copy.deepcopy(CONTAINER_PATCH))
+    # the scheduler reserves disk only for a request (upstream's template has cpu and memory)
+    container["resources"]["requests"]["ephemeral-storage"] = "{{ ephemeral_storage_request }}"
+    container["resources"]["limits"]["ephemeral-storage"] = "{{ ephemeral_storage_limit }}"
     pod.update(copy.deepcopy(POD_PATCH))
     template["variables"] = _variables_schema()
     return template

@@ -198,9 +198,10 @@ class KubernetesCluster:
         for job in self.batch.list_namespaced_job(
             self.namespace, label_selector=self._selector(flow_run_id)
         ).items:
+            name = job.metadata.name if job.metadata else ""
             events = self.core.list_namespaced_event(
                 self.namespace,
-                field_selector=f"involvedObject.kind=Job,involvedObject.name={job.metadata.name if job.metadata else ''}",
+                field_selector=f"involvedObject.kind=Job,involvedObject.name={name}",
             ).items
             messages += [e.message or "" for e in events if e.reason == "FailedCreate"]
         return messages

@@ -29,7 +29,11 @@ QUANTITY_PATTERN = r"^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[numkMGTPE]|[eE]
 QUANTITY_RE = re.compile(QUANTITY_PATTERN)
 
 # (request, limit) job variables of the pool template
-RESOURCE_PAIRS = (("cpu_request", "cpu_limit"), ("memory_request", "memory_limit"))
+RESOURCE_PAIRS = (
+    ("cpu_request", "cpu_limit"),
+    ("memory_request", "memory_limit"),
+    ("ephemeral_storage_request", "ephemeral_storage_limit"),
+)
 
 
 def _kubernetes_parse_quantity() -> Callable[[str], Decimal]:

@@ -33,6 +33,9 @@ RELEASE_DEFAULTS = {
     "tolerations",
     "affinity",
     "priority_class_name",
+    "run_as_user",
+    "run_as_group",
+    "fs_group",
 }
 
 
@@ -84,6 +87,9 @@ def test_release_specific_defaults(default: Rendered) -> None:
         "tolerations": [],
         "affinity": {},
         "priority_class_name": None,
+        "run_as_user": 1001,
+        "run_as_group": 1001,
+        "fs_group": 1001,
     }
 
 

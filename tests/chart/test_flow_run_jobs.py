@@ -18,6 +18,7 @@ import re
 import uuid
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
@@ -25,6 +26,7 @@ from tests.chart.chart import (
     KUBERNETES_VERSIONS,
     REPO,
     Rendered,
+    render,
     restricted_violations,
     schema_errors,
 )
@@ -141,8 +143,8 @@ def test_default_jobs_take_no_placement_and_load_to_the_bundled_store(jobs: Jobs
     assert env["DESTINATION__FILESYSTEM__BUCKET_URL"]["value"] == "s3://prefect-dlt/data"
     resources = pod["containers"][0]["resources"]
     assert resources == {
-        "requests": {"cpu": "250m", "memory": "512Mi"},
-        "limits": {"cpu": "1", "memory": "1Gi"},
+        "requests": {"cpu": "250m", "memory": "512Mi", "ephemeral-storage": "2Gi"},
+        "limits": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "11Gi"},
     }, "the deployment's job_variables win over the pool's defaults"
 
 
@@ -196,3 +198,59 @@ def test_deployment_job_variables_cannot_drop_the_state_store_keys(jobs: Jobs) -
     job = jobs["gitops-secrets"]["synthetic-daily"]
     names = [e["name"] for e in _pod(job)["containers"][0]["env"]]
     assert {"AWS_ACCESS_KEY_ID", "AWS_ENDPOINT_URL"} <= set(names)
+
+
+def _template(rendered: Rendered) -> dict[str, Any]:
+    data: str = rendered.get("ConfigMap", CONFIGMAP)["data"]["base-job-template.json"]
+    return dict(json.loads(data))
+
+
+def test_flow_runs_take_the_charts_identity(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Not a fixed 1001: the platform image's identity as the values give it, overridable
+    per deployment."""
+    os.environ.setdefault("PREFECT_HOME", str(tmp_path_factory.mktemp("prefect-home")))
+    identity = {"runAsUser": 2000, "runAsGroup": 3000, "fsGroup": 4000}
+    rendered = Rendered("uid", render(values={"image": {"securityContext": identity}}))
+    template = _template(rendered)
+    pod = _pod(asyncio.run(_build(template, {})))
+    assert {k: pod["securityContext"][k] for k in identity} == identity
+    container = pod["containers"][0]["securityContext"]
+    assert (container["runAsUser"], container["runAsGroup"]) == (2000, 3000)
+    own = _pod(asyncio.run(_build(template, {"run_as_user": 5000, "fs_group": 5000})))
+    assert (own["securityContext"]["runAsUser"], own["securityContext"]["fsGroup"]) == (5000, 5000)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"run_as_user": 0}, template["variables"])
+
+
+def test_every_flow_run_reserves_disk_under_its_limit(jobs: Jobs) -> None:
+    """The scheduler reserves disk only for a request; the limit sits above /tmp's."""
+    from kubernetes.utils.quantity import parse_quantity
+
+    for value_set, by_deployment in jobs.items():
+        for deployment, job in by_deployment.items():
+            pod = _pod(job)
+            resources = pod["containers"][0]["resources"]
+            request = parse_quantity(resources["requests"]["ephemeral-storage"])
+            limit = parse_quantity(resources["limits"]["ephemeral-storage"])
+            (tmp,) = [v for v in pod["volumes"] if v["name"] == "tmp"]
+            scratch = parse_quantity(tmp["emptyDir"]["sizeLimit"])
+            assert 0 < request <= limit, (value_set, deployment)
+            assert scratch < limit, f"{value_set}/{deployment}: /tmp would be evicted first"
+
+
+def test_disk_is_a_job_variable_and_a_chart_default(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    os.environ.setdefault("PREFECT_HOME", str(tmp_path_factory.mktemp("prefect-home")))
+    defaults = {"ephemeral_storage_request": "5Gi", "ephemeral_storage_limit": "30Gi"}
+    rendered = Rendered("disk", render(values={"flowRuns": {"resourceDefaults": defaults}}))
+    template = _template(rendered)
+    resources = _pod(asyncio.run(_build(template, {})))["containers"][0]["resources"]
+    assert resources["requests"]["ephemeral-storage"] == "5Gi"
+    assert resources["limits"]["ephemeral-storage"] == "30Gi"
+    variables = {"ephemeral_storage_request": "8Gi", "tmp_size_limit": "40Gi"}
+    tuned = _pod(asyncio.run(_build(template, {**variables, "ephemeral_storage_limit": "42Gi"})))
+    assert tuned["containers"][0]["resources"]["requests"]["ephemeral-storage"] == "8Gi"
+    assert tuned["volumes"][0]["emptyDir"]["sizeLimit"] == "40Gi"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"ephemeral_storage_request": "lots"}, template["variables"])

@@ -3,6 +3,12 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import urllib.parse
+from typing import Any
+
 import pytest
 
 from tests.chart.chart import (
@@ -122,3 +128,78 @@ def test_ha_says_what_it_needs(set_values: list[str], message: str) -> None:
     with pytest.raises(HelmError) as caught:
         helm_template(set_values=set_values)
     assert message in caught.value.stderr
+
+
+def _ha(**more: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "server": {"ha": {"enabled": True, **more}},
+        "postgresql": {"enabled": False},
+        "externalDatabase": {"host": "db", "existingSecret": "db"},
+    }
+    return values
+
+
+def test_one_api_replica_gets_no_pdb_that_would_block_drains() -> None:
+    found = Rendered("one", render(values=_ha(replicas=1)))
+    assert found.find("PodDisruptionBudget", "rel-prefect-dlt-server") is None
+    two = Rendered("two", render(values=_ha(replicas=2)))
+    assert two.get("PodDisruptionBudget", "rel-prefect-dlt-server")["spec"]["minAvailable"] == 1
+    share = Rendered("pct", render(values=_ha(replicas=2, pdb={"minAvailable": "50%"})))
+    assert share.get("PodDisruptionBudget", "rel-prefect-dlt-server")["spec"]["minAvailable"] == (
+        "50%"
+    )
+
+
+def test_a_pdb_no_replica_may_leave_is_refused() -> None:
+    with pytest.raises(HelmError) as caught:
+        render(values=_ha(replicas=2, pdb={"minAvailable": 2}))
+    assert "server.ha.pdb.minAvailable (2) must be below server.ha.replicas (2)" in (
+        caught.value.stderr
+    )
+
+
+def test_api_replicas_prefer_different_nodes(rendered_sets: dict[str, Rendered]) -> None:
+    affinity = pod_spec(rendered_sets["ha"], "Deployment", "rel-prefect-dlt-server")["affinity"]
+    (term,) = affinity["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    selector = term["podAffinityTerm"]["labelSelector"]["matchLabels"]
+    assert selector["app.kubernetes.io/component"] == "server"
+    assert "affinity" not in pod_spec(
+        rendered_sets["default"], "Deployment", "rel-prefect-dlt-server"
+    )
+    own = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}}
+    values = _ha()
+    values["server"]["affinity"] = own
+    found = Rendered("own", render(values=values))
+    assert pod_spec(found, "Deployment", "rel-prefect-dlt-server")["affinity"] == own
+
+
+def _listener() -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    return sock
+
+
+def test_services_liveness_probe_runs_as_rendered(rendered_sets: dict[str, Rendered]) -> None:
+    """The probe's command, run with the services container's URLs pointed at local ports:
+    it passes while both accept connections and fails when one does not."""
+    container = _main(rendered_sets["ha"], "Deployment", "rel-prefect-dlt-server-services")
+    probe = container["livenessProbe"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] >= 60, "no restart on a blip"
+    env = env_of(container)
+    with _listener() as database, _listener() as redis:
+        urls = {
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": database.getsockname()[1],
+            "PREFECT_REDIS_MESSAGING_URL": redis.getsockname()[1],
+        }
+        local = {}
+        for name, port in urls.items():
+            parts = urllib.parse.urlsplit(env[name]["value"])
+            netloc = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+            local[name] = parts._replace(netloc=f"{netloc}127.0.0.1:{port}").geturl()
+        command = [sys.executable, *probe["exec"]["command"][1:]]
+        alive = subprocess.run(command, env=local, capture_output=True, text=True, check=False)
+        assert alive.returncode == 0, alive.stderr
+    dead = subprocess.run(command, env=local, capture_output=True, text=True, check=False)
+    assert dead.returncode != 0 and "ConnectionRefusedError" in dead.stderr

@@ -5,13 +5,21 @@ upgrade), the helm test, and the bucket hook."""
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import httpx
 import pytest
 
 from devstack.seaweedfs import SeaweedFS
-from tests.chart.chart import REPO, Rendered, named_container, pod_spec
+from tests.chart.chart import (
+    REPO,
+    Rendered,
+    helm_template,
+    load_manifests,
+    named_container,
+    pod_spec,
+)
 from tests.chart.services import AUTH_STRING, PrefectServer, api_get, run_rendered
 
 pytestmark = pytest.mark.integration
@@ -148,6 +156,52 @@ def test_deploy_hook_registers_the_deployments(
     ).json()
     names = {(d["name"], d["work_pool_name"]) for d in found}
     assert ("synthetic-daily", "dlt-k8s") in names, names
+
+
+def _pause_pool_command(rendered: Rendered, pool: str) -> list[str]:
+    """The pre-delete hook's command as rendered, for `pool` instead of dlt-k8s."""
+    command = named_container(rendered, "Job", "rel-prefect-dlt-pause-pool", "pause-pool")
+    return [arg.replace("dlt-k8s", pool) for arg in command["command"]]
+
+
+def test_uninstall_hook_pauses_the_pool(prefect_server: PrefectServer, default: Rendered) -> None:
+    env = prefect_server.client_env()
+    pool = "dlt-uninstall"
+    created = run_rendered(["prefect", "work-pool", "create", pool, "--type", "kubernetes"], env)
+    assert created.returncode == 0, created.stdout + created.stderr
+    assert api_get(prefect_server, f"/work_pools/{pool}").json()["status"] != "PAUSED"
+    for attempt in ("uninstall", "uninstall again"):
+        done = run_rendered(_pause_pool_command(default, pool), env)
+        assert done.returncode == 0, f"{attempt}: {done.stdout}{done.stderr}"
+        assert api_get(prefect_server, f"/work_pools/{pool}").json()["status"] == "PAUSED"
+    missing = run_rendered(_pause_pool_command(default, "no-such-pool"), env)
+    assert missing.returncode == 0, "a missing pool never holds the uninstall"
+    assert "work pool no-such-pool not paused" in missing.stdout
+
+
+def test_uninstall_hook_gives_up_on_a_server_that_is_gone(tmp_path: Path) -> None:
+    """Rendered with hooks.waitSeconds=3: the hook waits that long, says so, succeeds."""
+    rendered = Rendered(
+        "short wait",
+        load_manifests(
+            helm_template(
+                set_values=["hooks.waitSeconds=3"],
+                show_only=["templates/worker/pause-pool-job.yaml"],
+            )
+        ),
+    )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]  # nothing listens once the socket is closed
+    env = {
+        "PREFECT_API_URL": f"http://127.0.0.1:{closed}/api",
+        "PREFECT_API_AUTH_STRING": AUTH_STRING,
+        "PREFECT_HOME": str(tmp_path),
+        "HOME": str(tmp_path),
+    }
+    done = run_rendered(_pause_pool_command(rendered, "dlt-k8s"), env, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "server unreachable after 3 s: work pool dlt-k8s not paused" in done.stdout
 
 
 def test_bucket_hook_creates_the_bucket_once(seaweed: SeaweedFS, default: Rendered) -> None:

@@ -96,10 +96,12 @@ def test_every_quantity_takes_the_one_pattern() -> None:
         "memory_request",
         "memory_limit",
         "tmp_size_limit",
+        "ephemeral_storage_request",
+        "ephemeral_storage_limit",
     }
     paths = [p for p, _ in _chart_quantity_nodes()]
     assert "#/definitions/quantity" in paths
-    assert len(paths) == 5, paths  # the definition and flowRuns.resourceDefaults' four
+    assert len(paths) == 8, paths  # the definition and flowRuns.resourceDefaults' seven
     # no other quantity-looking pattern survives in the chart's schema
     text = json.dumps(CHART_SCHEMA)
     assert "Ki|Mi" not in text.replace(json.dumps(QUANTITY_PATTERN)[1:-1], "")
@@ -143,6 +145,10 @@ DEFAULTS = {"cpu_request": "500m", "cpu_limit": "2", "memory_request": "1Gi", "m
         ),
         ({"memory_request": "3Gi"}, "memory_limit 2Gi (the pool default)"),
         ({"cpu_request": "2500m"}, "cpu_request 2500m is above cpu_limit 2 (the pool default)"),
+        (
+            {"ephemeral_storage_request": "12Gi", "ephemeral_storage_limit": "11Gi"},
+            "ephemeral_storage_request 12Gi is above ephemeral_storage_limit 11Gi",
+        ),
         (
             {
                 "cpu_request": "1.5",

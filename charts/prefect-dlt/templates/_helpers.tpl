@@ -174,13 +174,19 @@ cluster it is empty.
 {{- if not (or .ctx.Values.generatedSecrets.allowEphemeral (lookup "v1" "Secret" .ctx.Release.Namespace "")) -}}
 {{- fail (printf "Secret %s: the chart generates %s, but this render cannot read the live Secret (helm template, --dry-run, GitOps): every render would change it and the server would lose its database. Create the Secrets yourself and set auth.existingSecret, postgresql.auth.existingSecret (or externalDatabase.existingSecret) and storage.existingSecret (chart README, GitOps), or --set generatedSecrets.allowEphemeral=true for a throwaway render." .secret .key) -}}
 {{- end -}}
+{{- /* one value per render: the Secret and the checksum annotations that include it agree */ -}}
+{{- $memo := .ctx.Values.generatedSecrets -}}
+{{- $memoKey := printf "_generated/%s/%s" .secret .key -}}
+{{- if not (hasKey $memo $memoKey) -}}
 {{- $live := lookup "v1" "Secret" .ctx.Release.Namespace .secret -}}
 {{- $data := dig "data" (dict) $live -}}
 {{- if hasKey $data .key -}}
-{{- index $data .key | b64dec -}}
+{{- $_ := set $memo $memoKey (index $data .key | b64dec) -}}
 {{- else -}}
-{{- printf "%s%s" (default "" .prefix) (randAlphaNum (int .length)) -}}
+{{- $_ := set $memo $memoKey (printf "%s%s" (default "" .prefix) (randAlphaNum (int .length))) -}}
 {{- end -}}
+{{- end -}}
+{{- index $memo $memoKey -}}
 {{- end -}}
 
 {{/* Secret with PREFECT_API_AUTH_STRING: auth.existingSecret or the chart's <fullname>-api. */}}
@@ -312,11 +318,13 @@ Call with (dict "ctx" $ "resources" <resources block> "timeout" <seconds>).
 {{- define "prefect-dlt.redisName" -}}{{ include "prefect-dlt.fullname" . }}-redis{{- end -}}
 
 {{/*
+Call with (dict "ctx" $ ["passwordSecret" <Secret with the database password>]).
 env of every HA server process (API replicas, services, migrations): PostgreSQL, and
 messaging, cache, event ordering, concurrency leases and background tasks on Redis
 (prefect-redis). Migrations and block registration run once, in the migration Job.
 */}}
 {{- define "prefect-dlt.serverEnv" -}}
+{{- $ctx := .ctx -}}
 - name: HOME
   value: /home/prefect
 - name: PREFECT_SERVER_ANALYTICS_ENABLED
@@ -324,20 +332,20 @@ messaging, cache, event ordering, concurrency leases and background tasks on Red
 - name: PREFECT_SERVER_DATABASE_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ include "prefect-dlt.databasePasswordSecretName" . }}
+      name: {{ default (include "prefect-dlt.databasePasswordSecretName" $ctx) .passwordSecret }}
       key: password
 - name: PREFECT_SERVER_DATABASE_CONNECTION_URL
-  {{- if .Values.server.ha.enabled }}
+  {{- if $ctx.Values.server.ha.enabled }}
   # no password in it (a placeholder): a literal, so the pre-install migration Job needs no
   # Secret of the release
-  value: {{ include "prefect-dlt.databaseUrl" . | quote }}
+  value: {{ include "prefect-dlt.databaseUrl" $ctx | quote }}
   {{- else }}
   valueFrom:
     secretKeyRef:
-      name: {{ include "prefect-dlt.databaseSecretName" . }}
+      name: {{ include "prefect-dlt.databaseSecretName" $ctx }}
       key: connection-url
   {{- end }}
-{{- if .Values.server.ha.enabled }}
+{{- if $ctx.Values.server.ha.enabled }}
 - name: PREFECT_SERVER_DATABASE_MIGRATE_ON_START
   value: "false"
 - name: PREFECT_SERVER_REGISTER_BLOCKS_ON_START
@@ -350,22 +358,64 @@ messaging, cache, event ordering, concurrency leases and background tasks on Red
   value: prefect_redis.ordering
 - name: PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE
   value: prefect_redis.lease_storage
-{{- if .Values.redis.bundled.enabled }}
+{{- if $ctx.Values.redis.bundled.enabled }}
 - name: PREFECT_REDIS_MESSAGING_URL
-  value: {{ printf "redis://%s:6379/0" (include "prefect-dlt.serviceHost" (dict "ctx" . "service" (include "prefect-dlt.redisName" .))) | quote }}
+  value: {{ printf "redis://%s:6379/0" (include "prefect-dlt.serviceHost" (dict "ctx" $ctx "service" (include "prefect-dlt.redisName" $ctx))) | quote }}
 - name: PREFECT_SERVER_DOCKET_URL
-  value: {{ printf "redis://%s:6379/1" (include "prefect-dlt.serviceHost" (dict "ctx" . "service" (include "prefect-dlt.redisName" .))) | quote }}
+  value: {{ printf "redis://%s:6379/1" (include "prefect-dlt.serviceHost" (dict "ctx" $ctx "service" (include "prefect-dlt.redisName" $ctx))) | quote }}
 {{- else }}
 - name: PREFECT_REDIS_MESSAGING_URL
   valueFrom:
     secretKeyRef:
-      name: {{ required "redis.external.existingSecret is required with server.ha.enabled and redis.bundled.enabled=false" .Values.redis.external.existingSecret }}
+      name: {{ required "redis.external.existingSecret is required with server.ha.enabled and redis.bundled.enabled=false" $ctx.Values.redis.external.existingSecret }}
       key: url
 - name: PREFECT_SERVER_DOCKET_URL
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.redis.external.existingSecret }}
+      name: {{ $ctx.Values.redis.external.existingSecret }}
       key: docket-url
 {{- end }}
 {{- end }}
+{{- end -}}
+
+{{/* ---------- rolling pods on Secret changes ---------- */}}
+
+{{/*
+Annotations that roll a pod when a Secret it reads changes: checksum/secret-<name> for each
+of "api", "database", "storage", "redis" in .secrets. A Secret the chart writes is hashed
+as rendered; a Secret the chart only names (an existingSecret value) cannot be read
+without a cluster, so its name and secrets.revision are hashed instead: bump the revision
+after rotating it. Call with (dict "ctx" $ "secrets" (list "api" "database") "indent" 8).
+*/}}
+{{- define "prefect-dlt.secretChecksums" -}}
+{{- $ctx := .ctx -}}
+{{- $v := $ctx.Values -}}
+{{- $revision := toString $v.secrets.revision -}}
+{{- $out := dict -}}
+{{- if and (has "api" .secrets) $v.auth.enabled -}}
+{{- if $v.auth.existingSecret -}}
+{{- $_ := set $out "checksum/secret-api" (printf "existing %s revision %s" $v.auth.existingSecret $revision | sha256sum) -}}
+{{- else -}}
+{{- $_ := set $out "checksum/secret-api" (include (print $ctx.Template.BasePath "/secrets/api-secret.yaml") $ctx | sha256sum) -}}
+{{- end -}}
+{{- end -}}
+{{- if has "database" .secrets -}}
+{{- $text := include (print $ctx.Template.BasePath "/secrets/database-secret.yaml") $ctx -}}
+{{- $passwordSecret := include "prefect-dlt.databasePasswordSecretName" $ctx -}}
+{{- if ne $passwordSecret (include "prefect-dlt.databaseSecretName" $ctx) -}}
+{{- $text = printf "%s\nexisting %s revision %s" $text $passwordSecret $revision -}}
+{{- end -}}
+{{- $_ := set $out "checksum/secret-database" ($text | sha256sum) -}}
+{{- end -}}
+{{- if has "storage" .secrets -}}
+{{- if $v.storage.existingSecret -}}
+{{- $_ := set $out "checksum/secret-storage" (printf "existing %s revision %s" $v.storage.existingSecret $revision | sha256sum) -}}
+{{- else -}}
+{{- $_ := set $out "checksum/secret-storage" (include (print $ctx.Template.BasePath "/secrets/storage-secret.yaml") $ctx | sha256sum) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (has "redis" .secrets) $v.server.ha.enabled (not $v.redis.bundled.enabled) -}}
+{{- $_ := set $out "checksum/secret-redis" (printf "existing %s revision %s" $v.redis.external.existingSecret $revision | sha256sum) -}}
+{{- end -}}
+{{- with $out }}{{ toYaml . | nindent $.indent }}{{ end -}}
 {{- end -}}

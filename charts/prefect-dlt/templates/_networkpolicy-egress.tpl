@@ -14,6 +14,10 @@ metadata:
   namespace: {{ $ctx.Release.Namespace }}
   labels:
     {{- include "prefect-dlt.labels" (dict "ctx" $ctx "component" (index .components 0)) | nindent 4 }}
+  {{- with .annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 spec:
   podSelector:
     matchExpressions:
@@ -36,6 +40,17 @@ spec:
     {{- end }}
 {{- end -}}
 
+{{/* The egress rule to the server's PostgreSQL (bundled, or externalDatabase and its peers). */}}
+{{- define "prefect-dlt.egressToDatabase" -}}
+{{- $database := dict "ports" (list (dict "protocol" "TCP" "port" (int (include "prefect-dlt.databasePort" .)))) -}}
+{{- if .Values.postgresql.enabled -}}
+{{- $_ := set $database "to" (include "prefect-dlt.toComponent" (dict "ctx" . "component" "postgresql") | fromYamlArray) -}}
+{{- else -}}
+{{- with .Values.networkPolicy.egress.database.to }}{{ $_ := set $database "to" . }}{{ end -}}
+{{- end -}}
+{{- toYaml $database -}}
+{{- end -}}
+
 {{- define "prefect-dlt.toComponent" -}}
 - podSelector:
     matchLabels:
@@ -52,12 +67,7 @@ spec:
 {{- with $eg.stateStore.to }}{{ $_ := set $stateStore "to" . }}{{ end -}}
 {{- with $eg.stateStore.ports }}{{ $_ := set $stateStore "ports" . }}{{ end -}}
 {{- end -}}
-{{- $database := dict "ports" (list (dict "protocol" "TCP" "port" (int (include "prefect-dlt.databasePort" .)))) -}}
-{{- if .Values.postgresql.enabled -}}
-{{- $_ := set $database "to" (include "prefect-dlt.toComponent" (dict "ctx" . "component" "postgresql") | fromYamlArray) -}}
-{{- else -}}
-{{- with $eg.database.to }}{{ $_ := set $database "to" . }}{{ end -}}
-{{- end -}}
+{{- $database := include "prefect-dlt.egressToDatabase" . | fromYaml -}}
 {{- $kubeApi := dict "ports" $eg.kubernetesApi.ports -}}
 {{- with $eg.kubernetesApi.cidrs -}}
 {{- $peers := list }}{{ range . }}{{ $peers = append $peers (dict "ipBlock" (dict "cidr" .)) }}{{ end -}}
@@ -71,9 +81,17 @@ spec:
 {{- end -}}
 {{- $serverRules = append $serverRules $redis -}}
 {{- end -}}
-{{- include "prefect-dlt.egressPolicy" (dict "ctx" . "name" "server" "components" (list "server" "server-services" "migrate") "rules" $serverRules) }}
-{{- include "prefect-dlt.egressPolicy" (dict "ctx" . "name" "worker" "components" (list "worker") "rules" (list $toServer $kubeApi)) }}
-{{- include "prefect-dlt.egressPolicy" (dict "ctx" . "name" "hooks" "components" (list "deploy-flows" "create-bucket" "test") "rules" (list $toServer $stateStore)) }}
+{{- if $eg.alertWebhook.enabled -}}
+{{- $webhook := dict "ports" $eg.alertWebhook.ports -}}
+{{- with $eg.alertWebhook.to }}{{ $_ := set $webhook "to" . }}{{ end -}}
+{{- $serverRules = append $serverRules $webhook -}}
+{{- end -}}
+{{- $np := .Values.networkPolicy -}}
+{{- $serverRules = concat $serverRules $np.server.extraEgress -}}
+{{- /* the migration hook has its own policy (templates/server/migrate-job.yaml) */ -}}
+{{- include "prefect-dlt.egressPolicy" (dict "ctx" . "name" "server" "components" (list "server" "server-services") "rules" $serverRules) }}
+{{- include "prefect-dlt.egressPolicy" (dict "ctx" . "name" "worker" "components" (list "worker") "rules" (concat (list $toServer $kubeApi) $np.worker.extraEgress)) }}
+{{- include "prefect-dlt.egressPolicy" (dict "ctx" . "name" "hooks" "components" (list "deploy-flows" "create-bucket" "pause-pool" "test") "rules" (concat (list $toServer $stateStore) $np.hooks.extraEgress)) }}
 {{- include "prefect-dlt.egressPolicy" (dict "ctx" . "name" "flow-run" "components" (list "flow-run") "rules" (concat (list $toServer $stateStore) $eg.flowRuns)) }}
 {{- include "prefect-dlt.egressPolicy" (dict "ctx" . "name" "data" "components" (list "postgresql" "storage" "redis") "rules" (list)) }}
 {{- end -}}
