@@ -48,6 +48,9 @@ def register(sub: Any) -> None:
     )
     watchdog.add_argument("--interval", type=float, default=15.0, help="seconds between passes")
     watchdog.add_argument("--once", action="store_true", help="one pass, then exit")
+    watchdog.add_argument(
+        "--alive-file", type=Path, help="touched after every pass (the container's probes)"
+    )
     watchdog.set_defaults(func=cmd_watchdog)
     check = sub.add_parser("check-release", help="helm test: server ready, auth, work pool")
     check.add_argument("--pool", help=POOL_HELP)
@@ -93,7 +96,7 @@ def cmd_watchdog(args: argparse.Namespace) -> int:
 
     if args.interval <= 0:
         raise ConfigError(f"--interval takes a number of seconds above 0, got {args.interval:g}")
-    for line in watch(_pool(args), args.namespace, args.interval, args.once):
+    for line in watch(_pool(args), args.namespace, args.interval, args.once, args.alive_file):
         print(line, flush=True)
     return 0
 

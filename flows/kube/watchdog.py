@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -214,9 +215,12 @@ class KubernetesCluster:
         )
 
 
-def watch(pool: str, namespace: str | None, interval: float, once: bool) -> Iterator[str]:
+def watch(
+    pool: str, namespace: str | None, interval: float, once: bool, alive: Path | None = None
+) -> Iterator[str]:
     """The loop: a pass every `interval` seconds; a failed pass is reported and retried at
-    the next (the API or the cluster may be back by then)."""
+    the next (the API or the cluster may be back by then). `alive` is touched after each
+    pass: a watchdog stuck in one is restarted by its probe."""
     from prefect.client.orchestration import get_client
 
     cluster = KubernetesCluster(namespace) if namespace else None
@@ -228,6 +232,8 @@ def watch(pool: str, namespace: str | None, interval: float, once: bool) -> Iter
             if once:
                 raise
             yield f"pass failed, next in {interval:g} s: {type(err).__name__}: {err}"
+        if alive is not None:
+            alive.touch()
         if once:
             return
         time.sleep(interval)

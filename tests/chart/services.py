@@ -12,11 +12,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.chart.chart import Rendered, named_container
+from tests.chart.chart import Rendered, named_container, render
 from tests.integration.helpers import stop
 
 AUTH_STRING = "admin:chart-test-password"
@@ -96,3 +97,44 @@ def prefect_server_for(
 def api_get(server: PrefectServer, path: str) -> httpx.Response:
     user, _, password = AUTH_STRING.partition(":")
     return httpx.get(f"{server.api_url}{path}", auth=(user, password), timeout=10)
+
+
+def release(values: dict[str, Any]) -> Rendered:
+    """The chart rendered for one release, its project's prefect.yaml at /opt/project."""
+    base = {"deployFlows": {"projectDir": "/opt/project", "registerExamples": False}}
+    merged = {
+        **base,
+        **values,
+        "deployFlows": {**base["deployFlows"], **values.get("deployFlows", {})},
+    }
+    return Rendered("release", render(values=merged))
+
+
+def run_deploy_hook(rendered: Rendered, server: PrefectServer, project_dir: Path, tmp: Path) -> str:
+    """The hook container's command as rendered, with the image's paths mapped here."""
+    template = tmp / "base-job-template.json"
+    template.write_text(
+        rendered.get("ConfigMap", "rel-prefect-dlt-base-job-template")["data"][
+            "base-job-template.json"
+        ]
+    )
+    paths = {"/template/base-job-template.json": str(template), "/opt/project": str(project_dir)}
+    overrides = rendered.find("ConfigMap", "rel-prefect-dlt-release-job-variables")
+    if overrides is not None:
+        released = tmp / "job-variables.json"
+        released.write_text(overrides["data"]["job-variables.json"])
+        paths["/release/job-variables.json"] = str(released)
+    hook = named_container(rendered, "Job", "rel-prefect-dlt-deploy-flows", "deploy-flows")
+    args = []
+    for arg in hook["args"]:
+        for image_path, here in paths.items():
+            arg = arg.replace(image_path, here)
+        args.append(arg)
+    env = {e["name"]: e["value"] for e in hook["env"] if "value" in e}
+    env.pop("HOME")
+    env["FLOWS_PROJECT_DIR"] = str(project_dir)
+    done = run_rendered(
+        hook["command"] + args, {**env, **server.client_env()}, timeout=300, cwd=project_dir
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout

@@ -285,7 +285,7 @@ def test_platform_image_values() -> None:
 def test_deploy_flows_hook(default: Rendered) -> None:
     job = default.get("Job", "rel-prefect-dlt-deploy-flows")
     annotations = job["metadata"]["annotations"]
-    assert annotations["helm.sh/hook"] == "post-install,post-upgrade"
+    assert annotations["helm.sh/hook"] == "post-install,post-upgrade,post-rollback"
     assert int(annotations["helm.sh/hook-weight"]) > int(
         default.get("Job", "rel-prefect-dlt-create-bucket")["metadata"]["annotations"][
             "helm.sh/hook-weight"

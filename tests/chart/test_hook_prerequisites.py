@@ -25,8 +25,16 @@ from tests.chart.chart import (
     schema_errors,
 )
 
-# phases that run when every object of the release exists
-AFTER_RELEASE_OBJECTS = {"post-install", "post-upgrade", "post-rollback", "pre-delete", "test"}
+# phases that run when every object of the release exists (pre-rollback: the release being
+# rolled back from is still installed, and its objects have the same names)
+AFTER_RELEASE_OBJECTS = {
+    "post-install",
+    "post-upgrade",
+    "pre-rollback",
+    "post-rollback",
+    "pre-delete",
+    "test",
+}
 HA_FROM_VALUES = {
     "server": {"ha": {"enabled": True}},
     "postgresql": {"enabled": False},

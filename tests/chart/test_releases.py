@@ -18,12 +18,18 @@ import pytest
 import yaml
 
 from devstack.postgres import Postgres
-from tests.chart.chart import REPO, Rendered, named_container, render
-from tests.chart.services import AUTH_STRING, PrefectServer, api_get, run_rendered
+from tests.chart.chart import REPO, Rendered, named_container
+from tests.chart.services import (
+    AUTH_STRING,
+    PrefectServer,
+    api_get,
+    release,
+    run_deploy_hook,
+    run_rendered,
+)
 
 pytestmark = pytest.mark.integration
 
-HOOK = ("Job", "rel-prefect-dlt-deploy-flows", "deploy-flows")
 TUNED = {"memory_request": "3Gi", "memory_limit": "3Gi", "cpu_request": "750m"}
 
 
@@ -60,46 +66,6 @@ def project(folder: Path, products_cpu_limit: str) -> Path:
     return folder
 
 
-def release(values: dict[str, Any]) -> Rendered:
-    base = {"deployFlows": {"projectDir": "/opt/project", "registerExamples": False}}
-    merged = {
-        **base,
-        **values,
-        "deployFlows": {**base["deployFlows"], **values.get("deployFlows", {})},
-    }
-    return Rendered("release", render(values=merged))
-
-
-def run_hook(rendered: Rendered, server: PrefectServer, project_dir: Path, tmp: Path) -> str:
-    """The hook container's command as rendered, with the image's paths mapped here."""
-    template = tmp / "base-job-template.json"
-    template.write_text(
-        rendered.get("ConfigMap", "rel-prefect-dlt-base-job-template")["data"][
-            "base-job-template.json"
-        ]
-    )
-    paths = {"/template/base-job-template.json": str(template), "/opt/project": str(project_dir)}
-    overrides = rendered.find("ConfigMap", "rel-prefect-dlt-release-job-variables")
-    if overrides is not None:
-        released = tmp / "job-variables.json"
-        released.write_text(overrides["data"]["job-variables.json"])
-        paths["/release/job-variables.json"] = str(released)
-    hook = named_container(rendered, *HOOK)
-    args = []
-    for arg in hook["args"]:
-        for image_path, here in paths.items():
-            arg = arg.replace(image_path, here)
-        args.append(arg)
-    env = {e["name"]: e["value"] for e in hook["env"] if "value" in e}
-    env.pop("HOME")
-    env["FLOWS_PROJECT_DIR"] = str(project_dir)
-    done = run_rendered(
-        hook["command"] + args, {**env, **server.client_env()}, timeout=300, cwd=project_dir
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done.stdout
-
-
 def deployments(server: PrefectServer) -> dict[str, dict[str, Any]]:
     user, _, password = AUTH_STRING.partition(":")
     found = httpx.post(
@@ -125,7 +91,7 @@ def test_upgrades_keep_operators_changes_and_rollback_restores_the_release(
     env = prefect_server.client_env()
     v1 = release({"image": {"tag": "1.0.0"}, "workPool": {"concurrencyLimit": 4}})
     project_v1 = project(tmp_path / "v1", products_cpu_limit="1")
-    run_hook(v1, prefect_server, project_v1, tmp_path)
+    run_deploy_hook(v1, prefect_server, project_v1, tmp_path)
     installed = deployments(prefect_server)
     assert installed["synthetic-daily"]["job_variables"]["image"].endswith(":1.0.0")
     assert api_get(prefect_server, "/work_pools/dlt-k8s").json()["concurrency_limit"] == 4
@@ -142,7 +108,7 @@ def test_upgrades_keep_operators_changes_and_rollback_restores_the_release(
     # upgrade: a new image, and products' cpu_limit changed in prefect.yaml
     v2 = release({"image": {"tag": "2.0.0"}, "workPool": {"concurrencyLimit": 4}})
     project_v2 = project(tmp_path / "v2", products_cpu_limit="1500m")
-    said = run_hook(v2, prefect_server, project_v2, tmp_path)
+    said = run_deploy_hook(v2, prefect_server, project_v2, tmp_path)
     upgraded = deployments(prefect_server)
     assert api_get(prefect_server, "/work_pools/dlt-k8s").json()["concurrency_limit"] == 9
     tuned = upgraded["synthetic-daily"]["job_variables"]
@@ -163,14 +129,14 @@ def test_upgrades_keep_operators_changes_and_rollback_restores_the_release(
             "deployFlows": {"jobVariables": {"synthetic-daily": {"memory_limit": "4Gi"}}},
         }
     )
-    run_hook(v3, prefect_server, project_v2, tmp_path)
+    run_deploy_hook(v3, prefect_server, project_v2, tmp_path)
     gitops = deployments(prefect_server)["synthetic-daily"]["job_variables"]
     assert gitops["memory_limit"] == "4Gi", "the release's own job variable"
     assert gitops["memory_request"] == "3Gi", "the operator's other tuning stays"
     assert api_get(prefect_server, "/work_pools/dlt-k8s").json()["concurrency_limit"] == 6
 
     # helm rollback to v1: its post-rollback hook is v1's
-    run_hook(v1, prefect_server, project_v1, tmp_path)
+    run_deploy_hook(v1, prefect_server, project_v1, tmp_path)
     rolled = deployments(prefect_server)
     assert rolled["synthetic-daily"]["job_variables"]["image"].endswith(":1.0.0")
     assert rolled["products-daily"]["job_variables"]["image"].endswith(":1.0.0")

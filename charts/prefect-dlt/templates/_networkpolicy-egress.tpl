@@ -89,7 +89,7 @@ spec:
 {{- $np := .Values.networkPolicy -}}
 {{- $serverRules = concat $serverRules $np.server.extraEgress -}}
 {{- /* the migration hook has its own policy (templates/server/migrate-job.yaml) */ -}}
-{{- include "prefect-dlt.egressPolicy" (dict "ctx" . "name" "server" "components" (list "server" "server-services") "rules" $serverRules) }}
+{{- include "prefect-dlt.egressPolicy" (dict "ctx" . "name" "server" "components" (list "server" "server-services" "rollback-check") "rules" $serverRules) }}
 {{- include "prefect-dlt.egressPolicy" (dict "ctx" . "name" "worker" "components" (list "worker") "rules" (concat (list $toServer $kubeApi) $np.worker.extraEgress)) }}
 {{- include "prefect-dlt.egressPolicy" (dict "ctx" . "name" "hooks" "components" (list "deploy-flows" "create-bucket" "pause-pool" "test") "rules" (concat (list $toServer $stateStore) $np.hooks.extraEgress)) }}
 {{- include "prefect-dlt.egressPolicy" (dict "ctx" . "name" "flow-run" "components" (list "flow-run") "rules" (concat (list $toServer $stateStore) $eg.flowRuns)) }}
