@@ -13,6 +13,11 @@ container of the chart's worker pod, with the worker's ServiceAccount) passes ev
   Failed: the crash-rerun automation reruns Crashed runs only. Anything else (no node has
   room yet) ends it Crashed, and the automation reruns it, bounded (flows/prefect/reruns.py).
   Ending it through Prefect's orchestration (not forced) gives back its slots.
+- a flow run evicted twice (its pods' status reason `Evicted`: over its ephemeral storage,
+  or the node's disk or memory under pressure) is not rerun a third time on the same spec:
+  the eviction kills with little or no grace, the pod's SIGTERM path may never run, and a
+  rerun meets the same limit. It is ended Failed with Kubernetes' message, which names the
+  resource; the first eviction is rerun (the state store makes it resume).
 - leaked tag-limit slots are given back (flows/kube/slots.py).
 
 The pod reasons are Kubernetes' own enumerations (a waiting container's `reason`, the
@@ -59,6 +64,7 @@ class Cluster(Protocol):
     def pods(self, flow_run_id: UUID) -> list[Any]: ...
     def failed_creates(self, flow_run_id: UUID) -> list[str]: ...
     def delete_job(self, flow_run_id: UUID) -> None: ...
+    def evicted(self) -> dict[UUID, list[Any]]: ...
 
 
 def diagnose(pods: list[Any], failed_creates: list[str]) -> StartFailure:
@@ -164,8 +170,42 @@ def end_start(client: Any, cluster: Cluster | None, run: Any, bound: int) -> str
     return f"flow run {run.name} ({run.id}): {proposed.name}: {message}"
 
 
+EVICTIONS_RERUN = 1  # a flow run evicted more often than this is not rerun again
+
+
+def end_evicted(client: Any, cluster: Cluster) -> list[str]:
+    """Fails each flow run evicted more than EVICTIONS_RERUN times that has not ended."""
+    from prefect.exceptions import ObjectNotFound
+    from prefect.states import Failed
+    from prefect.utilities.engine import propose_state_sync
+
+    done = []
+    for flow_run_id, pods in cluster.evicted().items():
+        if len(pods) <= EVICTIONS_RERUN:
+            continue
+        try:
+            run = client.read_flow_run(flow_run_id)
+        except ObjectNotFound:
+            continue
+        if run.state is None or run.state.is_final():
+            continue
+        last = pods[-1].status.message if pods[-1].status else ""
+        message = (
+            f"evicted {len(pods)} times ({last}): not rerun again, the next pod of the same "
+            "size would meet the same limit; raise ephemeral_storage_limit and "
+            "tmp_size_limit for disk, memory_limit for memory"
+        )
+        proposed: Any = propose_state_sync(
+            client, Failed(message=message), flow_run_id=flow_run_id, force=True
+        )
+        done.append(f"flow run {run.name} ({flow_run_id}): {proposed.name}: {message}")
+    return done
+
+
 def watch_once(client: Any, pool: str, cluster: Cluster | None, now: datetime) -> list[str]:
     done = [end_start(client, cluster, run, bound) for run, bound in overdue(client, pool, now)]
+    if cluster is not None:
+        done += end_evicted(client, cluster)
     return done + release_leaked(client)
 
 
@@ -206,6 +246,17 @@ class KubernetesCluster:
             ).items
             messages += [e.message or "" for e in events if e.reason == "FailedCreate"]
         return messages
+
+    def evicted(self) -> dict[UUID, list[Any]]:
+        """Evicted flow-run pods (kept until their Job's TTL), by flow run, oldest first."""
+        found: dict[UUID, list[Any]] = {}
+        pods: list[Any] = self.core.list_namespaced_pod(
+            self.namespace, label_selector=FLOW_RUN_LABEL, field_selector="status.phase=Failed"
+        ).items
+        for pod in sorted(pods, key=lambda p: p.metadata.creation_timestamp):
+            if pod.status is not None and pod.status.reason == "Evicted":
+                found.setdefault(UUID(pod.metadata.labels[FLOW_RUN_LABEL]), []).append(pod)
+        return found
 
     def delete_job(self, flow_run_id: UUID) -> None:
         self.batch.delete_collection_namespaced_job(

@@ -21,7 +21,7 @@ from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.objects import StateType
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
-from prefect.states import Completed, Crashed, Pending, Running
+from prefect.states import Completed, Crashed, Pending, Running, Scheduled
 
 from devstack.postgres import Postgres
 from flows.kube.pool_template import base_job_template
@@ -96,13 +96,26 @@ MISSING_SECRET = pod(
 )
 
 
+EVICTED_FOR_DISK = pod(
+    {
+        "phase": "Failed",
+        "reason": "Evicted",
+        "message": "Pod ephemeral local storage usage exceeds the total limit of containers 11Gi.",
+    }
+)
+
+
 class StuckPods:
-    """The flow runs' namespace as the watchdog sees it: each run's pods, and the Jobs it
-    deleted."""
+    """The flow runs' namespace as the watchdog sees it: each run's pods, its evicted pods,
+    and the Jobs it deleted."""
 
     def __init__(self) -> None:
         self.by_run: dict[UUID, list[Any]] = {}
+        self.evictions: dict[UUID, list[Any]] = {}
         self.deleted: list[UUID] = []
+
+    def evicted(self) -> dict[UUID, list[Any]]:
+        return self.evictions
 
     def pods(self, flow_run_id: UUID) -> list[Any]:
         return self.by_run.get(flow_run_id, [])
@@ -197,6 +210,29 @@ def test_the_start_timeout_is_the_runs_then_the_deployments_and_capacity_is_reru
     waiting = client.read_flow_run(secret.id).state
     assert waiting is not None and waiting.type == StateType.PENDING, "its own bound is 3600 s"
     assert cluster.deleted == [capacity.id]
+
+
+def test_a_run_evicted_twice_is_failed_with_the_cause_not_rerun_again(
+    client: SyncPrefectClient,
+) -> None:
+    """The first eviction is rerun (it resumes); the second ends the run Failed with
+    Kubernetes' message, whatever state the crash rerun left it in."""
+    cluster = StuckPods()
+    run = pending_run(client, deployment(client, "disk-hungry"))
+    client.set_flow_run_state(run.id, Running())
+    client.set_flow_run_state(run.id, Crashed(message="pod evicted"))
+    cluster.evictions[run.id] = [EVICTED_FOR_DISK]
+    assert watch_once(client, POOL, cluster, datetime.now(UTC)) == []
+    rerun = client.set_flow_run_state(run.id, Scheduled(name="AwaitingRetry"), force=True)
+    assert rerun.state is not None and rerun.state.type == StateType.SCHEDULED
+
+    cluster.evictions[run.id] = [EVICTED_FOR_DISK, EVICTED_FOR_DISK]
+    said = watch_once(client, POOL, cluster, datetime.now(UTC))
+    ended = client.read_flow_run(run.id).state
+    assert ended is not None and ended.type == StateType.FAILED, ended
+    assert "evicted 2 times (Pod ephemeral local storage usage exceeds" in (ended.message or "")
+    assert "raise ephemeral_storage_limit" in (ended.message or "") and len(said) == 1
+    assert watch_once(client, POOL, cluster, datetime.now(UTC)) == [], "an ended run stays"
 
 
 def test_diagnose_decides_by_kubernetes_reason() -> None:
