@@ -105,7 +105,7 @@ def test_the_server_and_its_services_reach_the_alert_webhook(
     rendered = Rendered("webhook", render(values=values))
     policy = rendered.get("NetworkPolicy", "rel-prefect-dlt-egress-server")["spec"]
     components = policy["podSelector"]["matchExpressions"][1]["values"]
-    assert components == ["server", "server-services"], "the services call the webhook"
+    assert {"server", "server-services"} <= set(components), "the services call the webhook"
     assert rule in policy["egress"]
     off = Rendered("off", render(values={"networkPolicy": {"egress": {"enabled": True}}}))
     assert rule not in _rules(off, "rel-prefect-dlt-egress-server", "egress")
