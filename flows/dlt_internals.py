@@ -22,7 +22,8 @@ What this module touches:
 - `FileStorage.validate_file_name_component`, the rule `dlt.pipeline` checks names by;
 - `DictionaryProvider._config_doc`, and the `Container` contexts `PluggableRunContext`
   (`providers.providers`) and `ConfigSectionContext` (`sections`);
-- a resource's `_pipe.gen` and `_explicit_args` (the incremental it was declared or called
+- a resource's limit step's `exhausted` flag (set when `add_limit` stopped it), and
+  its `_pipe.gen` and `_explicit_args` (the incremental it was declared or called
   with, before dlt instantiates it at extract time);
 - a `Collector`'s `_start` / `_stop` (its abstract methods, called on a wrapped collector).
   The platform's collectors (flows/durable/checkpoint.py, flows/progress/collector.py)
@@ -147,6 +148,13 @@ def declared_incremental(resource: Any) -> Any:
     if isinstance(default, Incremental):
         return default.merge(explicit) if explicit is not None else default
     return explicit
+
+
+def limit_reached(resource: Any) -> bool:
+    """True when the resource's `add_limit` stopped it during the last extract (dlt binds the
+    limit of the resource object itself, so its flag tells)."""
+    limit = resource.limit
+    return bool(limit is not None and getattr(limit, "exhausted", False))
 
 
 # load info ----------------------------------------------------------------------------------

@@ -272,9 +272,8 @@ class runner:
                 took,
                 segment.cursor,
             )
-            # dlt's limit stops a resource only once it ran longer than `every`
-            if took < every or not new or self.next_source is None:
-                return
+            if not segments.cut_short(source) or not new or self.next_source is None:
+                return  # the source is exhausted
             data = self.next_source()
             kwargs.pop("refresh", None)  # a full refresh drops tables before the first only
 

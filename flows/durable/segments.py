@@ -84,6 +84,11 @@ def bound(source: Any, seconds: float) -> Any:
     return source
 
 
+def cut_short(source: Any) -> bool:
+    """True when the bound stopped a resource of `source` in its last extract: it has more."""
+    return any(dlt_internals.limit_reached(r) for r in source.selected_resources.values())
+
+
 def cursors(state: Any, source: Any) -> dict[str, Any]:
     """The cursor each resource reached, from the pipeline's state (`resource: last value`)."""
     reached: dict[str, Any] = {}
