@@ -11,6 +11,10 @@ a rerun asked for again.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -47,3 +51,28 @@ class OrderedApi(JsonApi):
     def pages_served(self) -> list[tuple[str, int]]:
         with self._lock:
             return list(self.served)
+
+    def run_killed_at(
+        self, page: int, args: list[str], env: dict[str, str], timeout: float = 600
+    ) -> subprocess.CompletedProcess[str]:
+        """Runs `flows ARGS` in a process group of its own and SIGKILLs the whole group when
+        page number `page` is asked for (counted over all resources), before it is served."""
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flows", *args],
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+
+        def kill(count: int) -> None:
+            if count == page and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+        self.on_page = kill
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        finally:
+            self.on_page = lambda count: None
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)

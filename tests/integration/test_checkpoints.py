@@ -10,10 +10,7 @@ is SIGKILL of the whole process group.
 from __future__ import annotations
 
 import math
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -80,32 +77,6 @@ def assert_ordered_exact(dest: Destination) -> None:
     assert loads == one("SELECT COUNT(DISTINCT load_id) FROM ordered._dlt_loads")
 
 
-def start_killed_at(
-    api: OrderedApi, page: int, args: list[str], env: dict[str, str]
-) -> subprocess.CompletedProcess[str]:
-    """Runs `flows ARGS` in a process group of its own and SIGKILLs the group when the API
-    is asked for page number `page` (counted over both resources)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flows", *args],
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-
-    def kill(count: int) -> None:
-        if count == page and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-
-    api.on_page = kill
-    try:
-        out, err = proc.communicate(timeout=240)
-    finally:
-        api.on_page = lambda count: None
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
 @pytest.mark.parametrize("share", [0.2, 0.5, 0.8])
 def test_a_checkpointed_extract_killed_resumes_after_its_last_segment(
     share: float,
@@ -119,8 +90,8 @@ def test_a_checkpointed_extract_killed_resumes_after_its_last_segment(
     again for at most one interval's pages, and every id is there once."""
     state, env = f"s3://{bucket}/state", ordered_env(flows_env, api, destination)
     total_pages = 2 * (api.pages_per_resource + 1)  # each resource ends on an empty page
-    first = start_killed_at(
-        api, round(share * total_pages), ordered_args(state, tmp_path / "pod-a"), env
+    first = api.run_killed_at(
+        round(share * total_pages), ordered_args(state, tmp_path / "pod-a"), env
     )
     assert first.returncode == -signal.SIGKILL, first.stderr[-3000:]
     before = set(api.pages_served())
