@@ -131,14 +131,9 @@ def format_report(report: RunReport) -> str:
             + (f", rows removed first: {resume.rows_removed}" if resume.rows_removed else "")
             + ")"
         )
-    if resume.resumed_jobs:
-        lines.append(
-            f"  load resumed job by job: {resume.jobs_skipped} jobs proven committed not loaded "
-            f"again, {resume.jobs_reloaded} loaded"
-        )
-    for load_id, why in resume.reset_reasons.items():
-        lines.append(f"  package {load_id} reloaded whole: {why}")
-    lines.extend(_checkpoint_lines(report.checkpoints))
+    for line in (job_resume_summary(resume), checkpoint_summary(report.checkpoints)):
+        if line:
+            lines.append(f"  {line}")
     for step in report.steps:
         retry = f", {step.attempts} attempts" if step.attempts > 1 else ""
         lines.append(f"  {step.step:9} {step.seconds:7.2f} s{retry}")
@@ -157,24 +152,37 @@ def format_report(report: RunReport) -> str:
     return "\n".join(lines)
 
 
-def _checkpoint_lines(checkpoints: CheckpointReport) -> list[str]:
-    lines = []
+def checkpoint_summary(checkpoints: CheckpointReport) -> str | None:
+    """One line on a checkpointed extract: segments, cursor, and what a resume skipped."""
+    parts = []
     if checkpoints.resumed_segments:
-        lines.append(
-            f"  resumed after {checkpoints.resumed_segments} committed segments: "
+        parts.append(
+            f"resumed after {checkpoints.resumed_segments} committed segments: "
             f"{checkpoints.rows_not_extracted:,} rows not extracted again"
         )
     if checkpoints.every:
         done = checkpoints.segments
         cursor = done[-1].cursor if done else {}
         reached = ", ".join(f"{k} {v}" for k, v in cursor.items()) or "none"
-        lines.append(
-            f"  checkpoints every {checkpoints.every:g} s: {len(done)} segments committed, "
+        parts.append(
+            f"checkpoints every {checkpoints.every:g} s: {len(done)} segments committed, "
             f"cursor reached: {reached}"
         )
     elif checkpoints.why:
-        lines.append(f"  extract in one segment: {checkpoints.why}")
-    return lines
+        parts.append(f"extract in one segment: {checkpoints.why}")
+    return "; ".join(parts) or None
+
+
+def job_resume_summary(resume: ResumePlan) -> str | None:
+    """One line on a load resumed job by job, and why any package was reloaded whole."""
+    parts = []
+    if resume.resumed_jobs:
+        parts.append(
+            f"load resumed job by job: {resume.jobs_skipped} jobs proven committed not "
+            f"loaded again, {resume.jobs_reloaded} loaded"
+        )
+    parts += [f"package {i} reloaded whole: {why}" for i, why in resume.reset_reasons.items()]
+    return "; ".join(parts) or None
 
 
 def print_report(report: RunReport) -> None:
