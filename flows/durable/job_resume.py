@@ -99,7 +99,10 @@ def prove_committed_jobs(
             why = _unprovable_table(schema, table)
             if why:
                 return JobProof(reason=why)
-            rows, probe = read_job(file, parsed.file_format)
+            try:
+                rows, probe = read_job(file, parsed.file_format)
+            except Exception as err:  # a file that does not read as expected proves nothing
+                return JobProof(reason=f"job {file.name} does not read: {err}")
             jobs.append(Job(file, table, rows, probe))
     if not jobs:
         return JobProof(reason="no data jobs to prove")
