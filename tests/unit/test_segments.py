@@ -11,6 +11,7 @@ import dlt
 import pytest
 
 from flows.durable.job_resume import read_job
+from flows.durable.report import CheckpointReport, RunReport, SegmentReport, format_report
 from flows.durable.segments import (
     DEFAULT_CHECKPOINT_EVERY,
     CheckpointRefusedError,
@@ -79,3 +80,26 @@ def test_an_insert_values_job_gives_its_rows_and_first_row_id(tmp_path: Path) ->
         fh.write("(1,E'a''b\\\\c,d)',E'17.5',E'6D964bZphfJkYQ'),\n")
         fh.write("(2,E'x',E'17.5',E'9uf8PeFcn83ETA');")
     assert read_job(job, "insert_values") == (2, "6D964bZphfJkYQ")
+
+
+def test_the_report_shows_checkpoints_and_what_a_resume_skipped() -> None:
+    report = RunReport("orders", "postgres", "orders")
+    report.checkpoints = CheckpointReport(
+        every=60,
+        segments=[SegmentReport(400, 61.0, {"items": 400}), SegmentReport(40, 3.0, {"items": 440})],
+        resumed_segments=3,
+        rows_not_extracted=1200,
+    )
+    report.resume.resumed_jobs = ["1765.1"]
+    report.resume.jobs_skipped, report.resume.jobs_reloaded = 106, 75
+    report.resume.reset_reasons = {"1765.2": "table orders is not an append table"}
+    text = format_report(report)
+    assert "resumed after 3 committed segments: 1,200 rows not extracted again" in text
+    assert "checkpoints every 60 s: 2 segments committed, cursor reached: items 440" in text
+    assert "106 jobs proven committed not loaded again, 75 loaded" in text
+    assert "package 1765.2 reloaded whole: table orders is not an append table" in text
+    whole = RunReport("plain", "duckdb", "plain")
+    whole.checkpoints = CheckpointReport(why="resource 'events' has no incremental cursor")
+    assert "extract in one segment: resource 'events' has no incremental cursor" in format_report(
+        whole
+    )
