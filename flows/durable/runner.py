@@ -238,7 +238,8 @@ class runner:
     ) -> None:
         """Extracts, normalizes and loads `data` in segments of at most `every` seconds of
         extract, each committed (snapshotted after its load) before the next one begins,
-        until a segment ends before its bound or brings no rows: the source is exhausted."""
+        until a segment's bound stopped no resource, or it brought no rows: the source is
+        exhausted."""
         checkpoints = report.checkpoints
         before = dict(self.session.progress) if self.session is not None else {}
         checkpoints.resumed_segments = int(before.get("segments", 0))
