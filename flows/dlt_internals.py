@@ -22,6 +22,9 @@ What this module touches:
 - `FileStorage.validate_file_name_component`, the rule `dlt.pipeline` checks names by;
 - `DictionaryProvider._config_doc`, and the `Container` contexts `PluggableRunContext`
   (`providers.providers`) and `ConfigSectionContext` (`sections`);
+- a resource's limit step's `exhausted` flag (set when `add_limit` stopped it), and
+  its `_pipe.gen` and `_explicit_args` (the incremental it was declared or called
+  with, before dlt instantiates it at extract time);
 - a `Collector`'s `_start` / `_stop` (its abstract methods, called on a wrapped collector).
   The platform's collectors (flows/durable/checkpoint.py, flows/progress/collector.py)
   implement them, as every dlt collector does.
@@ -113,6 +116,45 @@ def reinitialize(pipeline: dlt.Pipeline) -> None:
         pipeline.config,
         pipeline.refresh,
     )
+
+
+# resources ----------------------------------------------------------------------------------
+
+
+def declared_incremental(resource: Any) -> Any:
+    """The incremental a resource will extract with (None without one): set by hints, passed
+    when the resource was called, or its function's default. dlt makes the instance only at
+    extract time; an incremental passed to the call is merged with the default, as dlt
+    merges it."""
+    import inspect
+
+    from dlt.extract.incremental import Incremental, IncrementalResourceWrapper
+
+    wrapper = resource.incremental
+    if wrapper is None or isinstance(wrapper, Incremental):
+        return wrapper
+    if wrapper.incremental is not None:
+        return wrapper.incremental
+    explicit = next(
+        (v for v in (resource._explicit_args or {}).values() if isinstance(v, Incremental)), None
+    )
+    gen = resource._pipe.gen
+    function = getattr(gen, "__wrapped__", gen)
+    try:
+        param = IncrementalResourceWrapper.get_incremental_arg(inspect.signature(function))
+    except (TypeError, ValueError):
+        param = None
+    default = param.default if param is not None else None
+    if isinstance(default, Incremental):
+        return default.merge(explicit) if explicit is not None else default
+    return explicit
+
+
+def limit_reached(resource: Any) -> bool:
+    """True when the resource's `add_limit` stopped it during the last extract (dlt binds the
+    limit of the resource object itself, so its flag tells)."""
+    limit = resource.limit
+    return bool(limit is not None and getattr(limit, "exhausted", False))
 
 
 # load info ----------------------------------------------------------------------------------

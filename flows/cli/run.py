@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flows.cli.options import add_state_url
+from flows.durable.segments import DEFAULT_CHECKPOINT_EVERY
 from flows.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -34,6 +35,15 @@ def register(sub: Any) -> None:
     )
     run.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the lease")
     run.add_argument("--full-refresh", action="store_true", help="drop tables and cursors first")
+    run.add_argument(
+        "--checkpoint-every",
+        type=float,
+        metavar="SECONDS",
+        help="commit the extract at least this often, in segments, so a rerun continues after "
+        "the last one (a source with an incremental cursor and row_order='asc'; 0: off; "
+        "default: PIPELINES__<NAME>__CHECKPOINT_EVERY, else "
+        f"{DEFAULT_CHECKPOINT_EVERY:g} s for a source that qualifies)",
+    )
     run.add_argument("--json", action="store_true", help="print the run report as JSON")
     run.set_defaults(func=cmd_run)
 
@@ -54,6 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_id=args.run_id,
         wait=args.wait,
         full_refresh=args.full_refresh,
+        checkpoint_every=_checkpoint_every(args),
         progress=None if args.json else LogCollector(log_period=5, logger=sys.stderr),
     )
     if args.json:
@@ -61,6 +72,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         print_report(report)
     return 0
+
+
+def _checkpoint_every(args: argparse.Namespace) -> float | None:
+    from flows.pipelines.spec import parse_seconds
+
+    if args.checkpoint_every is None:
+        return None
+    return parse_seconds(args.checkpoint_every, "--checkpoint-every")
 
 
 def _pipeline_to_run(args: argparse.Namespace) -> str | PipelineSpec:

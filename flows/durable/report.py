@@ -58,6 +58,28 @@ class StepReport:
 
 
 @dataclass
+class SegmentReport:
+    """One committed segment of a checkpointed extract."""
+
+    rows: int
+    seconds: float
+    cursor: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CheckpointReport:
+    """A checkpointed extract (flows/durable/segments.py): its interval and segments, and on a
+    resume what earlier attempts had committed (not extracted again). `every` None: one
+    segment, for `why`."""
+
+    every: float | None = None
+    why: str = ""
+    segments: list[SegmentReport] = field(default_factory=list)
+    resumed_segments: int = 0
+    rows_not_extracted: int = 0
+
+
+@dataclass
 class RunReport:
     """What a run did; the CLI prints it and Prefect tasks turn it into artifacts."""
 
@@ -74,6 +96,7 @@ class RunReport:
     seconds: float = 0.0
     # a retry of a run whose extract an earlier attempt committed: nothing new was extracted
     extract_skipped: bool = False
+    checkpoints: CheckpointReport = field(default_factory=CheckpointReport)
 
 
 class FinalReportToCollector(RunCallbacks):
@@ -108,6 +131,9 @@ def format_report(report: RunReport) -> str:
             + (f", rows removed first: {resume.rows_removed}" if resume.rows_removed else "")
             + ")"
         )
+    for line in (job_resume_summary(resume), checkpoint_summary(report.checkpoints)):
+        if line:
+            lines.append(f"  {line}")
     for step in report.steps:
         retry = f", {step.attempts} attempts" if step.attempts > 1 else ""
         lines.append(f"  {step.step:9} {step.seconds:7.2f} s{retry}")
@@ -124,6 +150,39 @@ def format_report(report: RunReport) -> str:
         )
     lines.append(f"  total {report.seconds:.2f} s")
     return "\n".join(lines)
+
+
+def checkpoint_summary(checkpoints: CheckpointReport) -> str | None:
+    """One line on a checkpointed extract: segments, cursor, and what a resume skipped."""
+    parts = []
+    if checkpoints.resumed_segments:
+        parts.append(
+            f"resumed after {checkpoints.resumed_segments} committed segments: "
+            f"{checkpoints.rows_not_extracted:,} rows not extracted again"
+        )
+    if checkpoints.every:
+        done = checkpoints.segments
+        cursor = done[-1].cursor if done else {}
+        reached = ", ".join(f"{k} {v}" for k, v in cursor.items()) or "none"
+        parts.append(
+            f"checkpoints every {checkpoints.every:g} s: {len(done)} segments committed, "
+            f"cursor reached: {reached}"
+        )
+    elif checkpoints.why:
+        parts.append(f"extract in one segment: {checkpoints.why}")
+    return "; ".join(parts) or None
+
+
+def job_resume_summary(resume: ResumePlan) -> str | None:
+    """One line on a load resumed job by job, and why any package was reloaded whole."""
+    parts = []
+    if resume.resumed_jobs:
+        parts.append(
+            f"load resumed job by job: {resume.jobs_skipped} jobs proven committed not "
+            f"loaded again, {resume.jobs_reloaded} loaded"
+        )
+    parts += [f"package {i} reloaded whole: {why}" for i, why in resume.reset_reasons.items()]
+    return "; ".join(parts) or None
 
 
 def print_report(report: RunReport) -> None:

@@ -30,6 +30,7 @@ from dlt.common.schema.utils import get_root_table, get_write_disposition
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from flows import dlt_internals
+from flows.durable.job_resume import prove_committed_jobs
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,12 @@ JOB_FOLDERS = (
     dlt_internals.STARTED_JOBS_FOLDER,
     dlt_internals.COMPLETED_JOBS_FOLDER,
     dlt_internals.FAILED_JOBS_FOLDER,
+)
+# where the data jobs of a package that job_resume.py may prove are (a failed job resets it)
+RESUMABLE_FOLDERS = (
+    dlt_internals.NEW_JOBS_FOLDER,
+    dlt_internals.STARTED_JOBS_FOLDER,
+    dlt_internals.COMPLETED_JOBS_FOLDER,
 )
 
 
@@ -56,6 +63,13 @@ class ResumePlan:
     # loads a run without state found in the destination but not in `_dlt_loads`
     incomplete: list[str] = field(default_factory=list)
     rows_removed: dict[str, int] = field(default_factory=dict)
+    # partly loaded packages whose committed jobs were proven (job_resume.py): only the
+    # others load again
+    resumed_jobs: list[str] = field(default_factory=list)
+    jobs_skipped: int = 0
+    jobs_reloaded: int = 0
+    # why each reset package could not resume job by job
+    reset_reasons: dict[str, str] = field(default_factory=dict)
 
 
 def package_dir(pipeline: dlt.Pipeline, load_id: str) -> Path:
@@ -161,10 +175,12 @@ def remove_package_rows(pipeline: dlt.Pipeline, schema: Schema, load_id: str) ->
     return removed
 
 
-def reset_package_jobs(path: Path) -> None:
-    """Moves every data job back to `new_jobs` and forgets load's bookkeeping for the package."""
+def reset_package_jobs(path: Path, committed: frozenset[str] = frozenset()) -> None:
+    """Moves every data job back to `new_jobs` (those named in `committed`, proven to have
+    committed, to `completed_jobs`) and forgets load's bookkeeping for the package."""
     new_jobs = path / dlt_internals.NEW_JOBS_FOLDER
-    for folder in JOB_FOLDERS:
+    completed = path / dlt_internals.COMPLETED_JOBS_FOLDER
+    for folder in (dlt_internals.NEW_JOBS_FOLDER, *JOB_FOLDERS):
         for job in sorted((path / folder).glob("*")) if (path / folder).exists() else []:
             try:
                 parsed = dlt_internals.parse_job_file_name(job.name)
@@ -172,7 +188,10 @@ def reset_package_jobs(path: Path) -> None:
                 job.unlink()  # exception files and other leftovers
                 continue
             if parsed.file_format in DATA_FORMATS:
-                os.replace(job, new_jobs / job.name)
+                target = completed if job.name in committed else new_jobs
+                if job.parent != target:
+                    target.mkdir(exist_ok=True)
+                    os.replace(job, target / job.name)
             else:
                 job.unlink()
     for job in list(new_jobs.iterdir()):
@@ -253,10 +272,27 @@ def prepare_normalized_packages(
             plan.completed.append(load_id)
             log.info("package %s: every job had committed; writing its load record", load_id)
             continue
+        proof = prove_committed_jobs(pipeline, schema, path, RESUMABLE_FOLDERS)
+        if proof.proven:
+            if proof.committed or package_started(path):
+                reset_package_jobs(path, frozenset(job.path.name for job in proof.committed))
+            if proof.committed:
+                plan.resumed_jobs.append(load_id)
+                plan.jobs_skipped += len(proof.committed)
+                plan.jobs_reloaded += len(proof.pending)
+                log.info(
+                    "package %s was partly loaded: %d jobs proven committed are not loaded "
+                    "again, %d load",
+                    load_id,
+                    len(proof.committed),
+                    len(proof.pending),
+                )
+            continue
         removed = remove_package_rows(pipeline, schema, load_id)
         for table, count in removed.items():
             plan.rows_removed[table] = plan.rows_removed.get(table, 0) + count
         if removed or package_started(path):
             reset_package_jobs(path)
             plan.reset.append(load_id)
+            plan.reset_reasons[load_id] = proof.reason
             log.info("package %s was partly loaded: its rows were removed, reloading", load_id)

@@ -11,6 +11,7 @@ import tenacity
 from dlt.common.runtime.collector import Collector
 
 from flows.config.settings import default_pipelines_dir
+from flows.durable import segments
 from flows.durable.lifecycle import durable_session
 from flows.durable.resume import ResumePlan
 from flows.durable.runner import RunCallbacks, RunListener, RunReport, runner
@@ -37,6 +38,7 @@ def run_pipeline(
     callbacks: tuple[RunCallbacks, ...] = (),
     retry_policy: tenacity.Retrying | None = None,
     generation: int | None = None,
+    checkpoint_every: float | None = None,
 ) -> RunReport:
     """Runs pipeline `name` (or an ad hoc spec) so that a retry on another machine resumes
     where this one stopped.
@@ -49,13 +51,18 @@ def run_pipeline(
     the lease of an earlier attempt and takes it once that attempt can no longer write
     (state/lease.py). `generation` restores an older
     snapshot on purpose (recovery drills and tests). `source_factory` replaces the
-    declared source function's call.
+    declared source function's call. `checkpoint_every` (seconds, 0: off) overrides the
+    pipeline's setting (flows/durable/segments.py); a source that cannot resume from its
+    cursor is refused when either sets it.
     """
     free_large_blocks_at_once()
     catalog, spec = resolve(name)
     options = dict(source_options or {})
+    every = checkpoint_every if checkpoint_every is not None else spec.checkpoint_setting()
     with catalog.known_names():
         early = None if source_factory or spec.builds_lazily() else spec.build_source(**options)
+    if early is not None:
+        segments.plan_segments(early, every, spec.name)  # refused before the lease is taken
     destination = spec.destination_name()
     refuse_scratch_duckdb(spec)
     pipelines_dir = Path(pipelines_dir or default_pipelines_dir())
@@ -72,13 +79,14 @@ def run_pipeline(
         without_state = durable.no_local_state()
         pipeline = spec.build_pipeline(pipelines_dir, progress)
 
-        def source() -> Any:
+        def fresh_source() -> Any:
             with catalog.known_names():
-                return early or (
-                    spec.check_source(source_factory())
-                    if source_factory
-                    else spec.build_source(**options)
-                )
+                if source_factory:
+                    return spec.check_source(source_factory())
+                return spec.build_source(**options)
+
+        def source() -> Any:
+            return early or fresh_source()
 
         def run_for(started_without_state: ResumePlan | None) -> runner:
             return runner(
@@ -97,6 +105,8 @@ def run_pipeline(
             run_for=run_for,
             only_existing_duckdb=True,
         )
+        run.segments = segments.plan_segments(data, every, spec.name)
+        run.next_source = fresh_source
         run.run(data, **spec.extract_kwargs(full_refresh=full_refresh))
         assert run.report is not None
         return run.report

@@ -16,6 +16,7 @@ on a first run (the dataset not yet at the destination).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -28,15 +29,17 @@ from dlt.common.pipeline import LoadInfo
 
 from flows import dlt_internals
 from flows.config.settings import normalize_step_values, platform_values
-from flows.durable import fencing
+from flows.durable import fencing, segments
 from flows.durable.checkpoint import CheckpointCollector
 from flows.durable.lifecycle import durable_session
 from flows.durable.reattach import reattach
 from flows.durable.report import (
+    CheckpointReport,
     FinalReportToCollector,
     RunCallbacks,
     RunListener,
     RunReport,
+    SegmentReport,
     StepReport,
     listener_of,
 )
@@ -52,6 +55,7 @@ from flows.durable.retries import (
     default_retry_policy,
     stop_unless_transient,
 )
+from flows.durable.segments import Segments
 from flows.errors import is_terminal, is_transient, root_cause
 from flows.state import StateSession
 from flows.system.workers import share_and_die_with_parent
@@ -98,6 +102,8 @@ class runner:
         run_id: str | None = None,
         lease_wait: float = 0.0,
         started_without_state: ResumePlan | None = None,
+        segments: Segments | None = None,
+        next_source: Callable[[], Any] | None = None,
     ) -> None:
         unknown = set(retry_pipeline_steps) - set(STEPS)
         if unknown:
@@ -119,6 +125,10 @@ class runner:
         self.lease_wait = lease_wait
         # what `start_without_state` repaired before the runner existed (flows/durable/run.py)
         self.started_without_state = started_without_state
+        # a checkpointed extract (flows/durable/segments.py): `next_source` makes the source
+        # of each segment after the first
+        self.segments = segments
+        self.next_source = next_source
         self.checkpoints: CheckpointCollector | None = None
         self.report: RunReport | None = None
         # the destination answered during this run's load: its credentials and address work,
@@ -189,7 +199,14 @@ class runner:
         error: BaseException | None = None
         try:
             self._finish_pending(report)
-            if self.session is not None and self.session.extract_done:
+            if self.segments is not None:
+                report.checkpoints.every = self.segments.every
+                report.checkpoints.why = self.segments.why
+            if self.segments is not None and self.segments.every:
+                # a source that resumes from its cursor: a retry extracts from where the last
+                # committed segment ended, whatever an earlier attempt did
+                self._extract_in_segments(report, data, self.segments.every, extract_kwargs)
+            elif self.session is not None and self.session.extract_done:
                 # an earlier attempt of this run committed its extract: what it extracted
                 # was finished above; extracting again would repeat it
                 report.extract_skipped = True
@@ -202,6 +219,7 @@ class runner:
             self._normalize(report)
             self._load(report)
             if self.session is not None:
+                self.session.progress = {}  # the extract is complete: nothing to resume
                 # a step-boundary snapshot that failed is retried here: the run is not done
                 # until its state is durable (nothing is sent when nothing changed)
                 self.session.snapshot("final")
@@ -214,6 +232,51 @@ class runner:
             for callback in self.callbacks:
                 callback.on_run_end(self.pipeline, report, error)
         return self._load_info(report)
+
+    def _extract_in_segments(
+        self, report: RunReport, data: Any, every: float, extract_kwargs: dict[str, Any]
+    ) -> None:
+        """Extracts, normalizes and loads `data` in segments of at most `every` seconds of
+        extract, each committed (snapshotted after its load) before the next one begins,
+        until a segment's bound stopped no resource, or it brought no rows: the source is
+        exhausted."""
+        checkpoints = report.checkpoints
+        before = dict(self.session.progress) if self.session is not None else {}
+        checkpoints.resumed_segments = int(before.get("segments", 0))
+        checkpoints.rows_not_extracted = int(before.get("rows", 0))
+        kwargs = dict(extract_kwargs)
+        while True:
+            source = segments.bound(data, every)
+            started = time.perf_counter()
+            info = self._step(
+                report, "extract", functools.partial(self.pipeline.extract, source, **kwargs)
+            )
+            took = time.perf_counter() - started
+            rows = extracted_rows(info)
+            for table, count in rows.items():
+                report.extracted_rows[table] = report.extracted_rows.get(table, 0) + count
+            new = sum(n for table, n in rows.items() if not table.startswith("_dlt"))
+            if self.session is not None:
+                # in the manifests from here on: a rerun says what it did not extract again
+                self.session.progress = {
+                    "segments": checkpoints.resumed_segments + len(checkpoints.segments) + 1,
+                    "rows": checkpoints.rows_not_extracted + _rows(checkpoints) + new,
+                }
+            self._normalize(report)
+            self._load(report)
+            segment = SegmentReport(new, took, segments.cursors(self.pipeline.state, source))
+            checkpoints.segments.append(segment)
+            log.info(
+                "checkpoint %d committed: %d rows in %.1f s, cursor %s",
+                len(checkpoints.segments),
+                new,
+                took,
+                segment.cursor,
+            )
+            if not segments.cut_short(source) or not new or self.next_source is None:
+                return  # the source is exhausted
+            data = self.next_source()
+            kwargs.pop("refresh", None)  # a full refresh drops tables before the first only
 
     def _load_info(self, report: RunReport) -> LoadInfo:
         """dlt's LoadInfo of this run (every package it loaded), with the report attached."""
@@ -363,6 +426,10 @@ class runner:
 
     def _extracted_now(self) -> set[str]:
         return set(self.pipeline.list_extracted_load_packages())
+
+
+def _rows(checkpoints: CheckpointReport) -> int:
+    return sum(segment.rows for segment in checkpoints.segments)
 
 
 def _sum_rows(parts: Any) -> dict[str, int]:

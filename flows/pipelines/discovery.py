@@ -8,6 +8,7 @@ In the user's project, the dlt way (`.dlt/config.toml`, or env such as
     dataset_name = "my_api"
     destination = "duckdb"                 # optional: else pipelines.destination, else DuckDB
     description = "..."                    # optional
+    checkpoint_every = 60                  # optional: seconds between extract checkpoints
     [pipelines.my_api.options]             # optional keyword arguments of the function
     page_size = 100
 
@@ -37,10 +38,17 @@ from flows.pipelines.errors import (
     SourceImportError,
     UnknownPipelineError,
 )
-from flows.pipelines.spec import PipelineSpec, import_reference
+from flows.pipelines.spec import PipelineSpec, import_reference, parse_seconds
 
 ENTRY_POINT_GROUP = "flows.pipelines"
-DECLARATION_KEYS = {"source", "dataset_name", "destination", "description", "options"}
+DECLARATION_KEYS = {
+    "source",
+    "dataset_name",
+    "destination",
+    "description",
+    "options",
+    "checkpoint_every",
+}
 
 
 @dataclass(frozen=True)
@@ -176,6 +184,11 @@ def _spec_from_table(name: str, body: Mapping[str, Any], where: str) -> Pipeline
         description=str(body.get("description") or ""),
         options=dict(options),
         declared_in=where,
+        checkpoint_every=(
+            parse_seconds(body["checkpoint_every"], f"{where} checkpoint_every")
+            if body.get("checkpoint_every") is not None
+            else None
+        ),
     )
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flows.pipelines.errors import NotASourceError, SourceImportError
+from flows.pipelines.errors import DeclarationError, NotASourceError, SourceImportError
 
 if TYPE_CHECKING:
     import dlt
@@ -48,6 +48,9 @@ class PipelineSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     declared_in: str = "ad hoc"
     extract_options: Mapping[str, Any] = field(default_factory=dict)
+    # seconds between checkpoints of a long extract (flows/durable/segments.py); None: the
+    # default for a source that qualifies, 0: off
+    checkpoint_every: float | None = None
 
     @property
     def dataset(self) -> str:
@@ -85,6 +88,17 @@ class PipelineSpec:
         destination = Destination.from_reference(name)
         assert destination is not None
         return destination
+
+    def checkpoint_setting(self) -> float | None:
+        """`checkpoint_every` from dlt config (`PIPELINES__<NAME>__CHECKPOINT_EVERY`, or the
+        `[pipelines.<name>]` table), else the declaration's; None when neither sets it."""
+        from flows.config.settings import config_value
+
+        key = f"PIPELINES__{self.name.upper()}__CHECKPOINT_EVERY"
+        configured = config_value(f"pipelines.{self.name}.checkpoint_every")
+        if configured is None:
+            return self.checkpoint_every
+        return parse_seconds(configured, f"{key} (or checkpoint_every in [pipelines.{self.name}])")
 
     def loader_file_format(self) -> str | None:
         from flows.config.settings import LOADER_FILE_FORMATS, config_value
@@ -157,6 +171,17 @@ class PipelineSpec:
         if full_refresh:
             kwargs["refresh"] = "drop_resources"
         return kwargs
+
+
+def parse_seconds(value: Any, where: str) -> float:
+    """A number of seconds, 0 or more; anything else is a one-line `DeclarationError`."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not seconds >= 0 or seconds == float("inf"):
+        raise DeclarationError(f"{where} must be seconds, a number >= 0 (0: off), got {value!r}")
+    return seconds
 
 
 def import_reference(reference: str, what: str, callable_only: bool = True) -> Any:

@@ -8,6 +8,7 @@ import socket
 from typing import Any
 
 from flows.config.pod import IMAGE
+from flows.durable.report import checkpoint_summary, job_resume_summary
 from flows.progress.artifacts import markdown_pairs, markdown_table, rows_tables
 
 
@@ -66,6 +67,8 @@ def run_report_markdown(
                     "outcome": outcome,
                     "task attempt": attempt,
                     "resumed from state store": resumed,
+                    "load resumed": job_resume_summary(resume),
+                    "extract": checkpoint_summary(report.checkpoints),
                     "snapshots": (
                         f"{report.snapshots.snapshots} (restored generation "
                         f"{report.snapshots.restored_generation})"

@@ -6,6 +6,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from flows.state.errors import CorruptSnapshotError
 from flows.state.names import is_relative_path
@@ -40,6 +41,9 @@ class Manifest:
     # the run id whose extract this snapshot holds committed: a retry of that run resumes
     # what is pending and does not extract again
     extracted_by: str | None = None
+    # what the run's checkpointed extract committed so far (flows/durable/segments.py:
+    # segments, rows); empty once a run finished its extract
+    progress: dict[str, Any] = field(default_factory=dict)
 
     @property
     def total_bytes(self) -> int:
@@ -75,6 +79,7 @@ class Manifest:
                 created_at=str(raw.get("created_at", "")),
                 format=str(raw.get("format", "")),
                 extracted_by=None if raw.get("extracted_by") is None else str(raw["extracted_by"]),
+                progress=dict(raw.get("progress") or {}),
             )
         except (ValueError, KeyError, TypeError) as err:
             raise CorruptSnapshotError(f"manifest {source} is not readable: {err}") from err

@@ -6,6 +6,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from flows.state.config import state_config
 from flows.state.errors import LeaseLostError
@@ -75,12 +76,15 @@ class StateSession:
         self.run_id = run_id
         # set once this run's extract is in a snapshot (or was, by an earlier attempt)
         self.extracted_by: str | None = None
+        # carried by every manifest this run writes (Manifest.progress); set by the runner
+        self.progress: dict[str, Any] = {}
         self.generation = 0
         self.restored: Manifest | None = None
         self.stats = SnapshotStats()
         self._cache = HashCache()
         self._known_blobs: set[str] = set()
         self._last_listing: tuple[list[FileEntry], list[str]] | None = None
+        self._last_progress: dict[str, Any] = {}
 
     def open(self, generation: int | None = None) -> Manifest | None:
         """Takes the lease and restores a snapshot (the newest unless `generation` is given).
@@ -99,9 +103,11 @@ class StateSession:
                     self.layout, manifest, self.working_dir, self._cache
                 )
                 self.restored, self.stats.restored_generation = manifest, target
+                self.progress = dict(manifest.progress)
                 if self.run_id is not None and manifest.extracted_by == self.run_id:
                     self.extracted_by = self.run_id
                 self._last_listing = (manifest.files, manifest.dirs)
+                self._last_progress = dict(manifest.progress)
                 log.info(
                     "restored %s generation %d (%d files, %d bytes fetched) from %s",
                     self.pipeline_name,
@@ -137,7 +143,9 @@ class StateSession:
         try:
             entries, dirs, sources = describe_working_dir(self.working_dir, self._cache)
             marks_extract = step == "extract" and self.extracted_by != self.run_id
-            if (entries, dirs) == self._last_listing and not marks_extract:
+            unchanged = (entries, dirs) == self._last_listing
+            unchanged = unchanged and self.progress == self._last_progress
+            if unchanged and not marks_extract:
                 self.stats.skipped += 1
                 return None
             manifest = Manifest(
@@ -149,6 +157,7 @@ class StateSession:
                 files=entries,
                 dirs=dirs,
                 extracted_by=self.run_id if step == "extract" else self.extracted_by,
+                progress=dict(self.progress),
             )
             staging = self.working_dir.parent / f".snapshot-{self.pipeline_name}"
             self.stats.bytes_uploaded += publish_snapshot(
@@ -166,6 +175,7 @@ class StateSession:
         self.stats.steps.append(step)
         self.stats.seconds += time.perf_counter() - started
         self._last_listing = (entries, dirs)
+        self._last_progress = dict(manifest.progress)
         return manifest
 
     def _adopt_own_generations(self, latest: int) -> None:
@@ -187,6 +197,7 @@ class StateSession:
         self.generation = newest.generation
         self.extracted_by = newest.extracted_by
         self._last_listing = (newest.files, newest.dirs)
+        self._last_progress = dict(newest.progress)
 
     def close(self, collect: bool = True) -> None:
         """Drops generations beyond `keep_generations` (after a good run) and frees the lease."""

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.csv
 import pyarrow.parquet as pq
 
-from tests.benchmarks import pod
+from tests.benchmarks import bench_checkpoints, pod
 from tests.benchmarks.harness import (
     REPO,
     Comparison,
@@ -43,7 +43,16 @@ from tests.benchmarks.harness import (
 from tests.cgroups import run_limited
 
 KILLER = REPO / "tests" / "integration" / "killer.py"
-SUITES = ("products", "files", "synthetic", "prefect", "big", "collector", "memory")
+SUITES = (
+    "products",
+    "files",
+    "synthetic",
+    "checkpoints",
+    "prefect",
+    "big",
+    "collector",
+    "memory",
+)
 # older, single-purpose benchmarks: printed as they are
 SCRIPTS = {
     "collector": "tests.benchmarks.bench_collector",
@@ -124,7 +133,7 @@ def main() -> int:
 
     base = Path(tempfile.mkdtemp(prefix="flows-bench-"))
     seaweed = SeaweedFS(base / "seaweedfs")
-    postgres = Postgres(base / "postgres") if "products" in suites else None
+    postgres = Postgres(base / "postgres") if {"products", "checkpoints"} & set(suites) else None
     server: subprocess.Popen[bytes] | None = None
     env = {
         "RUNTIME__DLTHUB_TELEMETRY": "false",
@@ -158,9 +167,10 @@ def main() -> int:
         s3_state = {"STATE__URL": "s3://bench/{run}"}
         file_state = {"STATE__URL": "file://{work}/state"}
 
+        if postgres is not None:
+            postgres.start()
         if "products" in suites:
             assert postgres is not None
-            postgres.start()
             postgres.create_database("shop")
             _products_table(postgres.dsn("shop"), args.rows)
             pg = {"SOURCES__PRODUCTS__CREDENTIALS": postgres.dsn("shop")}
@@ -210,6 +220,27 @@ def main() -> int:
                     "SOURCES__FILES__FORMATS": '["csv", "parquet"]',
                 },
             )
+
+        if "checkpoints" in suites:
+            assert postgres is not None
+            variants, comparisons = bench_checkpoints.cost_variants(args.rows)
+            suite(
+                f"checkpointed extract, ordered source {args.rows:,} rows",
+                variants,
+                comparisons,
+                args.rounds,
+                {},
+            )
+            postgres.create_database("jobs")
+            for row, ratio in (
+                bench_checkpoints.reread_after_kill(base, {**os.environ, **env}),
+                bench_checkpoints.jobs_after_load_kill(
+                    base, {**os.environ, **env}, postgres.dsn("jobs")
+                ),
+            ):
+                print(f"{row}\n{ratio}", flush=True)
+                rows_out.append(row)
+                ratios_out.append(ratio)
 
         if "prefect" in suites:
             port = free_port(avoid_plus=None)

@@ -83,15 +83,24 @@ def plain(workdir: Path, source: str = "synthetic") -> dict[str, Any]:
     return _steps(pipeline.last_trace)
 
 
-def flows_run(workdir: Path, pipeline: str = "synthetic", pod: str = "pod") -> dict[str, Any]:
-    """`flows run PIPELINE`: lease, restore, run, snapshots to the state store (STATE__URL).
+def flows_run(
+    workdir: Path,
+    pipeline: str = "synthetic",
+    pod: str = "pod",
+    name: str | None = None,
+    extra: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """`flows run PIPELINE [--name NAME] EXTRA...`: lease, restore, run, snapshots to the
+    state store (STATE__URL).
 
     The CLI's own `main`, its report read from `--json`; `main()` below ends this process
     with the CLI's `exit_now`, as the `flows` command does."""
     from flows.cli import main as flows_main
 
     out = io.StringIO()
-    argv = ["run", pipeline, "--json", "--pipelines-dir", str(workdir / pod)]
+    argv = ["run", pipeline, "--json", "--pipelines-dir", str(workdir / pod), *extra]
+    if name is not None:
+        argv += ["--name", name]
     with contextlib.redirect_stdout(out):
         code = flows_main(argv)
     if code != 0:
@@ -102,6 +111,7 @@ def flows_run(workdir: Path, pipeline: str = "synthetic", pod: str = "pod") -> d
         **{f"{s['step']}_s": s["seconds"] for s in report["steps"]},
         "resumed": len(resume["normalized"]) + len(resume["extracted"]),
         "extracted": sum(report["extracted_rows"].values()),
+        "segments": len(report["checkpoints"]["segments"]),
     }
 
 

@@ -4,8 +4,9 @@ every one the destination is exact.
 Seeded: `FLOWS_FAULT_SEED` replays a run (the suite prints the seed it drew and the count of
 scenarios at the end); `FLOWS_FAULT_SCENARIOS` sets how many (default 12). Every scenario:
 
-1. draws a destination (DuckDB or PostgreSQL), a source (`plain`, with no cursor, or
-   `synthetic`, with one) and a fault: S3 answering 503 for a while (shorter or longer than
+1. draws a destination (DuckDB or PostgreSQL), a source (`plain`, with no cursor,
+   `synthetic`, with one, or `checkpointed`, an ordered cursor extracted in segments of one
+   second: ordered_synthetic.py) and a fault: S3 answering 503 for a while (shorter or longer than
    the store's retry window), S3 replies lost after the store committed, S3 latency, S3
    connections reset, PostgreSQL cutting every connection for a while, a SIGKILL of the
    whole process group at a random moment, the process frozen (SIGSTOP) past its lease while
@@ -47,6 +48,8 @@ TTL = 6.0  # renewals every 0.75 s, self-fence 4.5 s after the last one
 WINDOW = 4.0  # the store's retry window
 DOCUMENTED = {0, 1, 3, 5}
 PLAIN = "tests.integration.plain_append:plain"
+ORDERED = "tests.integration.ordered_synthetic:ordered"
+SOURCES = ("checkpointed", "plain", "synthetic")
 SKEWED = Path(__file__).with_name("skewed.py")
 
 
@@ -87,6 +90,8 @@ class World:
             "AWS_ENDPOINT_URL": proxy.url,
             "SOURCES__PLAIN__ROWS": str(ROWS),
             "SOURCES__SYNTHETIC__ROWS": str(ROWS),
+            "SOURCES__ORDERED__ROWS": str(ROWS),
+            "SOURCES__ORDERED__PAUSE": "0.15",
             "DATA_WRITER__FILE_MAX_ITEMS": "2000",
             "LOAD__WORKERS": "2",
             "STATE__LEASE_TTL": str(TTL),
@@ -115,6 +120,9 @@ class World:
         pod = self.tmp / f"s{self.scenario.index}-pod{self.pods}"
         if self.scenario.source == "plain":
             what = [PLAIN, "--name", "plain", "--dataset", "synthetic"]
+        elif self.scenario.source == "checkpointed":
+            what = [ORDERED, "--name", "ordered", "--dataset", "synthetic"]
+            what += ["--checkpoint-every", "1"]
         else:
             what = ["synthetic"]
         common = ["--state-url", self.state, "--pipelines-dir", str(pod), "--run-id", run_id]
@@ -323,11 +331,10 @@ def scenarios() -> Iterator[Scenario]:
         if fault == "destination-cut":
             destination = "postgres"
         # two different runs of a cursor-less source both load its rows, by design
-        source = (
-            "synthetic"
-            if fault in ("concurrent", "other-holder")
-            else rng.choice(["plain", "synthetic"])
-        )
+        # every source in turn, so each kind of fault meets a checkpointed run over time
+        source = SOURCES[index % len(SOURCES)]
+        if fault in ("concurrent", "other-holder") and source == "plain":
+            source = "checkpointed"
         yield Scenario(index, fault, destination, source, random.Random(rng.random()))
 
 

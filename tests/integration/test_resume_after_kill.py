@@ -57,9 +57,11 @@ def test_kill_and_resume_on_fresh_disk(
         assert resume["completed"] == resume["normalized"], resume
         assert resume["reset"] == [] and resume["rows_removed"] == {}
     if point == "load-first":
-        # some jobs had committed: their rows are removed and the package loads again
-        assert resume["reset"] == resume["normalized"], resume
-        assert resume["completed"] == []
+        # some jobs had committed (DuckDB's Parquet job is one statement): they are proven by
+        # their rows and not loaded again, the rest load
+        assert resume["resumed_jobs"] == resume["normalized"], resume
+        assert resume["jobs_skipped"] >= 1 and resume["jobs_reloaded"] >= 1, resume
+        assert resume["reset"] == [] and resume["completed"] == []
     if point == "normalize":
         assert resume["extracted"], report
         assert report["extracted_rows"].get("events", 0) == 0

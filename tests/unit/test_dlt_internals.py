@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from pathlib import Path
+from typing import Any
 
 import dlt
 import pytest
@@ -165,3 +166,38 @@ def test_exception_classes_looked_up_by_name(module: str, names: list[str]) -> N
     loaded = importlib.import_module(module)
     for name in names:
         assert isinstance(getattr(loaded, name), type), f"{module}.{name}"
+
+
+def test_a_resources_incremental_and_limit_are_read(tmp_path: Path) -> None:
+    """The incremental a resource declares (default, passed to the call, or by hints) and
+    whether its limit stopped it: what checkpointed extracts rely on."""
+
+    @dlt.resource
+    def ordered(
+        cursor: dlt.sources.incremental[int] = dlt.sources.incremental(
+            "id", initial_value=0, row_order="asc"
+        ),
+    ) -> object:
+        yield from ([{"id": i}] for i in range(cursor.last_value + 1, 50))
+
+    @dlt.resource
+    def bare(cursor: Any = dlt.sources.incremental("id")) -> object:
+        yield [{"id": 1}]
+
+    assert dlt_internals.declared_incremental(ordered).row_order == "asc"
+    called = ordered(dlt.sources.incremental("id", initial_value=5))
+    assert dlt_internals.declared_incremental(called).row_order == "asc"
+    assert dlt_internals.declared_incremental(bare).row_order is None
+    passed = bare(dlt.sources.incremental("id", row_order="asc"))  # merged with the default
+    assert dlt_internals.declared_incremental(passed).row_order == "asc"
+    hinted = bare.with_name("hinted")
+    hinted.apply_hints(incremental=dlt.sources.incremental("id", row_order="desc"))
+    assert dlt_internals.declared_incremental(hinted).row_order == "desc"
+    assert dlt_internals.declared_incremental(dlt.resource([1], name="plain")) is None
+
+    limited = ordered.with_name("limited").add_limit(max_items=3)
+    whole = ordered.with_name("whole").add_limit(max_items=1000)
+    pipeline = dlt.pipeline("limits", pipelines_dir=str(tmp_path))
+    pipeline.extract([limited, whole])
+    assert dlt_internals.limit_reached(limited)
+    assert not dlt_internals.limit_reached(whole)
