@@ -34,6 +34,7 @@ from flows.errors import (
     PipelineAttemptError,
     TerminalPipelineError,
     attempt_outcome,
+    cause_name,
     is_terminal,
 )
 from flows.pipelines import PipelineSpec
@@ -123,20 +124,23 @@ def _run_task(
     before_attempt(ctx.task_run.flow_run_id, flow_run.run_count, log)
     log.info("running pipeline %s (attempt %d)", name, request.attempt)
     before = usage_of_children() if isolate else current_usage()
-    throttled_before = container_limits().cpu_throttled_seconds
+    limits_before = container_limits()
     started = time.perf_counter()
     report: dict[str, Any] | None = None
-    outcome = FAILED
+    outcome, error = FAILED, ""
     try:
         report = execute_in_child(request, log) if isolate else execute(request)
         outcome = COMPLETED
     except Exception as err:
         outcome = attempt_outcome(err)  # carried by the attempt's error (flows/errors.py)
+        error = cause_name(err)
         raise
     finally:
         wall = time.perf_counter() - started
         record = attempt_record(request, report, outcome, before, wall, isolate)
-        record.cpu_throttled_seconds -= throttled_before
+        record.cpu_throttled_seconds -= limits_before.cpu_throttled_seconds
+        record.oom_killed = container_limits().oom_kills > limits_before.oom_kills
+        record.error = error
         for warning in record.warnings():
             log.warning("%s: %s", name, warning)
         try:
