@@ -231,7 +231,10 @@ class Reader:
         in_flight = FlowRunFilter(
             state=FlowRunFilterState(name=FlowRunFilterStateName(any_=IN_FLIGHT))
         )
-        counts: dict[tuple[str, ...], float] = {}
+        # 0 for every deployment and state, so a panel or a rule sees the runs leave a state
+        counts: dict[tuple[str, ...], float] = {
+            (name, state): 0 for name in set(self._deployments.values()) for state in IN_FLIGHT
+        }
         slots: dict[str, int] = {}
         for run in self._pages(
             lambda offset: client.read_flow_runs(

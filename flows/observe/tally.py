@@ -23,19 +23,22 @@ Labels = tuple[str, ...]
 FINISHED_STATES = ("Completed", "Failed", "Crashed", "Cancelled")
 
 
+# an attempt that found its lease lost (fenced off by a newer holder) stops on one of these
+# (FenceLostError, flows/durable/fencing.py, is a LeaseLostError)
+FENCED_ERRORS = frozenset({"LeaseLostError", "FenceLostError"})
+
+
 def _store_errors() -> frozenset[str]:
-    """The class names of the state store's errors (flows/state/errors.py), subclasses too."""
-    found, todo = set(), [state_errors.StateStoreError]
+    """The class names of the state store's errors: flows/state/errors.py's and fencing's."""
+    found, todo = set(FENCED_ERRORS), [state_errors.StateStoreError]
     while todo:
         cls = todo.pop()
         found.add(cls.__name__)
-        todo.extend(cls.__subclasses__())
+        todo.extend(c for c in cls.__subclasses__() if c.__module__ == state_errors.__name__)
     return frozenset(found)
 
 
 STORE_ERRORS = _store_errors()
-# an attempt that found its lease lost (fenced off by a newer holder) stops on one of these
-FENCED_ERRORS = frozenset({"LeaseLostError", "FenceLostError"})
 
 
 @dataclass
