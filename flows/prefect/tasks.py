@@ -38,6 +38,7 @@ from flows.errors import (
     is_terminal,
 )
 from flows.pipelines import PipelineSpec
+from flows.prefect.lineage import lineage_run
 from flows.prefect.records import attempt_record, usage_of_children, write_record
 from flows.prefect.reruns import before_attempt
 from flows.prefect.source_reference import source_reference
@@ -105,6 +106,7 @@ def _run_task(
     check_pod_resources()  # requests above limits: terminal, before any work
     ctx = TaskRunContext.get()
     assert ctx is not None, "a dlt task runs inside a Prefect task run"
+    run_key = f"{ctx.task_run.flow_run_id}/{ctx.task_run.task_key}/{ctx.task_run.dynamic_key}"
     request = Attempt(
         pipeline=name,
         spec=spec,
@@ -116,8 +118,9 @@ def _run_task(
         lease_wait=lease_wait,
         flow_run_id=str(ctx.task_run.flow_run_id),
         task_run_id=str(ctx.task_run.id),
-        run_key=f"{ctx.task_run.flow_run_id}/{ctx.task_run.task_key}/{ctx.task_run.dynamic_key}",
+        run_key=run_key,
         attempt=ctx.task_run.run_count,
+        lineage=lineage_run(ctx, run_key),
     )
     from prefect.runtime import flow_run
 

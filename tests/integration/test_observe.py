@@ -1,7 +1,14 @@
-"""The exporter end to end: a real Prometheus scrapes `flows metrics serve` while flow runs of
-the local stack complete, fail, and are killed during load and resumed; PromQL through
-Prometheus's HTTP API must match the destination and the runs. The chart's alert rules are
-loaded into the same Prometheus, and every dashboard panel's query must return data there.
+"""Observability end to end, on one local stack whose flow runs send OpenLineage events to
+the test's receiver.
+
+Metrics: a real Prometheus scrapes `flows metrics serve` while flow runs complete, fail, and
+are killed during load and resumed; PromQL through Prometheus's HTTP API must match the
+destination and the runs. The chart's alert rules are loaded into the same Prometheus, and
+every dashboard panel's query must return data there.
+
+Lineage: every event meets the spec and parses back into openlineage-python's classes; a
+run killed during load and resumed by a fresh attempt is one run: START ... COMPLETE, with
+the destination's row counts.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from tests.integration.helpers import (
     wait,
     warehouse,
 )
+from tests.integration.lineage import parse, receiver, spec_problems
 from tests.integration.prometheus import Prometheus, prometheus
 
 pytestmark = pytest.mark.xdist_group("metrics")
@@ -39,8 +47,20 @@ SYNTHETIC = 'pipeline="synthetic"'
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    stack = LocalStack(tmp_path_factory.mktemp("stack"), api_port=free_port(avoid_plus=None))
+def lineage_events() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    with receiver() as found:
+        yield found
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, lineage_events: tuple[str, list[dict[str, Any]]]
+) -> Iterator[LocalStack]:
+    stack = LocalStack(
+        tmp_path_factory.mktemp("stack"),
+        api_port=free_port(avoid_plus=None),
+        extra_env={"OPENLINEAGE_URL": lineage_events[0]},  # flow runs inherit the worker's
+    )
     with serving(stack):
         yield stack
 
@@ -170,3 +190,61 @@ def test_the_alert_rules_load_and_the_failure_alert_fires(scraped: Prometheus) -
         'count(ALERTS{alertname="FlowsDeploymentFailed",deployment="backfill"})', 1
     )
     assert fired == 1
+
+
+def test_a_killed_and_resumed_run_is_one_lineage_run(
+    stack: LocalStack, client: SyncPrefectClient, lineage_events: tuple[str, list[dict[str, Any]]]
+) -> None:
+    duck = warehouse(stack.root / "home", "synthetic")
+    before = synthetic_counts(duck)
+    env = {"DATA_WRITER__FILE_MAX_ITEMS": "2000", "LOAD__WORKERS": "1"}
+    run = start(
+        client,
+        "synthetic-daily",
+        parameters={"source_options": {"rows": 200_000}},
+        job_variables={"env": env},
+    )
+    kill_attempt_at(client, run.id, "synthetic-load-progress")
+    final = wait(client, run.id, timeout=400)
+    assert final.state is not None and final.state.type == StateType.COMPLETED, final.state
+    after = synthetic_counts(duck)
+    events = [
+        e
+        for e in lineage_events[1]
+        if e["run"].get("facets", {}).get("parent", {}).get("run", {}).get("runId") == str(run.id)
+    ]
+    # the killed attempt started the run; the retry, in a fresh working dir, continued it
+    assert [e["eventType"] for e in events] == ["START", "RUNNING", "COMPLETE"]
+    assert len({e["run"]["runId"] for e in events}) == 1
+    parent = events[0]["run"]["facets"]["parent"]
+    assert parent["job"]["name"] == client.read_flow(final.flow_id).name
+    complete = events[-1]
+    assert complete["job"]["name"] == "synthetic"
+    assert "events" in {i["name"] for i in complete["inputs"]}
+    rows = {
+        o["name"]: o["outputFacets"]["outputStatistics"]["rowCount"] for o in complete["outputs"]
+    }
+    assert rows == {
+        "synthetic.events": after["events"] - before["events"],
+        "synthetic.events__tags": after["tags"] - before["tags"],
+    }
+    columns = {f["name"] for o in complete["outputs"] for f in o["facets"]["schema"]["fields"]}
+    assert {"id", "_dlt_id"} <= columns
+
+
+def test_every_lineage_event_meets_the_spec_and_parses_back(
+    lineage_events: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """Every event the module's runs sent (the completed, failed and killed runs above)."""
+    events = lineage_events[1]
+    assert len(events) >= 6
+    assert [(e["eventType"], p) for e in events for p in spec_problems(e)] == []
+    for event in events:
+        parse(event)
+    runs: dict[str, list[str]] = {}
+    for event in events:
+        runs.setdefault(event["run"]["runId"], []).append(event["eventType"])
+    # one START and one terminal event per run, the terminal one last
+    for states in runs.values():
+        assert states[0] == "START" and states.count("START") == 1, states
+        assert states[-1] in ("COMPLETE", "FAIL") and states.count(states[-1]) == 1, states
