@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -123,3 +124,11 @@ def test_the_exposition_parses_back() -> None:
     )
     assert samples[bucket] == 1
     assert not any("flow_run_id" in dict(labels) for _, labels in samples)
+
+
+def test_bad_serve_options_exit_2_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from flows.cli.main import main
+
+    assert main(["metrics", "serve", "--port", "70000"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: ConfigError: --port 70000 is not a TCP port: give 1-65535"
