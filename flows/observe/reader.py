@@ -58,6 +58,7 @@ IN_FLIGHT = [
 # the states that hold one of a work pool's slots (as Prefect's pool concurrency counts them)
 HOLD_A_SLOT = {"Pending", "Running", "Cancelling"}
 NO_DEPLOYMENT = "(none)"  # the deployment label of a run started without one
+DELETED = "(deleted)"  # ... and of a run whose deployment is gone (no ids as labels)
 
 
 @dataclass
@@ -124,7 +125,9 @@ class Reader:
 
     def _read(self, client: Any) -> None:
         current = Current()
-        deployments = client.read_deployments()
+        deployments = list(
+            self._pages(lambda offset: client.read_deployments(limit=PAGE, offset=offset))
+        )
         self._deployments.update({d.id: d.name for d in deployments})
         for d in deployments:
             self.tally.add_deployment(d.name)
@@ -147,7 +150,7 @@ class Reader:
             found = client.read_deployments(
                 deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
             )
-            self._deployments[deployment_id] = found[0].name if found else str(deployment_id)
+            self._deployments[deployment_id] = found[0].name if found else DELETED
         return self._deployments[deployment_id]
 
     def _read_last_successes(self, client: Any, deployments: list[Any]) -> None:
