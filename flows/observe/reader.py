@@ -27,6 +27,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterDeploymentId,
     FlowRunFilterEndTime,
+    FlowRunFilterId,
     FlowRunFilterState,
     FlowRunFilterStateName,
     FlowRunFilterStateType,
@@ -41,8 +42,10 @@ from flows.progress.records import RunRecord, record_key
 log = logging.getLogger(__name__)
 
 PAGE = 200  # the Prefect API's largest page
-# runs that end while a read is under way may carry an end time a little before the cursor
-OVERLAP = timedelta(seconds=120)
+# The server stamps a run's end and a record's creation itself, but transactions commit a
+# little out of order: each read looks this far behind its cursor (runs already counted are
+# left out by id, records skipped).
+OVERLAP = timedelta(seconds=15)
 TERMINAL = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED]
 # states of runs in flight, exported as gauges (a Scheduled run that is not Late is not)
 IN_FLIGHT = [
@@ -182,6 +185,7 @@ class Reader:
     def _read_ended_runs(self, client: Any) -> None:
         after = self._runs_after - OVERLAP
         ended = FlowRunFilter(
+            id=FlowRunFilterId(not_any_=list(self._runs_seen)),  # only new ones come back
             end_time=FlowRunFilterEndTime.model_validate({"after_": after}),  # a datetime
             state=FlowRunFilterState(type=FlowRunFilterStateType(any_=TERMINAL)),
         )
