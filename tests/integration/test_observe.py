@@ -146,6 +146,9 @@ def test_rows_resumes_failures_and_freshness_reach_prometheus(
     killed = f'sum(flows_attempts_total{{{SYNTHETIC},outcome="killed"}})'
     assert scraped.value(killed) == 1
     assert scraped.value(f"sum(flows_retries_total{{{SYNTHETIC}}})") == 1
+    # the retry took the lease the killed attempt left; every attempt that ran wrote snapshots
+    assert scraped.value(f"flows_lease_takeovers_total{{{SYNTHETIC}}}") == 1
+    assert (scraped.value(f"flows_snapshot_bytes_total{{{SYNTHETIC}}}") or 0) > 0
     completed = 'flows_flow_runs_finished_total{deployment="synthetic-daily",state="Completed"}'
     assert scraped.value(completed) == 2
     # freshness advanced with the second success
