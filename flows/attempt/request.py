@@ -18,6 +18,7 @@ from uuid import UUID
 from flows.pipelines import PipelineSpec
 from flows.pipelines.spec import import_reference
 from flows.progress.artifacts import RunTarget, Sink
+from flows.progress.lineage import LineageRun
 
 if TYPE_CHECKING:
     from dlt.sources import DltSource
@@ -49,6 +50,8 @@ class Attempt:
     # the attempt's empty working dir, made by whoever removes it when the attempt is over
     # (the parent of an isolated attempt: a killed child cannot); None: a new one here
     workdir: str | None = None
+    # OpenLineage: the dlt run's id and parents (None: lineage is not configured)
+    lineage: LineageRun | None = None
 
     def build_source(self) -> DltSource:
         fn = self.source
@@ -74,6 +77,7 @@ def run_attempt(attempt: Attempt, sink: Sink) -> dict[str, Any]:
     """Runs the attempt and returns the run report as a dict; artifacts go to `sink`."""
     from flows.durable.run import run_pipeline  # dlt: only in the attempt's process
     from flows.progress.collector import ProgressCollector
+    from flows.progress.lineage_events import LineageCallbacks
 
     collector = ProgressCollector(sink, pipeline_name=attempt.pipeline)
     workdir = attempt.workdir or new_workdir(attempt.pipeline)
@@ -89,6 +93,7 @@ def run_attempt(attempt: Attempt, sink: Sink) -> dict[str, Any]:
             source_factory=None if attempt.source is None else attempt.build_source,
             progress=collector,
             listener=collector,
+            callbacks=(LineageCallbacks(attempt.lineage),) if attempt.lineage else (),
         )
         collector.on_run_finished(report, "completed", attempt.attempt)
         return asdict(report)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from typing import NoReturn
 
-from flows.cli import chart, demo, deploy, doctor, init, run, state
+from flows.cli import chart, demo, deploy, doctor, init, metrics, run, state
 from flows.cli.options import flows_version
 from flows.errors import exit_code_for, one_line
 from flows.system.exits import exit_now
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"flows {flows_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (run, init, deploy, doctor, demo, state, chart):
+    for group in (run, init, deploy, doctor, demo, state, chart, metrics):
         group.register(sub)
     _add_installed_commands(sub)
     return parser

@@ -97,6 +97,10 @@ class RunReport:
     # a retry of a run whose extract an earlier attempt committed: nothing new was extracted
     extract_skipped: bool = False
     checkpoints: CheckpointReport = field(default_factory=CheckpointReport)
+    # rows loaded from packages found pending at the start: work a resume did not redo
+    resumed_rows: dict[str, int] = field(default_factory=dict)
+    schema_changes: int = 0  # tables whose destination schema the loaded packages changed
+    lease_takeover: bool = False  # the lease was taken over from a holder that left it
 
 
 class FinalReportToCollector(RunCallbacks):

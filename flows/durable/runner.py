@@ -228,6 +228,7 @@ class runner:
             raise
         finally:
             report.snapshots = self.session.stats if self.session else None
+            report.lease_takeover = bool(self.session and self.session.lease.took_over)
             report.seconds = time.perf_counter() - started
             for callback in self.callbacks:
                 callback.on_run_end(self.pipeline, report, error)
@@ -346,8 +347,13 @@ class runner:
             info = self._step(report, "load", load)
         if info is not None:
             self._load_infos.append(info)
+        pending_at_start = {*report.resume.extracted, *report.resume.normalized}
         for package in info.load_packages if info is not None else []:
+            if package.load_id in pending_at_start:
+                for table, count in rows.get(package.load_id, {}).items():
+                    report.resumed_rows[table] = report.resumed_rows.get(table, 0) + count
             if package.schema_update:
+                report.schema_changes += len(package.schema_update)
                 for callback in self.callbacks:
                     callback.on_schema_change(self.pipeline, package.schema_update)
             report.loaded_packages.append(package.load_id)

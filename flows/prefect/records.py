@@ -74,6 +74,9 @@ def attempt_record(
     limits = container_limits()
     cpu_request, memory_request = requests_from_env()
     rows = report["loaded_rows"] if report else {}
+    tables = {t: n for t, n in rows.items() if not t.startswith("_dlt")}
+    resume = (report or {}).get("resume") or {}
+    snapshots = (report or {}).get("snapshots") or {}
     return RunRecord(
         deployment=deployment.name or flow_run.flow_name or request.pipeline,
         pipeline=request.pipeline,
@@ -83,8 +86,20 @@ def attempt_record(
         wall_seconds=round(wall, 3),
         cpu_seconds=round(after.cpu_seconds - before.cpu_seconds, 3),
         peak_rss_bytes=after.peak_rss_bytes,
-        rows=sum(n for t, n in rows.items() if not t.startswith("_dlt")),
+        rows=sum(tables.values()),
         step_seconds={s["step"]: round(s["seconds"], 3) for s in (report or {}).get("steps", [])},
+        tables=tables,
+        packages=len((report or {}).get("loaded_packages", [])),
+        schema_changes=int((report or {}).get("schema_changes", 0)),
+        step_attempts={s["step"]: s["attempts"] for s in (report or {}).get("steps", [])},
+        resumed_packages=len(resume.get("extracted", [])) + len(resume.get("normalized", [])),
+        resumed_rows=sum(
+            n for t, n in (report or {}).get("resumed_rows", {}).items() if not t.startswith("_dlt")
+        ),
+        lease_takeover=bool((report or {}).get("lease_takeover")),
+        snapshots=int(snapshots.get("snapshots", 0)),
+        snapshot_bytes=int(snapshots.get("bytes_uploaded", 0)),
+        snapshot_seconds=round(float(snapshots.get("seconds", 0.0)), 3),
         cpu_limit=limits.cpu_limit,
         memory_limit=limits.memory_limit,
         cpu_request=cpu_request,

@@ -74,9 +74,10 @@ def _report_or_raise(attempt: Attempt, code: int, relay: Relay, last_line: str) 
             f"pipeline {attempt.pipeline} attempt {attempt.attempt} failed: "
             f"{failure.get('type')}: {failure.get('message')}"
         )
+        cause = str(failure.get("type") or "")
         if failure.get("terminal"):
-            raise TerminalPipelineError(message, int(failure.get("exit_code", 1)))
-        raise PipelineAttemptError(message)
+            raise TerminalPipelineError(message, int(failure.get("exit_code", 1)), cause=cause)
+        raise PipelineAttemptError(message, cause=cause)
     cause = (
         f"killed by signal {-code}" + (" (OOM kill?)" if code == -9 else "")
         if code < 0

@@ -34,9 +34,11 @@ from flows.errors import (
     PipelineAttemptError,
     TerminalPipelineError,
     attempt_outcome,
+    cause_name,
     is_terminal,
 )
 from flows.pipelines import PipelineSpec
+from flows.prefect.lineage import lineage_run
 from flows.prefect.records import attempt_record, usage_of_children, write_record
 from flows.prefect.reruns import before_attempt
 from flows.prefect.source_reference import source_reference
@@ -104,6 +106,7 @@ def _run_task(
     check_pod_resources()  # requests above limits: terminal, before any work
     ctx = TaskRunContext.get()
     assert ctx is not None, "a dlt task runs inside a Prefect task run"
+    run_key = f"{ctx.task_run.flow_run_id}/{ctx.task_run.task_key}/{ctx.task_run.dynamic_key}"
     request = Attempt(
         pipeline=name,
         spec=spec,
@@ -115,28 +118,32 @@ def _run_task(
         lease_wait=lease_wait,
         flow_run_id=str(ctx.task_run.flow_run_id),
         task_run_id=str(ctx.task_run.id),
-        run_key=f"{ctx.task_run.flow_run_id}/{ctx.task_run.task_key}/{ctx.task_run.dynamic_key}",
+        run_key=run_key,
         attempt=ctx.task_run.run_count,
+        lineage=lineage_run(ctx, run_key),
     )
     from prefect.runtime import flow_run
 
     before_attempt(ctx.task_run.flow_run_id, flow_run.run_count, log)
     log.info("running pipeline %s (attempt %d)", name, request.attempt)
     before = usage_of_children() if isolate else current_usage()
-    throttled_before = container_limits().cpu_throttled_seconds
+    limits_before = container_limits()
     started = time.perf_counter()
     report: dict[str, Any] | None = None
-    outcome = FAILED
+    outcome, error = FAILED, ""
     try:
         report = execute_in_child(request, log) if isolate else execute(request)
         outcome = COMPLETED
     except Exception as err:
         outcome = attempt_outcome(err)  # carried by the attempt's error (flows/errors.py)
+        error = cause_name(err)
         raise
     finally:
         wall = time.perf_counter() - started
         record = attempt_record(request, report, outcome, before, wall, isolate)
-        record.cpu_throttled_seconds -= throttled_before
+        record.cpu_throttled_seconds -= limits_before.cpu_throttled_seconds
+        record.oom_killed = container_limits().oom_kills > limits_before.oom_kills
+        record.error = error
         for warning in record.warnings():
             log.warning("%s: %s", name, warning)
         try:

@@ -36,6 +36,19 @@ class RunRecord:
     memory_request: int | None = None
     cpu_throttled_seconds: float = 0.0
     finished_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    # what the exporter (flows/observe/) turns into metrics; absent from older records
+    tables: dict[str, int] = field(default_factory=dict)  # rows loaded per table
+    packages: int = 0  # load packages loaded
+    schema_changes: int = 0  # tables whose destination schema changed
+    step_attempts: dict[str, int] = field(default_factory=dict)
+    resumed_packages: int = 0  # packages found pending at the start and finished
+    resumed_rows: int = 0  # rows those packages loaded: not extracted again
+    lease_takeover: bool = False  # took the state's lease over from a holder that left it
+    snapshots: int = 0
+    snapshot_bytes: int = 0
+    snapshot_seconds: float = 0.0
+    oom_killed: bool = False  # the kernel OOM-killed a process of the pod during the attempt
+    error: str = ""  # the class name of what the attempt failed on
 
     @property
     def average_cores(self) -> float:

@@ -169,6 +169,7 @@ class Lease:
         self.info: LeaseInfo | None = None
         self._version: str | None = None  # of the lease object as this holder last wrote it
         self.lost: StateStoreError | None = None
+        self.took_over = False  # this holder took the lease over from another one
         # called once, from the watchdog or heartbeat thread, when this holder must stop
         self.on_fenced: Callable[[StateStoreError], None] | None = None
         self._valid_until = 0.0  # monotonic: the self-fence deadline
@@ -277,6 +278,8 @@ class Lease:
         if written is None:
             return False
         self.info, self._version, self.lost = mine, written, None
+        # a lease left by another holder (a released one is removed): a takeover
+        self.took_over = current is not None and current.token != self.token
         self._valid_until = started + self.ttl * FENCE_FRACTION
         self._start_threads()
         return True

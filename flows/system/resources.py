@@ -31,6 +31,7 @@ class ContainerLimits:
     memory_limit: int | None
     cpu_throttled_periods: int
     cpu_throttled_seconds: float
+    oom_kills: int = 0  # processes the kernel OOM-killed in this cgroup so far (v2 only)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ def container_limits(root: Path = CGROUP_ROOT) -> ContainerLimits:
             memory_limit=None if memory in (None, "max") else int(memory),
             cpu_throttled_periods=stat.get("nr_throttled", 0),
             cpu_throttled_seconds=stat.get("throttled_usec", 0) / 1e6,
+            oom_kills=_stat_file(v2 / "memory.events").get("oom_kill", 0),
         )
     mem_dir, cpu_dir = _own_dir(root, "memory"), _own_dir(root, "cpu")
     if not mem_dir.exists() and not cpu_dir.exists():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -214,6 +215,16 @@ def wait_for_artifact(client: SyncPrefectClient, run_id: UUID, artifact: str) ->
     while artifact not in artifacts(client, run_id):
         assert time.monotonic() < deadline, f"the run never wrote {artifact}"
         time.sleep(0.05)
+
+
+def kill_attempt_at(client: SyncPrefectClient, run_id: UUID, artifact: str) -> int:
+    """SIGKILLs the flow run's one attempt process as soon as `artifact` exists (the kill
+    lands in that step); its pid."""
+    wait_for_artifact(client, run_id, artifact)
+    children = flow_run_processes(run_id, "flows-attempt")
+    assert len(children) == 1, children
+    children[0].send_signal(signal.SIGKILL)
+    return children[0].pid
 
 
 def flow_run_processes(flow_run_id: UUID | str, name: str | None = None) -> list[psutil.Process]:

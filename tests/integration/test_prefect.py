@@ -42,6 +42,7 @@ from tests.integration.helpers import (
     duck,
     exact,
     flow_run_processes,
+    kill_attempt_at,
     serving,
     start,
     synthetic_counts,
@@ -165,16 +166,6 @@ def test_limit_one_deployment_never_runs_twice_at_once(
     assert seen_running == 1
 
 
-def _kill_attempt_at(client: SyncPrefectClient, run_id: UUID, artifact: str) -> int:
-    """SIGKILLs the flow run's one attempt process as soon as `artifact` exists (the kill
-    lands in that step); its pid."""
-    wait_for_artifact(client, run_id, artifact)
-    children = flow_run_processes(run_id, "flows-attempt")
-    assert len(children) == 1, children
-    children[0].send_signal(signal.SIGKILL)
-    return children[0].pid
-
-
 def test_run_killed_during_load_is_retried_and_resumes_exactly(
     stack: LocalStack, client: SyncPrefectClient, tmp_path: Path
 ) -> None:
@@ -188,7 +179,7 @@ def test_run_killed_during_load_is_retried_and_resumes_exactly(
         parameters={"source_options": {"rows": rows}},
         job_variables={"env": env},
     )
-    _kill_attempt_at(client, run.id, "synthetic-load-progress")
+    kill_attempt_at(client, run.id, "synthetic-load-progress")
     final = wait(client, run.id, timeout=400)
     assert final.state is not None and final.state.type == StateType.COMPLETED, final.state
     # the killed attempt's packages are not left on the pod's disk, nor the rerun's
@@ -482,7 +473,7 @@ def test_example_projects_deployment_loads_resumes_after_kill_and_merges_changes
             "LOAD__WORKERS": "1",
         }
         run = client.create_flow_run_from_deployment(deployment.id, job_variables={"env": env})
-        _kill_attempt_at(client, run.id, "shop-items-load-progress")
+        kill_attempt_at(client, run.id, "shop-items-load-progress")
         served = shop.requests["/items"]
         final = wait(client, run.id, timeout=400)
         assert final.state is not None and final.state.type == StateType.COMPLETED, final.state

@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("progress", "parts"),
     ("attempt",),
     ("prefect",),
+    ("observe",),
     ("kube",),
     ("cli",),
 ]
