@@ -54,6 +54,7 @@ from flows.durable.retries import (
 )
 from flows.errors import is_terminal, is_transient, root_cause
 from flows.state import StateSession
+from flows.system import logins
 from flows.system.workers import share_and_die_with_parent
 
 # moved to flows/durable/report.py and retries.py; imported from here by users and tests
@@ -141,6 +142,7 @@ class runner:
 
     def run(self, data: Any, **extract_kwargs: Any) -> LoadInfo:
         """Resumes what is pending, then extracts, normalizes and loads `data`."""
+        logins.install()  # a wrong database password is named and never retried
         if self.session is not None or not self.durable:
             return self._run(data, extract_kwargs)
         pipeline = self.pipeline
