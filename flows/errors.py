@@ -189,7 +189,16 @@ def sqlstate(exc: BaseException) -> str | None:
             code = getattr(error, "pgcode", None) or getattr(error, "sqlstate", None)
             if isinstance(code, str):
                 return code
+            return _psycopg2_class_codes().get(type(error))
     return None
+
+
+def _psycopg2_class_codes() -> dict[type, str]:
+    """psycopg2's error class of each SQLSTATE, inverted (`psycopg2.errors.InvalidPassword`
+    is 28P01 even where no `pgcode` was set)."""
+    loaded = sys.modules.get("psycopg2._psycopg")
+    by_code = getattr(loaded, "sqlstate_errors", {}) if loaded is not None else {}
+    return {cls: code for code, cls in by_code.items()}
 
 
 def is_login_refused(exc: BaseException) -> bool:
