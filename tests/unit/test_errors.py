@@ -54,8 +54,10 @@ def wrapped(error: BaseException) -> BaseException:
 @pytest.mark.parametrize("make", [requests_error, httpx_error])
 @pytest.mark.parametrize(
     ("status", "terminal"),
-    [(400, True), (401, True), (403, True), (404, True), (422, True)]
-    + [(408, False), (425, False), (429, False), (500, False), (503, False)],
+    [
+        *[(400, True), (401, True), (403, True), (404, True), (422, True)],
+        *[(408, False), (425, False), (429, False), (500, False), (503, False)],
+    ],
 )
 def test_http_client_errors_by_status(make: object, status: int, terminal: bool) -> None:
     error = make(status)  # type: ignore[operator]
