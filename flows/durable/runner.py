@@ -27,7 +27,11 @@ import tenacity
 from dlt.common.pipeline import LoadInfo
 
 from flows import dlt_internals
-from flows.config.settings import normalize_step_values, platform_values
+from flows.config.settings import (
+    default_extract_options,
+    normalize_step_values,
+    platform_values,
+)
 from flows.durable import fencing
 from flows.durable.checkpoint import CheckpointCollector
 from flows.durable.lifecycle import durable_session
@@ -197,9 +201,8 @@ class runner:
                 report.extract_skipped = True
                 log.info("extract skipped: run %s committed it before", self.session.run_id)
             else:
-                info = self._step(
-                    report, "extract", lambda: self.pipeline.extract(data, **extract_kwargs)
-                )
+                kwargs = {**default_extract_options(self.pipeline), **extract_kwargs}
+                info = self._step(report, "extract", lambda: self.pipeline.extract(data, **kwargs))
                 report.extracted_rows = extracted_rows(info)
             self._normalize(report)
             self._load(report)
