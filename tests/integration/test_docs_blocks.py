@@ -53,6 +53,8 @@ def test_page_blocks_run_as_written(page: Path, tmp_path: Path) -> None:
         # `flows`, `python` and `prefect` as after `source .venv/bin/activate`
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "HOME": str(tmp_path / "home"),
+        # dlt's own data dir (its default pipelines dir): /var/dlt as root, shared by all runs
+        "DLT_DATA_DIR": str(tmp_path / "dlt"),
         "PREFECT_HOME": str(tmp_path / "prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
@@ -69,3 +71,9 @@ def test_page_blocks_run_as_written(page: Path, tmp_path: Path) -> None:
         timeout=900,
     )
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-4000:])
+    if page.name == "README.md":  # the runner's snippet loaded its rows and wrote a record
+        assert "'items': 100" in done.stdout, done.stdout[-3000:]
+        tune = subprocess.run(
+            ["flows", "tune", "shop"], cwd=work, env=env, capture_output=True, text=True
+        )
+        assert tune.returncode == 0 and "1 run records" in tune.stdout, tune.stdout[-2000:]
