@@ -200,7 +200,7 @@ def test_run_killed_during_load_is_retried_and_resumes_exactly(
     report = found["synthetic-report"][-1].data
     assert "| **task attempt** | 2 |" in report
     assert "| **rows extracted (this attempt)** | 0 |" in report
-    assert "1 normalized packages" in report
+    assert "1 pending package finished: 1 normalized (loaded now)" in report
     counts = synthetic_counts(warehouse(stack.root / "home", "synthetic"))
     assert {k: counts[k] for k in exact(rows)} == exact(rows)
     assert counts["loads"] == counts["distinct_loads"]
