@@ -154,7 +154,8 @@ class ProgressCollector(Collector):
         if step is not None and step.handle is not None:
             done = f"{self.pipeline_name}: {step.label} done: " + self._describe(step)
             self.sink.update(step.handle, 100.0, done)
-            log.info("%s", done)
+            if not step.continued or step.name != "extract":
+                log.info("%s", done)
 
     def on_start_trace(self, trace: Any, step: Any, pipeline: Any) -> None:
         self.pipeline_name = pipeline.pipeline_name
@@ -226,6 +227,7 @@ class ProgressCollector(Collector):
             "markdown",
             body,
             f"{report.pipeline}: {outcome}, {rows_phrase(dict(rows), self._nested)}",
+            flow_level=True,  # the run's report, on top of its task runs' artifacts
         )
 
     def close(self) -> None:

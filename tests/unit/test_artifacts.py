@@ -61,7 +61,9 @@ class SlowSink:
         self.updates: list[float] = []
         self.ticking = threading.Event()
 
-    def create(self, key: str, kind: str, data: Any, description: str) -> ArtifactHandle:
+    def create(
+        self, key: str, kind: str, data: Any, description: str, flow_level: bool = False
+    ) -> ArtifactHandle:
         return ArtifactHandle()
 
     def update(self, handle: ArtifactHandle, data: Any, description: str) -> None:
@@ -99,7 +101,9 @@ class RecordingSink(SlowSink):
         self.descriptions: list[str] = []
         self.bodies: dict[str, str] = {}
 
-    def create(self, key: str, kind: str, data: Any, description: str) -> ArtifactHandle:
+    def create(
+        self, key: str, kind: str, data: Any, description: str, flow_level: bool = False
+    ) -> ArtifactHandle:
         self.descriptions.append(description)
         if kind == "markdown":
             self.bodies[key] = str(data)
