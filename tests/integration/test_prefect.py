@@ -359,6 +359,28 @@ def test_doctor_passes_against_the_local_stack(stack: LocalStack) -> None:
     assert "[ok  ] pipelines: " in out
 
 
+def test_doctor_finds_a_deployment_named_apart_from_its_flow_and_needs_no_version(
+    stack: LocalStack, client: SyncPrefectClient, tmp_path: Path
+) -> None:
+    """A deployment is `FLOW/DEPLOYMENT` (here synthetic-daily/nightly): doctor finds it by
+    its name and entrypoint; one without `version` in prefect.yaml is not compared."""
+    synthetic = client.read_deployment_by_name("synthetic-daily/synthetic-daily")
+    client.create_deployment(
+        flow_id=synthetic.flow_id,
+        name="nightly",
+        entrypoint=synthetic.entrypoint,
+        work_pool_name=stack.pool,
+    )
+    declared = tmp_path / "prefect.yaml"
+    declared.write_text(
+        json.dumps({"deployments": [{"name": "nightly", "entrypoint": synthetic.entrypoint}]})
+    )
+    code, out = _doctor(stack, "--prefect-yaml", str(declared))
+    assert code == 0, out
+    assert "[ok  ] deployments: 1 registered with their schedules" in out, out
+    assert "[ok  ] flows version: no deployment of prefect.yaml records a version" in out, out
+
+
 def test_doctor_checks_declared_pipelines_and_uses_the_flow_runs_state_store(
     stack: LocalStack,
 ) -> None:
