@@ -15,6 +15,8 @@ What this module touches:
   `SqlJobClientBase.complete_load`, `Psycopg2SqlClient.open_connection` and
   `.commit_transaction`: replaced by the wrappers of flows/durable/fencing.py, which stay
   there (`_wrap`, `_in_transaction`, `_named`, `_checked`); only the installing is here;
+  `Psycopg2SqlClient.open_connection` is wrapped again by flows/system/logins.py (a refused
+  login named by its SQLSTATE);
 - `SqlJobClientBase` (dlt.destinations.job_client_impl) and `DuckDbCredentials`
   (dlt.destinations.impl.duckdb.configuration), internal modules;
 - `PackageStorage`'s folder and file names and `ParsedLoadJobFileName` (a package's layout on
@@ -227,6 +229,13 @@ def wrap_load_step(
     Psycopg2SqlClient.commit_transaction = commit_transaction(  # type: ignore[method-assign]
         Psycopg2SqlClient.commit_transaction
     )
+
+
+def wrap_postgres_connect(wrapper: Wrapper) -> None:
+    """Replaces `Psycopg2SqlClient.open_connection` by what `wrapper` makes of it."""
+    from dlt.destinations.impl.postgres.sql_client import Psycopg2SqlClient
+
+    Psycopg2SqlClient.open_connection = wrapper(Psycopg2SqlClient.open_connection)  # type: ignore[method-assign]
 
 
 # a load package on disk ---------------------------------------------------------------------

@@ -3,4 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-exec .venv/bin/flows demo "$@"
+.venv/bin/flows demo "$@"
+echo
+echo "next: put flows on your PATH with 'source .venv/bin/activate', then 'flows --help'"
+echo "      (or call .venv/bin/flows); your own project: docs/getting-started.md"

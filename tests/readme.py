@@ -111,3 +111,42 @@ def command(words: tuple[str, ...], title: str = OWN_PIPELINES) -> Command:
 def unclaimed(title: str = OWN_PIPELINES) -> list[str]:
     """Commands of the page that no test claims in RUN_BY."""
     return [str(c) for c in commands(title) if not any(c.starts(words) for words in RUN_BY)]
+
+
+# A code block a page marks right before it, on its own line:
+#   <!-- not-run: why (cluster-only commands, a server that does not return) -->
+#   <!-- run-by: tests/integration/test_x.py -->   (a test that reads this page runs it)
+MARKER = re.compile(r"<!--\s*(not-run|run-by):\s*(.+?)\s*-->\s*\n$")
+
+
+@dataclass(frozen=True)
+class Block:
+    page: Path
+    lang: str  # python | bash
+    code: str
+    marker: tuple[str, str] | None  # ("not-run", reason) | ("run-by", test path) | None
+
+
+def blocks(page: Path) -> list[Block]:
+    """Every ```python and ```bash block of the page, in order, with the marker before it."""
+    text = page.read_text()
+    found = []
+    for match in re.finditer(r"^```(python|bash)\n(.*?)^```", text, re.M | re.S):
+        before = text[: match.start()]
+        marker = MARKER.search(before[-400:])
+        found.append(
+            Block(
+                page,
+                match.group(1),
+                match.group(2),
+                (marker.group(1), marker.group(2)) if marker else None,
+            )
+        )
+    return found
+
+
+def as_shell(block: Block) -> str:
+    """The block as lines of one bash script: a python block runs through the venv's python."""
+    if block.lang == "bash":
+        return block.code
+    return f"python - <<'PYTHON_BLOCK'\n{block.code}PYTHON_BLOCK\n"

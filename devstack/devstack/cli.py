@@ -27,7 +27,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
 
     if args.action == "env":
         stack = find_running(args.dir, flows_home() / "stack")
-        for key, value in stack.run_env().items():
+        for key, value in stack.shell_env().items():
             print(f"export {key}={value!r}")
         return 0
     stack = LocalStack(args.dir or flows_home() / "stack", api_port=args.port)

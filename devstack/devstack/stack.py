@@ -156,6 +156,12 @@ class LocalStack:
             "DO_NOT_TRACK": "1",
         }
 
+    def shell_env(self) -> dict[str, str]:
+        """What `flows stack env` exports: run_env without FLOWS_PROJECT_DIR, which names the
+        platform's checkout (its deployments' folder): a user's project in that shell is
+        deployed from its own folder (`flows deploy` there) and runs there."""
+        return {k: v for k, v in self.run_env().items() if k != "FLOWS_PROJECT_DIR"}
+
     def run_env(self) -> dict[str, str]:
         """What flow runs need: state store, destinations, sources (inherited from the worker)."""
         s3 = self.seaweed.env()

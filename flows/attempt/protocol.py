@@ -41,13 +41,21 @@ class MessageSink:
             self.channel.write(line + "\n")
             self.channel.flush()
 
-    def create(self, key: str, kind: str, data: Any, description: str) -> ArtifactHandle:
+    def create(
+        self, key: str, kind: str, data: Any, description: str, flow_level: bool = False
+    ) -> ArtifactHandle:
         with self._lock:
             self._handles += 1
             handle = ArtifactHandle()
             handle.number = self._handles
         self.send(
-            "create", handle=handle.number, key=key, kind=kind, data=data, description=description
+            "create",
+            handle=handle.number,
+            key=key,
+            kind=kind,
+            data=data,
+            description=description,
+            flow_level=flow_level,
         )
         return handle
 

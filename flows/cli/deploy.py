@@ -54,7 +54,8 @@ def register(sub: Any) -> None:
         "--project-dir",
         type=Path,
         default=None,
-        help="where prefect.yaml is (default: FLOWS_PROJECT_DIR or .)",
+        help="where prefect.yaml is (default: the current directory; FLOWS_PROJECT_DIR is "
+        "where the project lies when its runs start, default this folder)",
     )
     deploy.add_argument(
         "--release-job-variables",
@@ -130,7 +131,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from flows.kube.deployments import deploy, read_release_job_variables
 
     config = platform_config()
-    project = args.project_dir or config.project_dir()
+    # the folder deployed is the one named or the one you are in, never FLOWS_PROJECT_DIR:
+    # a shell set up for another project (`flows stack env`) must not redeploy that one
+    project = args.project_dir or Path.cwd()
     check_project(project)  # a request above its limit fails here, not at Job creation
     overrides = read_release_job_variables(args.release_job_variables)
     env = {

@@ -3,10 +3,11 @@
 1. the Prefect API answers and accepts the auth string
 2. the work pool exists with the expected base job template
 3. a worker polled the pool recently
-4. every deployment of prefect.yaml is registered with its schedules
+4. every deployment of prefect.yaml is registered with its schedules (found by its name and
+   entrypoint: the flow's name is not in prefect.yaml)
 5. the state store is reachable and writable: the one given, else (in a worker pod) the one
    the pool's flow runs use, else the local default
-6. the deployments were made from this image's `flows` version
+6. the deployments that record a version were made from this `flows` version
 7. every declared pipeline's source imports and its destination answers
 """
 
@@ -152,20 +153,35 @@ def _declared(prefect_yaml: Path) -> list[dict[str, Any]]:
     return list(yaml.safe_load(prefect_yaml.read_text()).get("deployments", []))
 
 
-def check_deployments(options: DoctorOptions, client: Any) -> Check:
-    from prefect.exceptions import ObjectNotFound
+def registered(client: Any, specs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The registered deployment of each declared one, by deployment name: found by its name
+    and its entrypoint (the flow's name, the other half of FLOW/DEPLOYMENT, is in the code,
+    not in prefect.yaml); a declared one not registered is absent."""
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 
+    names = [spec["name"] for spec in specs]
+    found = client.read_deployments(
+        deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=names))
+    )
+    by_name: dict[str, Any] = {}
+    for spec in specs:
+        matches = [d for d in found if d.name == spec["name"]]
+        entry = [d for d in matches if d.entrypoint == spec.get("entrypoint")]
+        if entry or matches:
+            by_name[spec["name"]] = (entry or matches)[0]
+    return by_name
+
+
+def check_deployments(options: DoctorOptions, client: Any) -> Check:
     name = "deployments"
+    specs = _declared(options.prefect_yaml)
+    deployments = registered(client, specs)
     problems: list[str] = []
-    found = 0
-    for spec in _declared(options.prefect_yaml):
-        flow_name = spec["name"]
-        try:
-            deployment = client.read_deployment_by_name(f"{flow_name}/{spec['name']}")
-        except ObjectNotFound:
+    for spec in specs:
+        deployment = deployments.get(spec["name"])
+        if deployment is None:
             problems.append(f"{spec['name']} missing")
             continue
-        found += 1
         want = {(s["cron"], s.get("timezone", "UTC")) for s in spec.get("schedules", [])}
         have = {
             (s.schedule.cron, s.schedule.timezone or "UTC")
@@ -179,9 +195,10 @@ def check_deployments(options: DoctorOptions, client: Any) -> Check:
             name,
             False,
             "; ".join(problems),
-            "run `prefect --no-prompt deploy --all` from the image (the chart's hook)",
+            f"run `flows deploy` in {options.prefect_yaml.parent} (on the cluster: the chart's "
+            "deploy hook)",
         )
-    return Check(name, True, f"{found} registered with their schedules")
+    return Check(name, True, f"{len(deployments)} registered with their schedules")
 
 
 def check_slots(options: DoctorOptions, client: Any) -> Check:
@@ -228,21 +245,24 @@ def check_storage(options: DoctorOptions, pool: Any = None) -> Check:
 
 
 def check_version(options: DoctorOptions, client: Any) -> Check:
+    """Deployments that record a version (prefect.yaml's `version: "{{ $FLOWS_VERSION }}"`,
+    stamped by `flows deploy`) must record this `flows`; one without a version is not
+    compared (nothing says which `flows` made it)."""
     name = "flows version"
-    stale = []
-    for spec in _declared(options.prefect_yaml):
-        try:
-            deployment = client.read_deployment_by_name(f"{spec['name']}/{spec['name']}")
-        except Exception:
-            continue
-        if deployment.version != flows_version():
-            stale.append(f"{spec['name']}={deployment.version or 'none'}")
+    specs = [spec for spec in _declared(options.prefect_yaml) if spec.get("version")]
+    if not specs:
+        return Check(name, True, "no deployment of prefect.yaml records a version")
+    deployments = registered(client, specs)
+    stale = [
+        f"{n}={d.version or 'none'}" for n, d in deployments.items() if d.version != flows_version()
+    ]
     if stale:
         return Check(
             name,
             False,
-            f"image has flows {flows_version()}, deployments: {', '.join(stale)}",
-            "redeploy from this image (helm upgrade runs the deploy hook)",
+            f"this `flows` is {flows_version()}, deployments: {', '.join(stale)}",
+            f"redeploy: `flows deploy` in {options.prefect_yaml.parent} (on the cluster: "
+            "helm upgrade runs the deploy hook with the new image)",
         )
     return Check(name, True, f"deployments match flows {flows_version()}")
 

@@ -43,8 +43,24 @@ def cmd_state_show(args: argparse.Namespace) -> int:
     from flows.parts.state import describe_with_parts, format_with_parts
 
     info = describe_with_parts(_state_layout(args))
+    if not info["generations"] and info["lease"] is None and not info["parts"]:
+        _refuse_unknown(args.pipeline, info["url"])
     print(json.dumps(info, indent=1, default=str) if args.json else format_with_parts(info))
     return 0
+
+
+def _refuse_unknown(pipeline: str, url: str) -> None:
+    """Nothing stored for `pipeline`: fine for a declared pipeline that has not run yet, a
+    typo (exit 2, naming the declared pipelines) for any other name."""
+    from flows.errors import ConfigError
+    from flows.pipelines import discover
+
+    declared = sorted(discover().pipelines)
+    if pipeline not in declared:
+        raise ConfigError(
+            f"pipeline {pipeline!r} is not declared and has no state at {url}; declared "
+            f"pipelines: {', '.join(declared) or 'none'}"
+        )
 
 
 def cmd_state_unlock(args: argparse.Namespace) -> int:

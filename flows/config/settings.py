@@ -49,6 +49,17 @@ DESTINATION_DEFAULTS: Mapping[str, Mapping[str, str]] = {"duckdb": {"load.worker
 DUCKDB_GLOBAL_CONFIG = "destination.duckdb.credentials.global_config"
 
 
+def default_extract_options(pipeline: dlt.Pipeline) -> dict[str, Any]:
+    """What the runner passes to `extract` unless its caller does: the platform's loader file
+    format for the destination's type, unless dlt config sets one
+    (`[normalize] loader_file_format`, NORMALIZE__LOADER_FILE_FORMAT)."""
+    if config_value("normalize.loader_file_format"):
+        return {}
+    kind = str(pipeline.destination.destination_type).rsplit(".", 1)[-1]
+    fmt = LOADER_FILE_FORMATS.get(kind)
+    return {"loader_file_format": fmt} if fmt else {}
+
+
 def config_value(key: str) -> str | None:
     """A dlt config value as text, or None when no provider has it."""
     value: Any = dlt.config.get(key)

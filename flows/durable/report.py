@@ -124,18 +124,49 @@ def listener_of(collector: Any) -> RunListener | None:
     return None
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
+def resume_phrase(resume: ResumePlan) -> str | None:
+    """What a run finished of a dead run's work, in words (None: nothing was pending)."""
+    pending = len(resume.extracted) + len(resume.normalized)
+    if not pending:
+        return None
+    done = []
+    if resume.extracted:
+        done.append(f"{len(resume.extracted)} extracted (normalized and loaded now)")
+    if resume.normalized:
+        done.append(f"{len(resume.normalized)} normalized (loaded now)")
+    how = [
+        (len(resume.already_loaded), "already in the destination, not loaded again"),
+        (len(resume.completed), "fully loaded, only their load record written"),
+        (len(resume.reset), "partly loaded: reloaded from the start"),
+    ]
+    details = [f"{n} {what}" for n, what in how if n]
+    removed = ", ".join(f"{t} {n:,}" for t, n in sorted(resume.rows_removed.items()))
+    if removed:
+        details.append(f"rows of a load never completed removed first: {removed}")
+    return f"{_count(pending, 'pending package')} finished: {', '.join(done)}" + (
+        f"; {'; '.join(details)}" if details else ""
+    )
+
+
+def snapshots_phrase(stats: SnapshotStats) -> str:
+    """Snapshots written, and what was restored (nothing, on a first run)."""
+    restored = (
+        f"generation {stats.restored_generation} restored"
+        if stats.restored_generation
+        else "nothing to restore (first run)"
+    )
+    return f"{restored}, {_count(stats.snapshots, 'snapshot')} written"
+
+
 def format_report(report: RunReport) -> str:
     lines = [f"pipeline {report.pipeline} -> {report.destination} dataset {report.dataset}"]
-    resume = report.resume
-    if resume.extracted or resume.normalized:
-        lines.append(
-            f"  resumed: {len(resume.extracted)} extracted, {len(resume.normalized)} normalized "
-            f"packages ({len(resume.already_loaded)} already loaded, {len(resume.completed)} "
-            f"completed, {len(resume.reset)} reloaded"
-            + (f", rows removed first: {resume.rows_removed}" if resume.rows_removed else "")
-            + ")"
-        )
-    for line in (job_resume_summary(resume), checkpoint_summary(report.checkpoints)):
+    if resumed := resume_phrase(report.resume):
+        lines.append(f"  resumed: {resumed}")
+    for line in (job_resume_summary(report.resume), checkpoint_summary(report.checkpoints)):
         if line:
             lines.append(f"  {line}")
     for step in report.steps:
@@ -149,8 +180,7 @@ def format_report(report: RunReport) -> str:
     if report.snapshots:
         s = report.snapshots
         lines.append(
-            f"  state: generation {s.restored_generation} restored, {s.snapshots} snapshots "
-            f"({s.bytes_uploaded:,} bytes sent, {s.seconds:.2f} s)"
+            f"  state: {snapshots_phrase(s)} ({s.bytes_uploaded:,} bytes sent, {s.seconds:.2f} s)"
         )
     lines.append(f"  total {report.seconds:.2f} s")
     return "\n".join(lines)

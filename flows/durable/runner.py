@@ -28,7 +28,11 @@ import tenacity
 from dlt.common.pipeline import LoadInfo
 
 from flows import dlt_internals
-from flows.config.settings import normalize_step_values, platform_values
+from flows.config.settings import (
+    default_extract_options,
+    normalize_step_values,
+    platform_values,
+)
 from flows.durable import fencing, segments
 from flows.durable.checkpoint import CheckpointCollector
 from flows.durable.lifecycle import durable_session
@@ -58,6 +62,7 @@ from flows.durable.retries import (
 from flows.durable.segments import Segments
 from flows.errors import is_terminal, is_transient, root_cause
 from flows.state import StateSession
+from flows.system import logins
 from flows.system.workers import share_and_die_with_parent
 
 # moved to flows/durable/report.py and retries.py; imported from here by users and tests
@@ -151,6 +156,7 @@ class runner:
 
     def run(self, data: Any, **extract_kwargs: Any) -> LoadInfo:
         """Resumes what is pending, then extracts, normalizes and loads `data`."""
+        logins.install()  # a wrong database password is named and never retried
         if self.session is not None or not self.durable:
             return self._run(data, extract_kwargs)
         pipeline = self.pipeline
@@ -212,9 +218,8 @@ class runner:
                 report.extract_skipped = True
                 log.info("extract skipped: run %s committed it before", self.session.run_id)
             else:
-                info = self._step(
-                    report, "extract", lambda: self.pipeline.extract(data, **extract_kwargs)
-                )
+                kwargs = {**default_extract_options(self.pipeline), **extract_kwargs}
+                info = self._step(report, "extract", lambda: self.pipeline.extract(data, **kwargs))
                 report.extracted_rows = extracted_rows(info)
             self._normalize(report)
             self._load(report)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flows.errors import EXIT_CONFIG, ConfigError, describe_unknown_destination, exit_code_for
 from flows.pipelines.errors import DeclarationError, NotASourceError, SourceImportError
 
 if TYPE_CHECKING:
@@ -65,14 +66,27 @@ class PipelineSpec:
         )
 
     def destination_name(self) -> str:
+        return self.destination_setting()[0]
+
+    def destination_setting(self) -> tuple[str, str]:
+        """The destination's name and the setting it came from (for a message naming it)."""
         from flows.config.settings import config_value
 
-        return (
-            config_value(f"pipelines.{self.name}.destination")
-            or self.destination
-            or config_value("pipelines.destination")
-            or "duckdb"
-        )
+        upper = self.name.upper()
+        for value, where in (
+            (
+                config_value(f"pipelines.{self.name}.destination"),
+                f"PIPELINES__{upper}__DESTINATION (or [pipelines.{self.name}] destination)",
+            ),
+            (self.destination, f"the declaration of pipeline {self.name!r} ({self.declared_in})"),
+            (
+                config_value("pipelines.destination"),
+                "PIPELINES__DESTINATION (or [pipelines] destination)",
+            ),
+        ):
+            if value:
+                return str(value), where
+        return "duckdb", "the default"
 
     def build_destination(self) -> Destination[Any, Any]:
         import dlt
@@ -85,7 +99,13 @@ class PipelineSpec:
             path = flows_home() / "warehouse" / f"flows_{self.name}.duckdb"
             path.parent.mkdir(parents=True, exist_ok=True)
             return dlt.destinations.duckdb(credentials=str(path))
-        destination = Destination.from_reference(name)
+        try:
+            destination = Destination.from_reference(name)
+        except Exception as err:
+            if exit_code_for(err) != EXIT_CONFIG:
+                raise
+            where = self.destination_setting()[1]
+            raise ConfigError(describe_unknown_destination(err, where)) from err
         assert destination is not None
         return destination
 

@@ -76,8 +76,11 @@ class ArtifactSink:
             self._thread.start()
         self._queue.put(job)
 
-    def create(self, key: str, kind: str, data: Any, description: str) -> ArtifactHandle:
-        """Queues an artifact; the returned handle updates it later (progress artifacts)."""
+    def create(
+        self, key: str, kind: str, data: Any, description: str, flow_level: bool = False
+    ) -> ArtifactHandle:
+        """Queues an artifact; the returned handle updates it later (progress artifacts).
+        A `flow_level` one attaches to the flow run only (the UI shows it apart, on top)."""
         handle = ArtifactHandle()
         if not self.enabled:
             log.info("[%s] %s\n%s", key, description, data)
@@ -93,7 +96,7 @@ class ArtifactSink:
                     data=data,
                     description=description,
                     flow_run_id=self.target.flow_run_id,
-                    task_run_id=self.target.task_run_id,
+                    task_run_id=None if flow_level else self.target.task_run_id,
                 )
             )
             handle.id = created.id

@@ -39,6 +39,8 @@ What it keeps of Prefect's command:
   proposed Failed with the bound in its message, not rescheduled, whatever the behaviour
   setting, and the pod exits 1.
 - **The exit code** is the engine's (128 + the signal if a signal ended it).
+- **A flow that does not load** for a terminal reason (its module does not import) ends
+  Failed with one line (flows/prefect/reruns.py), not Crashed: no crash rerun repeats it.
 
 What it drops: the workspace supervisor's temporary workspace and its crash hooks, which run
 a flow's `on_crashed` hooks when the engine dies; the platform's flows declare none (a crash
@@ -169,9 +171,10 @@ def run_engine() -> NoReturn:
     del sys.argv[1:]  # Prefect's engine takes a first argument as the flow run id
     if PREWARM_ATTEMPT.get():
         prewarm()  # the attempt's interpreter imports dlt while this one imports Prefect
-    from flows.prefect import heartbeats
+    from flows.prefect import heartbeats, reruns
 
     heartbeats.install()
+    reruns.fail_terminal_loads()  # a flow that does not import ends Failed, not Crashed
     # Prefect's flow engine, imported by install(), imports `prefect.engine`: runpy warns
     # that the module it runs as __main__ is loaded already, as it would be a moment later
     # anyway (the __main__ imports the flow engine)

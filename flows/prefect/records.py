@@ -106,3 +106,30 @@ def attempt_record(
         memory_request=memory_request,
         cpu_throttled_seconds=limits.cpu_throttled_seconds,
     )
+
+
+def runner_record(report: Any, outcome: str, before: Usage) -> RunRecord:
+    """The record of a run of `runner(...)` on a user's own `dlt.pipeline` in a Prefect task
+    or flow (PrefectCollector writes it): this process's CPU since `before`, its peak RSS."""
+    from prefect.runtime import deployment, flow_run, task_run
+
+    after = current_usage()
+    limits = container_limits()
+    cpu_request, memory_request = requests_from_env()
+    return RunRecord(
+        deployment=deployment.name or flow_run.flow_name or report.pipeline,
+        pipeline=report.pipeline,
+        flow_run_id=str(flow_run.id or ""),
+        attempt=int(task_run.run_count or flow_run.run_count or 1),
+        outcome=outcome,
+        wall_seconds=round(report.seconds, 3),
+        cpu_seconds=round(after.cpu_seconds - before.cpu_seconds, 3),
+        peak_rss_bytes=after.peak_rss_bytes,
+        rows=sum(n for t, n in report.loaded_rows.items() if not t.startswith("_dlt")),
+        step_seconds={s.step: round(s.seconds, 3) for s in report.steps},
+        cpu_limit=limits.cpu_limit,
+        memory_limit=limits.memory_limit,
+        cpu_request=cpu_request,
+        memory_request=memory_request,
+        cpu_throttled_seconds=limits.cpu_throttled_seconds,
+    )

@@ -12,12 +12,18 @@ the automation cannot do, the first dlt task of the rerun does here:
 - refuses, terminally, a run that crashed more than `FLOWS_CRASH_RERUNS` times,
   so that a run which always dies (too little memory) ends Failed instead of looping.
 
-Both are read from the environment only (flows/config/pod.py has their defaults): this runs
+And `fail_terminal_loads`, in the pod's engine (flows/prefect/pod.py): a flow that does not
+load for a reason no rerun fixes (its module does not import: a wrong project folder or
+image) ends Failed with one line. Prefect's engine would exit 1 with the run still Pending,
+the worker would report it Crashed and the automation would rerun the same error.
+
+Both settings are read from the environment only (flows/config/pod.py has their defaults): this runs
 in a flow run's engine, which never imports dlt.
 """
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from dataclasses import dataclass
@@ -25,7 +31,7 @@ from typing import Any
 from uuid import UUID
 
 from flows.config.pod import CRASH_RERUN_BACKOFF, CRASH_RERUNS
-from flows.errors import TerminalError
+from flows.errors import TerminalError, is_terminal, one_line
 
 _checked: set[tuple[str, int]] = set()  # (flow run id, run count) already handled
 
@@ -78,3 +84,28 @@ def before_attempt(flow_run_id: UUID | None, run_count: int, log: Any) -> CrashH
     )
     time.sleep(delay)
     return history
+
+
+def fail_terminal_loads() -> None:
+    """Makes Prefect's engine set a run Failed when its flow cannot load for a terminal
+    reason (flows/errors.py); a Failed run is never set Crashed (Prefect refuses that
+    transition), so the crash automation leaves it alone. Call before the engine runs."""
+    import prefect.flow_engine as flow_engine
+
+    load = flow_engine.load_flow
+
+    @functools.wraps(load)
+    def load_flow(flow_run: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return load(flow_run, *args, **kwargs)
+        except Exception as err:
+            if is_terminal(err):
+                from prefect.client.orchestration import get_client
+                from prefect.states import Failed
+
+                failed: Any = Failed(message=f"the flow did not load: {one_line(err)}")
+                with get_client(sync_client=True) as client:
+                    client.set_flow_run_state(flow_run.id, failed, force=True)
+            raise
+
+    flow_engine.load_flow = load_flow

@@ -83,6 +83,16 @@ def summary(report: Mapping[str, Any], attempt: int) -> dict[str, Any]:
     }
 
 
+def summary_line(result: Mapping[str, Any]) -> str:
+    """The task's result in words, for the log."""
+    rows = ", ".join(f"{t} {n:,} rows" for t, n in sorted(result["rows"].items()))
+    resumed = ", resumed pending work" if result["resumed"] else ""
+    return (
+        f"pipeline {result['pipeline']} done in {result['seconds']:.2f} s (attempt "
+        f"{result['attempt']}{resumed}): {rows or 'no new rows'}"
+    )
+
+
 def _declared(pipeline: str | PipelineSpec) -> tuple[str, PipelineSpec | None]:
     """Where a pipeline enters a task: its name, and its whole declaration when it has none
     elsewhere. A declared one travels by name: the attempt looks it up (this process needs
@@ -151,7 +161,7 @@ def _run_task(
         except Exception as err:  # a record must never fail the run
             log.warning("could not write the run record: %s", err)
     result = summary(report, request.attempt)
-    log.info("pipeline %s done: %s", name, result)
+    log.info("%s", summary_line(result))
     return result
 
 

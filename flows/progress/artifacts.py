@@ -97,7 +97,12 @@ class Sink(Protocol):
     calls: int
     failures: int
 
-    def create(self, key: str, kind: str, data: Any, description: str) -> ArtifactHandle: ...
+    def create(
+        self, key: str, kind: str, data: Any, description: str, flow_level: bool = False
+    ) -> ArtifactHandle:
+        """`flow_level`: attach to the flow run only, not the task run (Prefect's UI shows a
+        run's flow-level artifacts apart, above its task runs' ones: the run's report)."""
+        ...
 
     def update(self, handle: ArtifactHandle, data: Any, description: str) -> None: ...
 

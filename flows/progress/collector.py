@@ -49,6 +49,11 @@ from flows.system.resources import container_limits, current_usage
 
 log = logging.getLogger(__name__)
 
+# dlt's counters that count something other than rows (the rest are tables: rows)
+STEP_COUNTERS = ("Resources", "Files", "Jobs")
+# A progress line in the log at most this often (a terminal under `@dlt_task` shows them)
+LOG_EVERY = 10.0
+
 __all__ = ["ProgressCollector", "execution_environment", "nested_tables"]
 
 
@@ -61,6 +66,9 @@ class _Step:
     throttled_at_start: float
     counters: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     totals: dict[str, int] = field(default_factory=dict)
+    # dlt's second "Extract" (of the pipeline state) continues the step: its own resource
+    # is not one of the user's, its rows (the state's table) are not shown anyway
+    continued: bool = False
     handle: ArtifactHandle | None = None
     dirty: bool = True
 
@@ -104,6 +112,8 @@ class ProgressCollector(Collector):
         if step is None:
             return
         with self._lock:
+            if step.continued and name in STEP_COUNTERS:
+                return
             key = f"{name} ({label})" if label else name
             step.counters[key] += inc
             if total is not None:
@@ -117,10 +127,17 @@ class ProgressCollector(Collector):
         kind = step.split(" ", 1)[0].lower()
         step = step_label(step)
         usage, limits = current_usage(), container_limits()
+        previous = self._current
+        if previous is not None and previous.name == kind and kind in self._handles:
+            # dlt extracts the pipeline state as a second "Extract": same step, same
+            # artifact, and the rows counted so far stay in its description
+            previous.continued = True
+            self._current = previous
+            self._start_ticker()
+            return
         current = _Step(
             kind, step, time.perf_counter(), usage.cpu_seconds, limits.cpu_throttled_seconds
         )
-        # dlt extracts the pipeline state as a second "Extract": same step, same artifact
         current.handle = self._handles.get(kind) or self.sink.create(
             artifact_key(self.pipeline_name, kind, "progress"),
             "progress",
@@ -135,11 +152,10 @@ class ProgressCollector(Collector):
         self._stop_ticker()  # first: a tick under way would send its figure after "done"
         step = self._current
         if step is not None and step.handle is not None:
-            self.sink.update(
-                step.handle,
-                100.0,
-                f"{self.pipeline_name}: {step.label} done. " + self._describe(step),
-            )
+            done = f"{self.pipeline_name}: {step.label} done: " + self._describe(step)
+            self.sink.update(step.handle, 100.0, done)
+            if not step.continued or step.name != "extract":
+                log.info("%s", done)
 
     def on_start_trace(self, trace: Any, step: Any, pipeline: Any) -> None:
         self.pipeline_name = pipeline.pipeline_name
@@ -211,6 +227,7 @@ class ProgressCollector(Collector):
             "markdown",
             body,
             f"{report.pipeline}: {outcome}, {rows_phrase(dict(rows), self._nested)}",
+            flow_level=True,  # the run's report, on top of its task runs' artifacts
         )
 
     def close(self) -> None:
@@ -220,12 +237,20 @@ class ProgressCollector(Collector):
     # internals --------------------------------------------------------------------------------
 
     def _describe(self, step: _Step) -> str:
+        """`items 40,000 rows, orders 1,200 rows, resources 1/2`: the tables' rows first,
+        dlt's step counters after, its own tables (`_dlt_pipeline_state`) not at all."""
         with self._lock:
-            parts = []
+            tables, counters = [], []
             for name, value in step.counters.items():
+                if name.startswith("_dlt"):
+                    continue
                 total = step.totals.get(name)
-                parts.append(f"{name} {value:,}" + (f"/{total:,}" if total else ""))
-        return ", ".join(parts)
+                figure = f"{value:,}" + (f"/{total:,}" if total else "")
+                if name.startswith(STEP_COUNTERS):
+                    counters.append(f"{name.lower()} {figure}")
+                else:
+                    tables.append(f"{name} {figure} rows")
+        return ", ".join(tables + counters) or "started"
 
     def _progress(self, step: _Step) -> float:
         with self._lock:
@@ -257,17 +282,18 @@ class ProgressCollector(Collector):
             self._ticker = None
 
     def _tick(self, stop: threading.Event) -> None:
+        logged = time.monotonic()
         while not stop.wait(self.interval):
             with self._send_lock:
                 step = self._current
                 if stop.is_set() or step is None or step.handle is None or not step.dirty:
                     continue
                 step.dirty = False
-                self.sink.update(
-                    step.handle,
-                    round(self._progress(step), 1),
-                    f"{self.pipeline_name}: {step.label}: {self._describe(step)}",
-                )
+                line = f"{self.pipeline_name}: {step.label}: {self._describe(step)}"
+                self.sink.update(step.handle, round(self._progress(step), 1), line)
+                if time.monotonic() - logged >= LOG_EVERY:
+                    logged = time.monotonic()
+                    log.info("%s", line)
 
     def _summarize(self, trace_step: Any, step_info: Any) -> None:
         kind = trace_step.step

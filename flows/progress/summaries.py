@@ -8,7 +8,12 @@ import socket
 from typing import Any
 
 from flows.config.pod import IMAGE
-from flows.durable.report import checkpoint_summary, job_resume_summary
+from flows.durable.report import (
+    checkpoint_summary,
+    job_resume_summary,
+    resume_phrase,
+    snapshots_phrase,
+)
 from flows.progress.artifacts import markdown_pairs, markdown_table, rows_tables
 
 
@@ -46,14 +51,7 @@ def run_report_markdown(
 ) -> tuple[str, list[tuple[str, int]]]:
     """The final report of a run as markdown, and its rows loaded per table (sorted)."""
     rows = sorted((t, n) for t, n in report.loaded_rows.items() if not t.startswith("_dlt"))
-    resume = report.resume
-    resumed = (
-        f"{len(resume.extracted)} extracted, {len(resume.normalized)} normalized packages "
-        f"({len(resume.already_loaded)} already loaded, {len(resume.completed)} completed, "
-        f"{len(resume.reset)} reloaded)"
-        if resume.extracted or resume.normalized
-        else "nothing pending"
-    )
+    resumed = resume_phrase(report.resume) or "nothing pending"
     steps = [
         (s.step, s.attempts, f"{s.seconds:.2f} s", "; ".join(s.errors) or "-") for s in report.steps
     ]
@@ -67,14 +65,9 @@ def run_report_markdown(
                     "outcome": outcome,
                     "task attempt": attempt,
                     "resumed from state store": resumed,
-                    "load resumed": job_resume_summary(resume),
+                    "load resumed": job_resume_summary(report.resume),
                     "extract": checkpoint_summary(report.checkpoints),
-                    "snapshots": (
-                        f"{report.snapshots.snapshots} (restored generation "
-                        f"{report.snapshots.restored_generation})"
-                        if report.snapshots
-                        else None
-                    ),
+                    "state store": snapshots_phrase(report.snapshots) if report.snapshots else None,
                     "rows extracted (this attempt)": sum(
                         n for t, n in report.extracted_rows.items() if not t.startswith("_dlt")
                     ),

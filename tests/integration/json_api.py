@@ -1,5 +1,7 @@
 """A JSON HTTP server on loopback for the tests' APIs (shop_api.py, paged_api.py): a subclass
-answers `(path, query) -> (status, body)`; requests are served on threads of their own."""
+answers `(path, query) -> (status, body)`; requests are served on threads of their own.
+With `token` set, a request without `Authorization: Bearer <token>` is answered 401 and
+counted in `refused`."""
 
 from __future__ import annotations
 
@@ -13,11 +15,17 @@ from urllib.parse import parse_qs, urlparse
 class JsonApi:
     def __init__(self) -> None:
         api = self
+        self.token: str | None = None
+        self.refused = 0
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 url = urlparse(self.path)
-                status, body = api.answer(url.path, parse_qs(url.query))
+                if api.token and self.headers.get("Authorization") != f"Bearer {api.token}":
+                    api.refused += 1
+                    status, body = 401, {"error": "invalid token"}
+                else:
+                    status, body = api.answer(url.path, parse_qs(url.query))
                 payload = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

@@ -130,3 +130,16 @@ def test_state_commands_default_to_state_url(
     shown = run_cli(["state", "show", "synthetic"], {**env, "STATE__URL": state})
     assert shown.code == 0, shown.stderr
     assert "generation" in shown.stdout and state in shown.stdout
+
+
+def test_state_show_of_an_unknown_pipeline_exits_2(
+    env: dict[str, str], state: str, bucket: str, s3: s3fs.S3FileSystem
+) -> None:
+    before = bucket_listing(s3, bucket)
+    shown = run_cli(["state", "show", "synthtic", "--state-url", state], env)
+    assert shown.code == 2, shown.stderr
+    line = one_line(shown.stderr)
+    assert "'synthtic' is not declared and has no state" in line and "synthetic" in line
+    assert shown.stdout == "" and bucket_listing(s3, bucket) == before
+    declared = run_cli(["state", "show", "files", "--state-url", state], env)
+    assert declared.code == 0 and "no snapshots" in declared.stdout  # declared, not yet run

@@ -247,7 +247,7 @@ def test_part_killed_during_load_is_the_only_one_retried_and_resumes(
     assert counts == {"paged--20240301": [1], "paged--20240302": [2], "paged--20240303": [1]}
     report = artifacts(client, killed.id)["paged-20240302-report"][-1].data
     assert "| **task attempt** | 2 |" in report, report
-    assert "1 normalized packages" in report, report  # restored from its own snapshot
+    assert "1 pending package finished: 1 normalized" in report, report  # its own snapshot
     assert "| **rows extracted (this attempt)** | 0 |" in report, report
     parent_report = report_of(client, parent.id, "paged")
     assert "retried: paged--20240302 (2 attempts)" in parent_report.description

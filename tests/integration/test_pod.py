@@ -8,6 +8,8 @@ this test decides when each "pod" starts and stops.
   resumes from the state store, every row exactly once.
 - SIGTERM without it: the engine reports the run Crashed, the pod exits 128 + SIGTERM.
 - SIGTERM when the API cannot be reached: exit 1, so that the worker reports a crash.
+- a flow whose module does not import (a wrong project folder): the run ends Failed with
+  one line, not Crashed, so the crash automation does not rerun the same error.
 - no flow run id, or a bad FLOWS_PREWARM_ATTEMPT: one line naming the setting, exit 2, no
   engine started.
 """
@@ -120,6 +122,34 @@ def test_pod_stopped_during_load_reschedules_its_run_and_the_next_pod_resumes_ex
     counts = synthetic_counts(warehouse(stack.root / "home", "synthetic"))
     assert {k: counts[k] for k in exact(rows)} == exact(rows)
     assert counts["loads"] == counts["distinct_loads"]
+
+
+def test_a_flow_that_does_not_import_ends_failed_not_crashed(
+    stack: LocalStack, client: SyncPrefectClient, tmp_path: Path
+) -> None:
+    from prefect.client.schemas.objects import State
+
+    synthetic = client.read_deployment_by_name("synthetic-daily/synthetic-daily")
+    broken = client.create_deployment(
+        flow_id=synthetic.flow_id,
+        name="does-not-import",
+        entrypoint="orders_api.flows:daily",  # not in the folder the run starts in
+        work_pool_name=stack.pool,
+        pull_steps=synthetic.pull_steps,
+    )
+    run = client.create_flow_run_from_deployment(broken)
+    pod = start_pod(stack, run.id, tmp_path / "pod")
+    out, _ = pod.communicate(timeout=120)
+    assert pod.returncode == 1, out[-3000:]
+    final = client.read_flow_run(run.id)
+    assert final.state is not None and final.state.type == StateType.FAILED, final.state
+    assert final.state.message == (
+        "the flow did not load: ModuleNotFoundError: No module named 'orders_api'"
+    )
+    # what the worker does on a failed Job: propose Crashed, which Prefect refuses now
+    crashed = client.set_flow_run_state(run.id, State(type=StateType.CRASHED))
+    assert crashed.status.value == "ABORT", crashed
+    assert client.read_flow_run(run.id).state.type == StateType.FAILED  # type: ignore[union-attr]
 
 
 def test_pod_stopped_without_reschedule_lets_the_engine_report_the_crash(

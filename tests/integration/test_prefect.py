@@ -191,7 +191,7 @@ def test_run_killed_during_load_is_retried_and_resumes_exactly(
     report = found["synthetic-report"][-1].data
     assert "| **task attempt** | 2 |" in report
     assert "| **rows extracted (this attempt)** | 0 |" in report
-    assert "1 normalized packages" in report
+    assert "1 pending package finished: 1 normalized (loaded now)" in report
     counts = synthetic_counts(warehouse(stack.root / "home", "synthetic"))
     assert {k: counts[k] for k in exact(rows)} == exact(rows)
     assert counts["loads"] == counts["distinct_loads"]
@@ -348,6 +348,28 @@ def test_doctor_passes_against_the_local_stack(stack: LocalStack) -> None:
     assert code == 0, out
     assert out.count("[ok  ]") == 7 and "7 of 7 checks passed" in out
     assert "[ok  ] pipelines: " in out
+
+
+def test_doctor_finds_a_deployment_named_apart_from_its_flow_and_needs_no_version(
+    stack: LocalStack, client: SyncPrefectClient, tmp_path: Path
+) -> None:
+    """A deployment is `FLOW/DEPLOYMENT` (here synthetic-daily/nightly): doctor finds it by
+    its name and entrypoint; one without `version` in prefect.yaml is not compared."""
+    synthetic = client.read_deployment_by_name("synthetic-daily/synthetic-daily")
+    client.create_deployment(
+        flow_id=synthetic.flow_id,
+        name="nightly",
+        entrypoint=synthetic.entrypoint,
+        work_pool_name=stack.pool,
+    )
+    declared = tmp_path / "prefect.yaml"
+    declared.write_text(
+        json.dumps({"deployments": [{"name": "nightly", "entrypoint": synthetic.entrypoint}]})
+    )
+    code, out = _doctor(stack, "--prefect-yaml", str(declared))
+    assert code == 0, out
+    assert "[ok  ] deployments: 1 registered with their schedules" in out, out
+    assert "[ok  ] flows version: no deployment of prefect.yaml records a version" in out, out
 
 
 def test_doctor_checks_declared_pipelines_and_uses_the_flow_runs_state_store(

@@ -61,7 +61,9 @@ class SlowSink:
         self.updates: list[float] = []
         self.ticking = threading.Event()
 
-    def create(self, key: str, kind: str, data: Any, description: str) -> ArtifactHandle:
+    def create(
+        self, key: str, kind: str, data: Any, description: str, flow_level: bool = False
+    ) -> ArtifactHandle:
         return ArtifactHandle()
 
     def update(self, handle: ArtifactHandle, data: Any, description: str) -> None:
@@ -89,3 +91,60 @@ def test_a_step_ends_at_100_even_when_a_tick_is_under_way() -> None:
     collector._stop()  # while the tick's update is still being sent
     time.sleep(0.7)
     assert sink.updates[-1] == 100.0, sink.updates
+
+
+class RecordingSink(SlowSink):
+    """Keeps every description and every markdown body it is sent, instantly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.descriptions: list[str] = []
+        self.bodies: dict[str, str] = {}
+
+    def create(
+        self, key: str, kind: str, data: Any, description: str, flow_level: bool = False
+    ) -> ArtifactHandle:
+        self.descriptions.append(description)
+        if kind == "markdown":
+            self.bodies[key] = str(data)
+        return ArtifactHandle()
+
+    def update(self, handle: ArtifactHandle, data: Any, description: str) -> None:
+        self.descriptions.append(description)
+
+
+def test_extract_progress_shows_rows_and_the_report_reads_as_words(tmp_path: Path) -> None:
+    """A real run through the runner: the extract's progress ends with the rows of its tables
+    (not the pipeline state's counter), a first run restores nothing, and no dict shows."""
+    from flows.durable.runner import runner
+
+    sink = RecordingSink()
+    pipeline = dlt.pipeline(
+        "progress_words",
+        destination=dlt.destinations.duckdb(str(tmp_path / "w.duckdb")),
+        dataset_name="words",
+        pipelines_dir=str(tmp_path / "pipelines"),
+        progress=PrefectCollector(sink=sink, pipeline_name="progress_words"),
+    )
+    runner(pipeline, state_url=(tmp_path / "state").as_uri()).run(
+        synthetic(rows=1500), loader_file_format="jsonl"
+    )
+    extract_done = [d for d in sink.descriptions if "Extract" in d and "done" in d][-1]
+    assert "events 1,500 rows" in extract_done, sink.descriptions
+    assert "_dlt" not in extract_done and "resources 1/1" in extract_done, extract_done
+    report = sink.bodies["progress-words-report"]
+    assert "nothing to restore (first run)" in report and "generation 0" not in report
+    everything = "\n".join([*sink.descriptions, *sink.bodies.values()])
+    assert "{'" not in everything, everything
+
+
+def test_a_resume_says_what_it_loaded() -> None:
+    from flows.durable.report import resume_phrase
+    from flows.durable.resume import ResumePlan
+
+    assert resume_phrase(ResumePlan()) is None
+    plan = ResumePlan(normalized=["1", "2"], already_loaded=["1"], rows_removed={"events": 30})
+    assert resume_phrase(plan) == (
+        "2 pending packages finished: 2 normalized (loaded now); 1 already in the destination, "
+        "not loaded again; rows of a load never completed removed first: events 30"
+    )
