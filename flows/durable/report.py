@@ -212,8 +212,8 @@ def job_resume_summary(resume: ResumePlan) -> str | None:
     parts = []
     if resume.resumed_jobs:
         parts.append(
-            f"load resumed job by job: {resume.jobs_skipped} jobs proven committed not "
-            f"loaded again, {resume.jobs_reloaded} loaded"
+            f"load resumed job by job: {_count(resume.jobs_skipped, 'job')} proven committed "
+            f"not loaded again, {resume.jobs_reloaded:,} loaded"
         )
     parts += [f"package {i} reloaded whole: {why}" for i, why in resume.reset_reasons.items()]
     return "; ".join(parts) or None

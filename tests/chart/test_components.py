@@ -321,7 +321,10 @@ def test_deploy_hook_of_a_user_project() -> None:
     """Your image and prefect.yaml folder; the platform's examples only when asked."""
     values = {"deployFlows": {"image": {"repository": "reg.example/acme-flows", "tag": "7"}}}
     values["deployFlows"]["projectDir"] = "/srv/acme"
-    for examples, expected in ((True, " && flows deploy --project-dir /opt/flows"), (False, "")):
+    for examples, expected in (
+        (True, " && FLOWS_PROJECT_DIR=/opt/flows flows deploy --project-dir /opt/flows"),
+        (False, ""),
+    ):
         values["deployFlows"]["registerExamples"] = examples
         found = Rendered("project", render(values=values))
         deploy = named_container(found, "Job", "rel-prefect-dlt-deploy-flows", "deploy-flows")

@@ -240,7 +240,7 @@ def resume_exactly_once(client: SyncPrefectClient, worker: Worker, run_id: UUID,
 
     report = artifacts(client, run_id)["synthetic-report"][-1].data
     assert "| **rows extracted (this attempt)** | 0 |" in report, report
-    assert "normalized packages" in report, report
+    assert "pending package finished" in report, report
     counts = pg_counts(dsn)
     assert counts["events"] == counts["distinct_ids"] == LOAD_ROWS, counts
     assert counts["tags"] == 2 * LOAD_ROWS and counts["orphan_tags"] == 0, counts
@@ -333,9 +333,24 @@ def test_flow_run_job_runs_to_completion(
     assert env["PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR"]["value"] == "reschedule"
     assert env["STATE__URL"]["value"] == f"s3://{BUCKET}/state-image-job"
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    disk = {
+        kind: wanted.get(key, FlowRunVariables.model_fields[key].default)
+        for kind, key in (
+            ("limits", "ephemeral_storage_limit"),
+            ("requests", "ephemeral_storage_request"),
+        )
+    }
     assert container["resources"] == {
-        "limits": {"cpu": wanted["cpu_limit"], "memory": wanted["memory_limit"]},
-        "requests": {"cpu": wanted["cpu_request"], "memory": wanted["memory_request"]},
+        "limits": {
+            "cpu": wanted["cpu_limit"],
+            "memory": wanted["memory_limit"],
+            "ephemeral-storage": disk["limits"],
+        },
+        "requests": {
+            "cpu": wanted["cpu_request"],
+            "memory": wanted["memory_request"],
+            "ephemeral-storage": disk["requests"],
+        },
     }
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["serviceAccountName"] == f"{FULLNAME}-flow-run"

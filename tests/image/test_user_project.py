@@ -479,7 +479,7 @@ def test_readme_doctor_passes_in_a_flow_run_container(
         extra_env={"FLOWS_WORK_POOL": POOL},  # the image says dlt-k8s, the page's pool
     )
     result = kube_docker.run(name, args, timeout=180)
-    assert result.code == 0 and "7 of 7 checks passed" in result.logs, str(result)
+    assert result.code == 0 and "8 of 8 checks passed" in result.logs, str(result)
     # the project's pipeline and the platform's own (entry points of the flows package)
     assert re.search(
         r"^\[ok  \] pipelines: \d+ declared, each imports and reaches its destination$",

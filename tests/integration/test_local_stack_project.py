@@ -13,12 +13,10 @@ import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 
@@ -28,7 +26,7 @@ from tests import readme
 from tests.integration.helpers import prefect_settings, wait
 from tests.integration.shop_api import ShopApi
 
-TOKEN = "orders-token"
+API_TOKEN = TOKEN = "orders-token"
 HEADING = "## Your own project on the local stack"
 GETTING_STARTED = readme.DOCS / "getting-started.md"
 
@@ -84,17 +82,6 @@ def working_dir(pull_steps: list[dict[str, Any]] | None) -> str | None:
     """Where a deployment's runs start: its set_working_directory pull step."""
     step = "prefect.deployments.steps.set_working_directory"
     return next((s[step]["directory"] for s in pull_steps or [] if step in s), None)
-
-
-@pytest.fixture
-def api() -> Iterator[ShopApi]:
-    server = ShopApi(items=250)
-    server.token = TOKEN
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_own_project_on_the_local_stack(tmp_path: Path, api: ShopApi) -> None:

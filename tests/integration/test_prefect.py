@@ -346,7 +346,7 @@ def _doctor(stack: LocalStack, *args: str, **env: str) -> tuple[int, str]:
 def test_doctor_passes_against_the_local_stack(stack: LocalStack) -> None:
     code, out = _doctor(stack)
     assert code == 0, out
-    assert out.count("[ok  ]") == 7 and "7 of 7 checks passed" in out
+    assert out.count("[ok  ]") == 8 and "8 of 8 checks passed" in out
     assert "[ok  ] pipelines: " in out
 
 

@@ -23,7 +23,7 @@ from flows.errors import EXIT_CONFIG, LoginRefused, cause_chain, is_terminal, on
 from tests.integration.helpers import embedded_env, run_cli
 from tests.integration.shop_api import ShopApi
 
-TOKEN = "s3cret"
+API_TOKEN = TOKEN = "s3cret"
 
 # a user's own source: dlt's REST API source with bearer auth, as dlt's docs declare it
 ORDERS_API = """
@@ -45,17 +45,6 @@ def orders(base_url=dlt.config.value, token=dlt.secrets.value):
         "resources": [{"name": "items", "endpoint": {"path": "items"}}],
     })
 """
-
-
-@pytest.fixture
-def api() -> Iterator[ShopApi]:
-    server = ShopApi(items=250)
-    server.token = TOKEN
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
