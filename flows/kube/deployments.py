@@ -103,13 +103,13 @@ def deploy(project: Path, env: dict[str, str], overrides: dict[str, dict[str, An
             - {d.name for d in written}
             - {f"{client.read_flow(d.flow_id).name}/{d.name}" for d in written}
         )
-        if unknown:
-            raise ConfigError(
-                f"--release-job-variables names deployments this project does not have: "
-                f"{', '.join(sorted(unknown))}"
-            )
-        for deployment in written:
+        for deployment in written:  # merged even so: an operator's changes come back
             print(merge_deployment(client, deployment, before.get(deployment.id), overrides))
+    if unknown:  # a FLOW/ part no deployment has: known only once deployed
+        raise ConfigError(
+            f"--release-job-variables names deployments this project does not have: "
+            f"{', '.join(sorted(unknown))} (the others were applied)"
+        )
     return 0
 
 
