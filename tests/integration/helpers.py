@@ -227,6 +227,21 @@ def kill_attempt_at(client: SyncPrefectClient, run_id: UUID, artifact: str) -> i
     return children[0].pid
 
 
+def synthetic_killed_in_load(client: SyncPrefectClient, rows: int, **env: str) -> FlowRun:
+    """A synthetic-daily run whose attempt is SIGKILLed during load (small load files, one
+    load worker: the kill lands in the load), once its retry completed it."""
+    run = start(
+        client,
+        "synthetic-daily",
+        parameters={"source_options": {"rows": rows}},
+        job_variables={"env": {"DATA_WRITER__FILE_MAX_ITEMS": "2000", "LOAD__WORKERS": "1", **env}},
+    )
+    kill_attempt_at(client, run.id, "synthetic-load-progress")
+    final = wait(client, run.id, timeout=400)
+    assert final.state is not None and final.state.type == StateType.COMPLETED, final.state
+    return final
+
+
 def flow_run_processes(flow_run_id: UUID | str, name: str | None = None) -> list[psutil.Process]:
     """The processes of one flow run (other tests run flows on the same machine): the engine
     the worker started and its attempt child (`flows-attempt`, flows/attempt/child.py), or

@@ -29,11 +29,11 @@ from devstack.ports import free_port
 from devstack.stack import LocalStack
 from flows.system.resources import container_limits
 from tests.integration.helpers import (
-    kill_attempt_at,
     serving,
     start,
     stop,
     synthetic_counts,
+    synthetic_killed_in_load,
     wait,
     warehouse,
 )
@@ -114,16 +114,7 @@ def test_rows_resumes_failures_and_freshness_reach_prometheus(
     before = synthetic_counts(duck)
 
     # killed during load: the retry finishes the package the dead attempt left
-    env = {"DATA_WRITER__FILE_MAX_ITEMS": "2000", "LOAD__WORKERS": "1"}
-    run = start(
-        client,
-        "synthetic-daily",
-        parameters={"source_options": {"rows": 120_000}},
-        job_variables={"env": env},
-    )
-    kill_attempt_at(client, run.id, "synthetic-load-progress")
-    final = wait(client, run.id, timeout=400)
-    assert final.state is not None and final.state.type == StateType.COMPLETED, final.state
+    synthetic_killed_in_load(client, 120_000)
     after = synthetic_counts(duck)
 
     failed = wait(
@@ -200,16 +191,7 @@ def test_a_killed_and_resumed_run_is_one_lineage_run(
 ) -> None:
     duck = warehouse(stack.root / "home", "synthetic")
     before = synthetic_counts(duck)
-    env = {"DATA_WRITER__FILE_MAX_ITEMS": "2000", "LOAD__WORKERS": "1"}
-    run = start(
-        client,
-        "synthetic-daily",
-        parameters={"source_options": {"rows": 200_000}},
-        job_variables={"env": env},
-    )
-    kill_attempt_at(client, run.id, "synthetic-load-progress")
-    final = wait(client, run.id, timeout=400)
-    assert final.state is not None and final.state.type == StateType.COMPLETED, final.state
+    run = synthetic_killed_in_load(client, 200_000)
     after = synthetic_counts(duck)
     events = [
         e
@@ -220,7 +202,7 @@ def test_a_killed_and_resumed_run_is_one_lineage_run(
     assert [e["eventType"] for e in events] == ["START", "RUNNING", "COMPLETE"]
     assert len({e["run"]["runId"] for e in events}) == 1
     parent = events[0]["run"]["facets"]["parent"]
-    assert parent["job"]["name"] == client.read_flow(final.flow_id).name
+    assert parent["job"]["name"] == client.read_flow(run.flow_id).name
     complete = events[-1]
     assert complete["job"]["name"] == "synthetic"
     assert "events" in {i["name"] for i in complete["inputs"]}

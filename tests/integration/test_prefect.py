@@ -46,6 +46,7 @@ from tests.integration.helpers import (
     serving,
     start,
     synthetic_counts,
+    synthetic_killed_in_load,
     wait,
     wait_for_artifact,
     warehouse,
@@ -172,16 +173,7 @@ def test_run_killed_during_load_is_retried_and_resumes_exactly(
     rows = 150_000  # 30,000 loaded by the first test: 120,000 new ones
     scratch = tmp_path / "pod-tmp"  # the attempts' working dirs
     scratch.mkdir()
-    env = {"DATA_WRITER__FILE_MAX_ITEMS": "2000", "LOAD__WORKERS": "1", "TMPDIR": str(scratch)}
-    run = start(
-        client,
-        "synthetic-daily",
-        parameters={"source_options": {"rows": rows}},
-        job_variables={"env": env},
-    )
-    kill_attempt_at(client, run.id, "synthetic-load-progress")
-    final = wait(client, run.id, timeout=400)
-    assert final.state is not None and final.state.type == StateType.COMPLETED, final.state
+    run = synthetic_killed_in_load(client, rows, TMPDIR=str(scratch))
     # the killed attempt's packages are not left on the pod's disk, nor the rerun's
     assert list(scratch.glob("flows-synthetic-*")) == []
     tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
