@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,3 +151,18 @@ def as_shell(block: Block) -> str:
     if block.lang == "bash":
         return block.code
     return f"python - <<'PYTHON_BLOCK'\n{block.code}PYTHON_BLOCK\n"
+
+
+def run_script(
+    script: list[str], cwd: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """The page's commands, one after the other in one bash, as a reader pastes them."""
+    return subprocess.run(
+        ["bash", "-c", "\n".join(script)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )

@@ -62,14 +62,7 @@ def test_page_blocks_run_as_written(page: Path, tmp_path: Path) -> None:
         # the built-in synthetic source, smaller than its 100,000-row default
         "SOURCES__SYNTHETIC__ROWS": "2000",
     }
-    done = subprocess.run(
-        ["bash", "-c", "\n".join(script)],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    done = readme.run_script(script, work, env)
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-4000:])
     if page.name == "README.md":  # the runner's snippet loaded its rows and wrote a record
         assert "'items': 100" in done.stdout, done.stdout[-3000:]

@@ -104,14 +104,7 @@ def test_own_project_on_the_local_stack(tmp_path: Path, api: ShopApi) -> None:
         "RUNTIME__DLTHUB_TELEMETRY": "false",
     }
     try:
-        played = subprocess.run(
-            ["bash", "-c", "\n".join(script)],
-            cwd=work,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+        played = readme.run_script(script, work, env)
         out = played.stdout + played.stderr
         assert played.returncode == 0, out[-4000:]
         assert "DEPLOY_ENV_PROJECT_DIR=unset" in out  # `flows stack env` exports no project
