@@ -134,8 +134,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     # the folder deployed is the one named or the one you are in, never FLOWS_PROJECT_DIR:
     # a shell set up for another project (`flows stack env`) must not redeploy that one
     project = args.project_dir or Path.cwd()
+    overrides = read_release_job_variables(args.release_job_variables)  # bad input first
     check_project(project)  # a request above its limit fails here, not at Job creation
-    overrides = read_release_job_variables(args.release_job_variables)
     env = {
         **os.environ,
         "FLOWS_VERSION": flows_version(),
