@@ -206,7 +206,26 @@ def wait(client: SyncPrefectClient, run_id: UUID, timeout: float = 300) -> FlowR
         if run.state and run.state.type in TERMINAL:
             return run
         time.sleep(0.5)
-    raise TimeoutError(f"flow run {run_id} not finished after {timeout} s")
+    raise TimeoutError(
+        f"flow run {run_id} not finished after {timeout} s\n{_story(client, run_id)}"
+    )
+
+
+def _story(client: SyncPrefectClient, run_id: UUID) -> str:
+    """What a flow run went through, for a test that timed out waiting for it: its states and
+    its last log lines, as the server recorded them."""
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.sorting import LogSort
+
+    states = sorted(client.read_flow_run_states(run_id), key=lambda s: s.timestamp)
+    logs = client.read_logs(
+        LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])),
+        limit=40,
+        sort=LogSort.TIMESTAMP_DESC,
+    )
+    lines = [f"state {s.timestamp:%H:%M:%S} {s.name}: {s.message or ''}" for s in states]
+    lines += [f"log {log.timestamp:%H:%M:%S} {log.message[:300]}" for log in reversed(logs)]
+    return "\n".join(lines)
 
 
 def wait_for_artifact(client: SyncPrefectClient, run_id: UUID, artifact: str) -> None:
