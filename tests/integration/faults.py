@@ -264,6 +264,10 @@ class TcpProxy:
         self.cuts += 1
         self._close_all()
 
+    def wait_up(self) -> None:
+        """Returns once a cut is over: the database is back."""
+        time.sleep(max(0.0, self._down_until - time.monotonic()))
+
     def _close_all(self) -> None:
         with self._lock:
             conns, self._conns = self._conns, set()

@@ -232,8 +232,12 @@ def destination_cut(world: World, rng: random.Random) -> None:
     at, seconds = rng.uniform(1, 8), rng.uniform(2, 12)
     world.scenario.notes.append(f"database cut at {at:.1f} s for {seconds:.1f} s")
     proc = world.start("R")
-    later(at, lambda: cutter.cut(seconds))
+    cutting = later(at, lambda: cutter.cut(seconds))
     finish(proc, world.scenario)
+    # the retries run with the fault off: a run that ended before the cut still meets it
+    # here, and the database is back only once the cut is over (a restart, not an outage)
+    cutting.join()
+    cutter.wait_up()
 
 
 def kill(world: World, rng: random.Random) -> None:
