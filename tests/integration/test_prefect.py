@@ -86,6 +86,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, webhook: str) -> Iterator[Lo
         tmp_path_factory.mktemp("stack"),
         api_port=free_port(avoid_plus=None),
         alert_webhook_url=webhook,
+        # a run starts soon after it is created: most tests here start runs one after another
+        extra_env={"PREFECT_WORKER_QUERY_SECONDS": "2"},
     )
     with serving(stack):
         yield stack
