@@ -206,9 +206,11 @@ def wait(client: SyncPrefectClient, run_id: UUID, timeout: float = 300) -> FlowR
         if run.state and run.state.type in TERMINAL:
             return run
         time.sleep(0.5)
-    raise TimeoutError(
-        f"flow run {run_id} not finished after {timeout} s\n{_story(client, run_id)}"
-    )
+    try:
+        story = _story(client, run_id)
+    except Exception as err:  # the timeout is the failure to report, not this
+        story = f"(its history could not be read: {type(err).__name__}: {err})"
+    raise TimeoutError(f"flow run {run_id} not finished after {timeout} s\n{story}")
 
 
 def _story(client: SyncPrefectClient, run_id: UUID) -> str:
