@@ -154,7 +154,7 @@ def as_shell(block: Block) -> str:
 
 
 def run_script(
-    script: list[str], cwd: Path, env: dict[str, str]
+    script: list[str], cwd: Path, env: dict[str, str], timeout: float = 900
 ) -> subprocess.CompletedProcess[str]:
     """The page's commands, one after the other in one bash, as a reader pastes them."""
     return subprocess.run(
@@ -163,6 +163,6 @@ def run_script(
         env=env,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=timeout,
         check=False,
     )

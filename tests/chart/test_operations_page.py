@@ -46,6 +46,7 @@ from tests.chart.services import (
     run_deploy_hook,
     run_rendered,
 )
+from tests.readme import run_script
 
 pytestmark = pytest.mark.integration
 
@@ -121,15 +122,7 @@ def test_every_command_of_the_operations_page(
     def cli(line: str) -> None:
         """Exit 0; `flows doctor` fails here on what only a cluster has (a worker polling
         the pool): its concurrency-slots check must pass."""
-        done = subprocess.run(
-            ["bash", "-o", "pipefail", "-c", line],
-            cwd=operated,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        done = run_script(["set -o pipefail", line], operated, env, timeout=300)
         said = f"{line}\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
         if line == "flows doctor":
             assert "[ok  ] concurrency slots: no leaked tag slots" in done.stdout, said
