@@ -26,7 +26,7 @@ from tests import readme
 from tests.integration.helpers import prefect_settings, wait
 from tests.integration.shop_api import ShopApi
 
-API_TOKEN = TOKEN = "orders-token"
+API_TOKEN = "orders-token"
 HEADING = "## Your own project on the local stack"
 GETTING_STARTED = readme.DOCS / "getting-started.md"
 
@@ -92,7 +92,7 @@ def test_own_project_on_the_local_stack(tmp_path: Path, api: ShopApi) -> None:
     for line in lines:  # as written (bash reads the comments as comments)
         script.append(line.replace("flows stack up", f"flows stack up --port {port}", 1))
         if line.startswith("flows init"):
-            script.append(own_source(api, TOKEN, tmp_path / "own_source.py"))
+            script.append(own_source(api, API_TOKEN, tmp_path / "own_source.py"))
     script.append('echo "DEPLOY_ENV_PROJECT_DIR=${FLOWS_PROJECT_DIR:-unset}"')
     home, work = tmp_path / "home", tmp_path / "work"
     work.mkdir()

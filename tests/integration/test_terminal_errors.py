@@ -23,7 +23,7 @@ from flows.errors import EXIT_CONFIG, LoginRefused, cause_chain, is_terminal, on
 from tests.integration.helpers import embedded_env, run_cli
 from tests.integration.shop_api import ShopApi
 
-API_TOKEN = TOKEN = "s3cret"
+API_TOKEN = "s3cret"
 
 # a user's own source: dlt's REST API source with bearer auth, as dlt's docs declare it
 ORDERS_API = """
@@ -63,7 +63,7 @@ def project(tmp_path: Path, api: ShopApi) -> dict[str, str]:
 
 
 def test_right_token_loads(project: dict[str, str], api: ShopApi) -> None:
-    result = run_cli(["run", "orders"], {**project, "SOURCES__ORDERS_API__TOKEN": TOKEN})
+    result = run_cli(["run", "orders"], {**project, "SOURCES__ORDERS_API__TOKEN": API_TOKEN})
     assert result.code == 0, result.stderr[-2000:]
     assert api.refused == 0 and api.requests["/items"] == 3  # 250 items, 100 a page
 
@@ -80,7 +80,7 @@ def test_wrong_token_fails_after_one_request(project: dict[str, str], api: ShopA
 def test_destination_typo_exits_2_naming_setting_and_valid_names(
     project: dict[str, str], api: ShopApi
 ) -> None:
-    env = {**project, "SOURCES__ORDERS_API__TOKEN": TOKEN, "PIPELINES__DESTINATION": "duckbd"}
+    env = {**project, "SOURCES__ORDERS_API__TOKEN": API_TOKEN, "PIPELINES__DESTINATION": "duckbd"}
     result = run_cli(["run", "orders"], env)
     assert result.code == EXIT_CONFIG, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
