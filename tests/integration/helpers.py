@@ -20,8 +20,14 @@ import duckdb
 import psutil
 import pytest
 from prefect.client.orchestration import SyncPrefectClient
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.sorting import LogSort
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
@@ -216,9 +222,6 @@ def wait(client: SyncPrefectClient, run_id: UUID, timeout: float = 300) -> FlowR
 def _story(client: SyncPrefectClient, run_id: UUID) -> str:
     """What a flow run went through, for a test that timed out waiting for it: its states and
     its last log lines, as the server recorded them."""
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-    from prefect.client.schemas.sorting import LogSort
-
     states = sorted(client.read_flow_run_states(run_id), key=lambda s: s.timestamp)
     logs = client.read_logs(
         LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])),
